@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/fusefs"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
+)
+
+// readyFDEnv names the descriptor on which a --background child reports
+// that its mount is ready ("ok") or why it failed.
+const readyFDEnv = "S3GFS_READY_FD"
+
+type mountFlags struct {
+	store      storeFlags
+	log        logFlags
+	readOnly   bool
+	hostID     string
+	cacheDir   string
+	cacheSize  sizeFlag
+	bufferSize sizeFlag
+	allowOther bool
+	background bool
+	logFile    string
+	debugFUSE  bool
+}
+
+func runMount(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlagSet("mount", "[flags] s3://BUCKET/PREFIX MOUNTPOINT",
+		`Mounts the volume at MOUNTPOINT and serves it in the foreground until the
+mountpoint is unmounted (umount MOUNTPOINT) or the process gets SIGINT or
+SIGTERM; then it writes back everything and exits 0. With --background it
+returns as soon as the mount is ready. Any number of hosts may mount one
+volume read-write at once.`, stderr)
+	m := mountFlags{cacheSize: 128 << 20, bufferSize: 256 << 20}
+	m.store.register(fs)
+	m.log.register(fs)
+	fs.BoolVar(&m.readOnly, "read-only", false, "mount read-only")
+	fs.StringVar(&m.hostID, "host-id", "", "this mount's host id, 16 hex digits (default: a fresh random id per mount)")
+	fs.StringVar(&m.cacheDir, "cache-dir", "", "directory for a local disk cache of file data (default: memory only)")
+	fs.Var(&m.cacheSize, "cache-size", "memory for cached file data")
+	fs.Var(&m.bufferSize, "buffer-size", "memory for written data not yet uploaded (at least two extents)")
+	fs.BoolVar(&m.allowOther, "allow-other", false, "let users other than the mounting one access the mount")
+	fs.BoolVar(&m.background, "background", false, "return once the mount is ready, leaving it served by a background process")
+	fs.StringVar(&m.logFile, "log-file", "", "append logs to this file (default: standard error; with --background, logs after start-up are discarded unless this is set)")
+	fs.BoolVar(&m.debugFUSE, "debug-fuse", false, "log every FUSE request")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return fmt.Errorf("%w: want a volume URL and a mountpoint, got %d arguments", errUsage, len(pos))
+	}
+	u, err := parseVolumeArg(pos[0])
+	if err != nil {
+		return err
+	}
+	mnt := pos[1]
+	if st, err := os.Stat(mnt); err != nil || !st.IsDir() {
+		return fmt.Errorf("%w: mountpoint %s is not an existing directory", errUsage, mnt)
+	}
+	var hostID uint64
+	if m.hostID != "" {
+		if hostID, err = strconv.ParseUint(m.hostID, 16, 64); err != nil || hostID == 0 {
+			return fmt.Errorf("%w: --host-id %q must be 1-16 hex digits, not zero", errUsage, m.hostID)
+		}
+	}
+	logOut := stderr
+	if m.logFile != "" {
+		f, err := os.OpenFile(m.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return fmt.Errorf("%w: --log-file: %v", errUsage, err)
+		}
+		defer f.Close()
+		logOut = f
+	}
+	log, err := m.log.logger(logOut)
+	if err != nil {
+		return err
+	}
+	if m.background && os.Getenv(readyFDEnv) == "" {
+		return daemonize(args, stderr)
+	}
+	err = serve(ctx, u, mnt, hostID, m, log)
+	if fd := os.Getenv(readyFDEnv); fd != "" && err != nil {
+		reportReady(fd, err)
+	}
+	return err
+}
+
+// serve mounts the volume and blocks until it is unmounted.
+func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mountFlags, log *slog.Logger) error {
+	store, err := m.store.open(ctx, u)
+	if err != nil {
+		return err
+	}
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	vol, err := volume.Open(octx, store, u, !m.readOnly)
+	cancel()
+	if err != nil {
+		return err
+	}
+	engine, err := vfs.New(vol, vfs.Options{
+		HostID: hostID, ReadOnly: m.readOnly, BufferSize: int64(m.bufferSize),
+		CacheSize: int64(m.cacheSize), CacheDir: m.cacheDir, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	server, err := fusefs.Mount(mnt, engine, fusefs.MountOptions{AllowOther: m.allowOther, ReadOnly: m.readOnly, Debug: m.debugFUSE, Logger: log})
+	if err != nil {
+		engine.Close(ctx)
+		return fmt.Errorf("mount %s: %w", mnt, err)
+	}
+	log.Info("mounted", "volume", u.String(), "mountpoint", mnt, "host", fmt.Sprintf("%016x", engine.HostID()), "read_only", m.readOnly)
+	if fd := os.Getenv(readyFDEnv); fd != "" {
+		reportReady(fd, nil)
+		detachStdio() // the starting command has returned; do not hold its terminal or pipes
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	go func() { server.Wait(); close(done) }()
+	select {
+	case <-done:
+		log.Info("unmounted", "mountpoint", mnt)
+	case sig := <-sigs:
+		log.Info("signal received; writing back and unmounting", "signal", sig.String())
+		if err := engine.SyncAll(ctx); err != nil {
+			log.Error("write-back before unmount failed", "err", err)
+		}
+		if err := server.Unmount(); err != nil {
+			log.Warn("mountpoint busy; detaching it lazily", "err", err)
+			syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+		<-done
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer ccancel()
+	if err := engine.Close(cctx); err != nil {
+		return fmt.Errorf("final write-back: %w", err)
+	}
+	return nil
+}
+
+// daemonize re-runs this mount in a new session and waits for it to report
+// that the mount is ready.
+func daemonize(args []string, stderr io.Writer) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, append([]string{"mount"}, args...)...)
+	cmd.Env = append(os.Environ(), readyFDEnv+"=3")
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start background mount: %w", err)
+	}
+	w.Close()
+	msg, _ := io.ReadAll(r)
+	if string(msg) == "ok" {
+		fmt.Fprintf(stderr, "s3gfs: mounted in the background (pid %d)\n", cmd.Process.Pid)
+		return nil
+	}
+	cmd.Wait()
+	if len(msg) == 0 {
+		return errors.New("background mount exited before it was ready")
+	}
+	return errors.New(string(msg))
+}
+
+func reportReady(fd string, err error) {
+	n, perr := strconv.Atoi(fd)
+	if perr != nil {
+		return
+	}
+	f := os.NewFile(uintptr(n), "ready")
+	if f == nil {
+		return
+	}
+	if err == nil {
+		f.WriteString("ok")
+	} else {
+		f.WriteString(err.Error())
+	}
+	f.Close()
+	os.Unsetenv(readyFDEnv)
+}
+
+// detachStdio points standard input, output and error at /dev/null.
+func detachStdio() {
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return
+	}
+	for fd := 0; fd <= 2; fd++ {
+		syscall.Dup2(int(null.Fd()), fd)
+	}
+	null.Close()
+}

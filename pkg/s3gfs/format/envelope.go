@@ -1,0 +1,100 @@
+package format
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+)
+
+// Errors returned by decoders. Callers test with errors.Is.
+var (
+	// ErrCorrupt: the object is truncated, its checksum does not match, or
+	// a field is out of range.
+	ErrCorrupt = errors.New("corrupt object")
+	// ErrUnsupported: the object uses a format version or flag this build
+	// does not know. Such objects are refused, never guessed at.
+	ErrUnsupported = errors.New("unsupported object format")
+)
+
+// Kind tags what an object is; it is the fifth byte of every object.
+type Kind byte
+
+// Object kinds.
+const (
+	KindVolume   Kind = 'V' // the volume header
+	KindInode    Kind = 'I' // one version of one inode
+	KindExtent   Kind = 'E' // one data extent
+	KindPing     Kind = 'H' // a host's ping
+	KindSnapshot Kind = 'S' // a snapshot pin
+	KindLease    Kind = 'L' // the reaper's lease
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindVolume:
+		return "volume"
+	case KindInode:
+		return "inode"
+	case KindExtent:
+		return "extent"
+	case KindPing:
+		return "ping"
+	case KindSnapshot:
+		return "snapshot"
+	case KindLease:
+		return "lease"
+	}
+	return fmt.Sprintf("kind(%#x)", byte(k))
+}
+
+// Envelope layout: magic(4) kind(1) version(1) flags(2, LE) payload crc32c(4, LE).
+const (
+	// Magic opens every s3gfs object.
+	Magic = "S3GF"
+	// Version is the only object format version this build reads and writes.
+	Version = 1
+	// EnvelopeOverhead is the number of bytes the envelope adds to a payload.
+	EnvelopeOverhead = headerLen + crcLen
+
+	headerLen = 8
+	crcLen    = 4
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Checksum is the CRC-32C (Castagnoli) used throughout the format.
+func Checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// Seal wraps payload in an envelope of the given kind.
+func Seal(kind Kind, payload []byte) []byte {
+	out := make([]byte, 0, len(payload)+EnvelopeOverhead)
+	out = append(out, Magic...)
+	out = append(out, byte(kind), Version, 0, 0)
+	out = append(out, payload...)
+	return binary.LittleEndian.AppendUint32(out, Checksum(out))
+}
+
+// Open checks an envelope and returns its payload (aliasing obj).
+func Open(kind Kind, obj []byte) ([]byte, error) {
+	if len(obj) < EnvelopeOverhead {
+		return nil, fmt.Errorf("%w: %s object of %d bytes is shorter than its envelope", ErrCorrupt, kind, len(obj))
+	}
+	if string(obj[:4]) != Magic {
+		return nil, fmt.Errorf("%w: bad magic %q, not an s3gfs object", ErrCorrupt, obj[:4])
+	}
+	body, sum := obj[:len(obj)-crcLen], binary.LittleEndian.Uint32(obj[len(obj)-crcLen:])
+	if got := Checksum(body); got != sum {
+		return nil, fmt.Errorf("%w: checksum mismatch (stored %08x, computed %08x)", ErrCorrupt, sum, got)
+	}
+	if Kind(obj[4]) != kind {
+		return nil, fmt.Errorf("%w: expected a %s object, found a %s object", ErrCorrupt, kind, Kind(obj[4]))
+	}
+	if obj[5] != Version {
+		return nil, fmt.Errorf("%w: %s object has format version %d, this build reads version %d", ErrUnsupported, kind, obj[5], Version)
+	}
+	if flags := binary.LittleEndian.Uint16(obj[6:8]); flags != 0 {
+		return nil, fmt.Errorf("%w: %s object has unknown flags %#04x", ErrUnsupported, kind, flags)
+	}
+	return body[headerLen:], nil
+}

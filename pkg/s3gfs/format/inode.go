@@ -1,0 +1,360 @@
+package format
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// InodeKind says what an inode version describes.
+type InodeKind byte
+
+// Inode kinds. A tombstone is the final version of a deleted inode.
+const (
+	KindFile      InodeKind = 1
+	KindDir       InodeKind = 2
+	KindSymlink   InodeKind = 3
+	KindTombstone InodeKind = 4
+	KindSpecial   InodeKind = 5 // FIFO, socket or device node
+)
+
+func (k InodeKind) String() string {
+	switch k {
+	case KindFile:
+		return "file"
+	case KindDir:
+		return "dir"
+	case KindSymlink:
+		return "symlink"
+	case KindTombstone:
+		return "tombstone"
+	case KindSpecial:
+		return "special"
+	}
+	return fmt.Sprintf("inodekind(%d)", byte(k))
+}
+
+// Limits enforced by the encoder and the decoder.
+const (
+	MaxNameLen       = 255     // bytes in one directory entry name
+	MaxSymlinkLen    = 4095    // bytes in a symlink target
+	MaxXattrNameLen  = 255     // bytes in an extended attribute name
+	MaxXattrValueLen = 64 << 10
+	MaxXattrs        = 1024
+	MaxEntries       = 1 << 24 // entries in one directory version
+	MaxExtents       = 1 << 24 // extents in one file version
+	// MaxDeltaChain: a directory version more than this many versions past
+	// its base MUST be written as a full version instead.
+	MaxDeltaChain = 64
+)
+
+// ValidateName checks a directory entry name (invariant 10 of the protocol).
+func ValidateName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("%w: invalid name %q", ErrBadName, name)
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("%w: name of %d bytes exceeds %d", ErrNameTooLong, len(name), MaxNameLen)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("%w: name %q contains '/' or NUL", ErrBadName, name)
+	}
+	return nil
+}
+
+// Name errors, wrapped by ValidateName.
+var (
+	ErrBadName     = fmt.Errorf("bad file name")
+	ErrNameTooLong = fmt.Errorf("file name too long")
+)
+
+// Xattr is one extended attribute.
+type Xattr struct {
+	Name  string
+	Value []byte
+}
+
+// ExtentRef names the extent object holding bytes
+// [Index*ExtentSize, Index*ExtentSize+Length) of a file. Bytes of the file
+// inside its size but beyond Length, or in an index with no ExtentRef, are
+// zeros.
+type ExtentRef struct {
+	Index  uint64 // position of the extent in the file
+	EID    uint64 // the extent object's id (key: Keys.Extent(inode, EID))
+	Length uint32 // bytes stored in the extent object
+	CRC    uint32 // CRC-32C of those bytes
+}
+
+// EntryOp is a directory change in a version.
+type EntryOp byte
+
+// Directory entry operations. A full version holds only EntryPut.
+const (
+	EntryPut    EntryOp = 1 // name now refers to Child
+	EntryRemove EntryOp = 2 // name no longer exists
+)
+
+// Entry is one directory entry, or one change to it in a delta version.
+type Entry struct {
+	Op        EntryOp
+	Name      string
+	Child     uint64    // inode id (EntryPut only)
+	ChildKind InodeKind // kind of Child when the entry was made (EntryPut only)
+}
+
+// Inode is one immutable version of one inode.
+type Inode struct {
+	ID      uint64
+	Version uint64 // 1 for the first version, then +1 per version
+	Kind    InodeKind
+	Writer  uint64 // host id of the writer, for diagnostics
+	Mode    uint32 // permission bits (07777); for KindSpecial also the file type bits
+	UID     uint32
+	GID     uint32
+	Nlink   uint32 // names referring to a file, symlink or special inode; 0 for dirs
+	Size    uint64 // file size; target length for symlinks
+	Rdev    uint32 // device number (KindSpecial)
+	Atime   int64  // nanoseconds since the Unix epoch (client clock, POSIX attribute)
+	Mtime   int64
+	Ctime   int64
+	Xattrs  []Xattr // sorted by name, unique
+
+	// KindFile
+	Inline  bool        // data is stored in Data, not in extents
+	Data    []byte      // inline file contents (len == Size)
+	Extents []ExtentRef // sorted by Index, unique
+
+	// KindDir
+	Base    uint64  // version holding the full entry list this one builds on; == Version for a full version
+	Entries []Entry // full version: every entry, sorted by name; delta: changes since Version-1
+
+	// KindSymlink
+	Target string
+}
+
+// IsFull reports whether a directory version holds its full entry list.
+func (n *Inode) IsFull() bool { return n.Base == n.Version }
+
+// Validate checks every field against the rules in FORMAT.md.
+func (n *Inode) Validate() error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: inode %016x v%d: "+f, append([]any{ErrCorrupt, n.ID, n.Version}, a...)...) }
+	if n.ID == 0 || n.Version == 0 || n.Version == ^uint64(0) {
+		return bad("zero id or invalid version")
+	}
+	if len(n.Xattrs) > MaxXattrs {
+		return bad("%d xattrs exceed %d", len(n.Xattrs), MaxXattrs)
+	}
+	for i, x := range n.Xattrs {
+		if x.Name == "" || len(x.Name) > MaxXattrNameLen || strings.IndexByte(x.Name, 0) >= 0 || len(x.Value) > MaxXattrValueLen {
+			return bad("invalid xattr %q", x.Name)
+		}
+		if i > 0 && n.Xattrs[i-1].Name >= x.Name {
+			return bad("xattrs not sorted and unique")
+		}
+	}
+	if n.Kind != KindSpecial && n.Mode&^0o7777 != 0 {
+		return bad("mode %o has bits outside 07777", n.Mode)
+	}
+	switch n.Kind {
+	case KindFile:
+		if n.Inline {
+			if uint64(len(n.Data)) != n.Size || len(n.Extents) != 0 {
+				return bad("inline data of %d bytes for size %d", len(n.Data), n.Size)
+			}
+		} else if len(n.Data) != 0 {
+			return bad("data without inline flag")
+		}
+		for i, x := range n.Extents {
+			if i > 0 && n.Extents[i-1].Index >= x.Index {
+				return bad("extents not sorted and unique")
+			}
+		}
+	case KindDir:
+		if n.Base == 0 || n.Base > n.Version || n.Version-n.Base > MaxDeltaChain {
+			return bad("directory base %d out of range", n.Base)
+		}
+		for i, e := range n.Entries {
+			if err := ValidateName(e.Name); err != nil {
+				return bad("%v", err)
+			}
+			switch e.Op {
+			case EntryPut:
+				if e.Child == 0 || !validChildKind(e.ChildKind) {
+					return bad("entry %q has invalid child", e.Name)
+				}
+			case EntryRemove:
+				if n.IsFull() {
+					return bad("full directory version holds a removal")
+				}
+			default:
+				return bad("entry %q has unknown op %d", e.Name, e.Op)
+			}
+			if n.IsFull() && i > 0 && n.Entries[i-1].Name >= e.Name {
+				return bad("entries not sorted and unique")
+			}
+		}
+	case KindSymlink:
+		if n.Target == "" || len(n.Target) > MaxSymlinkLen || uint64(len(n.Target)) != n.Size {
+			return bad("invalid symlink target")
+		}
+	case KindTombstone, KindSpecial:
+	default:
+		return fmt.Errorf("%w: inode %016x v%d has unknown kind %d", ErrUnsupported, n.ID, n.Version, n.Kind)
+	}
+	if n.Kind != KindFile && (n.Inline || len(n.Data) > 0 || len(n.Extents) > 0) {
+		return bad("%s with file data", n.Kind)
+	}
+	if n.Kind != KindDir && (n.Base != 0 || len(n.Entries) > 0) {
+		return bad("%s with directory entries", n.Kind)
+	}
+	if n.Kind != KindSymlink && n.Target != "" {
+		return bad("%s with a symlink target", n.Kind)
+	}
+	return nil
+}
+
+func validChildKind(k InodeKind) bool {
+	return k == KindFile || k == KindDir || k == KindSymlink || k == KindSpecial
+}
+
+// EncodeInode validates n and returns the sealed inode version object.
+func EncodeInode(n *Inode) ([]byte, error) {
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	var e encoder
+	e.u64(n.ID)
+	e.uvarint(n.Version)
+	e.u8(byte(n.Kind))
+	e.u64(n.Writer)
+	e.uvarint(uint64(n.Mode))
+	e.uvarint(uint64(n.UID))
+	e.uvarint(uint64(n.GID))
+	e.uvarint(uint64(n.Nlink))
+	e.uvarint(n.Size)
+	e.uvarint(uint64(n.Rdev))
+	e.varint(n.Atime)
+	e.varint(n.Mtime)
+	e.varint(n.Ctime)
+	e.uvarint(uint64(len(n.Xattrs)))
+	for _, x := range n.Xattrs {
+		e.str(x.Name)
+		e.bytes(x.Value)
+	}
+	switch n.Kind {
+	case KindFile:
+		if n.Inline {
+			e.u8(1)
+			e.bytes(n.Data)
+		} else {
+			e.u8(0)
+			e.uvarint(uint64(len(n.Extents)))
+			for _, x := range n.Extents {
+				e.uvarint(x.Index)
+				e.u64(x.EID)
+				e.uvarint(uint64(x.Length))
+				e.u32(x.CRC)
+			}
+		}
+	case KindDir:
+		e.uvarint(n.Base)
+		e.uvarint(uint64(len(n.Entries)))
+		for _, x := range n.Entries {
+			e.u8(byte(x.Op))
+			e.str(x.Name)
+			if x.Op == EntryPut {
+				e.u64(x.Child)
+				e.u8(byte(x.ChildKind))
+			}
+		}
+	case KindSymlink:
+		e.str(n.Target)
+	}
+	return Seal(KindInode, e.b), nil
+}
+
+// DecodeInode opens and validates an inode version object. maxExtentSize
+// bounds extent lengths and maxInline bounds inline data (from the volume
+// header).
+func DecodeInode(obj []byte, maxExtentSize uint32) (*Inode, error) {
+	p, err := Open(KindInode, obj)
+	if err != nil {
+		return nil, err
+	}
+	d := decoder{b: p}
+	n := &Inode{}
+	n.ID = d.u64("id")
+	n.Version = d.uvarint("version")
+	n.Kind = InodeKind(d.u8("kind"))
+	n.Writer = d.u64("writer")
+	n.Mode = uint32(d.uvarintMax("mode", 0xffffffff))
+	n.UID = uint32(d.uvarintMax("uid", 0xffffffff))
+	n.GID = uint32(d.uvarintMax("gid", 0xffffffff))
+	n.Nlink = uint32(d.uvarintMax("nlink", 0xffffffff))
+	n.Size = d.uvarintMax("size", 1<<62)
+	n.Rdev = uint32(d.uvarintMax("rdev", 0xffffffff))
+	n.Atime = d.varint("atime")
+	n.Mtime = d.varint("mtime")
+	n.Ctime = d.varint("ctime")
+	if nx := d.uvarintMax("xattr count", MaxXattrs); nx > 0 {
+		n.Xattrs = make([]Xattr, 0, nx)
+		for i := uint64(0); i < nx && d.err == nil; i++ {
+			name := d.str("xattr name", MaxXattrNameLen)
+			n.Xattrs = append(n.Xattrs, Xattr{Name: name, Value: d.bytes("xattr value", MaxXattrValueLen)})
+		}
+	}
+	switch n.Kind {
+	case KindFile:
+		switch d.u8("inline flag") {
+		case 0:
+			cnt := d.uvarintMax("extent count", MaxExtents)
+			if cnt > uint64(len(p)) { // each extent takes at least 14 bytes
+				d.fail("extent count %d exceeds object size", cnt)
+			}
+			for i := uint64(0); i < cnt && d.err == nil; i++ {
+				x := ExtentRef{Index: d.uvarintMax("extent index", 1<<50), EID: d.u64("extent id")}
+				x.Length = uint32(d.uvarintMax("extent length", uint64(maxExtentSize)))
+				x.CRC = d.u32("extent crc")
+				n.Extents = append(n.Extents, x)
+			}
+		case 1:
+			n.Inline = true
+			n.Data = d.bytes("inline data", MaxInlineLimit)
+		default:
+			d.fail("bad inline flag")
+		}
+	case KindDir:
+		n.Base = d.uvarint("base")
+		cnt := d.uvarintMax("entry count", MaxEntries)
+		if cnt > uint64(len(p)) {
+			d.fail("entry count %d exceeds object size", cnt)
+		}
+		for i := uint64(0); i < cnt && d.err == nil; i++ {
+			x := Entry{Op: EntryOp(d.u8("entry op")), Name: d.str("entry name", MaxNameLen)}
+			if x.Op == EntryPut {
+				x.Child = d.u64("entry child")
+				x.ChildKind = InodeKind(d.u8("entry child kind"))
+			}
+			n.Entries = append(n.Entries, x)
+		}
+	case KindSymlink:
+		n.Target = d.str("symlink target", MaxSymlinkLen)
+	}
+	if err := d.end("inode"); err != nil {
+		return nil, err
+	}
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	for _, x := range n.Extents {
+		if end := x.Index*uint64(maxExtentSize) + uint64(x.Length); x.Length == 0 || end > n.Size {
+			return nil, fmt.Errorf("%w: inode %016x v%d: extent %d lies beyond the file size", ErrCorrupt, n.ID, n.Version, x.Index)
+		}
+	}
+	return n, nil
+}
+
+// SortEntries sorts a full entry list by name.
+func SortEntries(es []Entry) { sort.Slice(es, func(i, j int) bool { return es[i].Name < es[j].Name }) }
+
+// SortXattrs sorts xattrs by name.
+func SortXattrs(xs []Xattr) { sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name }) }

@@ -1,0 +1,208 @@
+package format_test
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+)
+
+func TestChecksumIsCRC32C(t *testing.T) {
+	// The standard check value of CRC-32C (Castagnoli, reflected).
+	if got := format.Checksum([]byte("123456789")); got != 0xe3069283 {
+		t.Fatalf("Checksum(123456789) = %08x, want e3069283", got)
+	}
+	if got := format.Checksum(nil); got != 0 {
+		t.Fatalf("Checksum(nil) = %08x, want 0", got)
+	}
+}
+
+func TestSealLayout(t *testing.T) {
+	if format.EnvelopeOverhead != 12 {
+		t.Fatalf("EnvelopeOverhead = %d, want 12", format.EnvelopeOverhead)
+	}
+	payload := []byte("payload")
+	obj := format.Seal(format.KindExtent, payload)
+	if want := sealRaw("S3GF", 'E', 1, 0, payload); !bytes.Equal(obj, want) {
+		t.Fatalf("Seal = % x\nwant   % x", obj, want)
+	}
+	got, err := format.Open(format.KindExtent, obj)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("Open = %q, %v", got, err)
+	}
+	// An empty payload is a valid envelope.
+	if got, err := format.Open(format.KindExtent, format.Seal(format.KindExtent, nil)); err != nil || len(got) != 0 {
+		t.Fatalf("Open(empty) = %q, %v", got, err)
+	}
+}
+
+func TestKindBytes(t *testing.T) {
+	for k, b := range map[format.Kind]byte{
+		format.KindVolume: 'V', format.KindInode: 'I', format.KindExtent: 'E',
+		format.KindPing: 'H', format.KindSnapshot: 'S', format.KindLease: 'L',
+	} {
+		if byte(k) != b {
+			t.Errorf("%s = %q, want %q", k, byte(k), b)
+		}
+	}
+	for k, b := range map[format.InodeKind]byte{
+		format.KindFile: 1, format.KindDir: 2, format.KindSymlink: 3, format.KindTombstone: 4, format.KindSpecial: 5,
+	} {
+		if byte(k) != b {
+			t.Errorf("%s = %d, want %d", k, byte(k), b)
+		}
+	}
+	if format.EntryPut != 1 || format.EntryRemove != 2 {
+		t.Errorf("entry ops changed")
+	}
+}
+
+func TestVolumeRoundTrip(t *testing.T) {
+	vols := map[string]*format.Volume{
+		"sample": sampleVolume(),
+		"min":    {ExtentSize: format.MinExtentSize, InlineLimit: 0, Created: time.Unix(0, 0)},
+		"max": {
+			ExtentSize: format.MaxExtentSize, InlineLimit: format.MaxInlineLimit,
+			Retention: 100 * 365 * 24 * time.Hour, Created: time.Unix(0, -1<<63),
+			ID: [16]byte{0: 0xff, 15: 0xff},
+		},
+		"odd": {ExtentSize: 5 * 4096 * 16, InlineLimit: 1, Retention: time.Second, Created: time.Unix(0, 1<<63-1)},
+	}
+	for name, v := range vols {
+		t.Run(name, func(t *testing.T) {
+			obj, err := format.EncodeVolume(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := rawVolume(v); !bytes.Equal(obj, want) {
+				t.Errorf("EncodeVolume differs from FORMAT.md:\n got % x\nwant % x", obj, want)
+			}
+			got, err := format.DecodeVolume(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameVolume(got, v) {
+				t.Errorf("round trip:\n got %+v\nwant %+v", got, v)
+			}
+			again, err := format.EncodeVolume(got)
+			if err != nil || !bytes.Equal(again, obj) {
+				t.Errorf("re-encoding differs (%v)", err)
+			}
+		})
+	}
+}
+
+func TestVolumeRetentionIsWholeSeconds(t *testing.T) {
+	v := sampleVolume()
+	v.Retention = 90*time.Second + 999*time.Millisecond
+	obj, err := format.EncodeVolume(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := format.DecodeVolume(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Retention != 90*time.Second {
+		t.Fatalf("retention %v, want it truncated to 1m30s", got.Retention)
+	}
+}
+
+func TestInodeRoundTrip(t *testing.T) {
+	for name, n := range sampleInodes() {
+		t.Run(name, func(t *testing.T) {
+			if err := n.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			obj, err := format.EncodeInode(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := rawInode(n); !bytes.Equal(obj, want) {
+				t.Errorf("EncodeInode differs from FORMAT.md:\n got % x\nwant % x", obj, want)
+			}
+			got, err := format.DecodeInode(obj, format.DefaultExtentSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameInode(got, n) {
+				t.Errorf("round trip:\n got %+v\nwant %+v", got, n)
+			}
+			again, err := format.EncodeInode(got)
+			if err != nil || !bytes.Equal(again, obj) {
+				t.Errorf("re-encoding differs (%v)", err)
+			}
+			if got.Kind == format.KindDir && got.IsFull() != (got.Base == got.Version) {
+				t.Errorf("IsFull wrong")
+			}
+		})
+	}
+}
+
+func TestInodeDecodeDoesNotAlias(t *testing.T) {
+	n := sampleInodes()["file-inline"]
+	obj, _ := format.EncodeInode(n)
+	got, err := format.DecodeInode(obj, format.DefaultExtentSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range obj {
+		obj[i] = 0
+	}
+	if string(got.Data) != "hi\n" || string(got.Xattrs[2].Value) != "text/plain" {
+		t.Fatalf("decoded inode aliases its object: %q %q", got.Data, got.Xattrs[2].Value)
+	}
+}
+
+func TestDeltaChainLimit(t *testing.T) {
+	n := &format.Inode{ID: 9, Kind: format.KindDir, Mode: 0o755, Base: 1}
+	for v := uint64(1); v <= 1+format.MaxDeltaChain; v++ {
+		n.Version = v
+		obj, err := format.EncodeInode(n)
+		if err != nil {
+			t.Fatalf("v%d base 1: %v", v, err)
+		}
+		if _, err := format.DecodeInode(obj, format.DefaultExtentSize); err != nil {
+			t.Fatalf("v%d base 1: %v", v, err)
+		}
+	}
+	n.Version = 2 + format.MaxDeltaChain
+	if _, err := format.EncodeInode(n); err == nil {
+		t.Fatalf("v%d base 1 accepted: chain too long", n.Version)
+	}
+}
+
+func TestExtentRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, size := range []int{0, 1, 3, 4095, 4096, 64 << 10, format.DefaultExtentSize} {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		obj := format.EncodeExtent(data)
+		if want := seal(format.KindExtent, data); !bytes.Equal(obj, want) {
+			t.Fatalf("size %d: EncodeExtent differs from FORMAT.md", size)
+		}
+		ref := format.ExtentRef{Index: 7, EID: 42, Length: uint32(size), CRC: format.Checksum(data)}
+		got, err := format.DecodeExtent(obj, ref)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("size %d: DecodeExtent: %v", size, err)
+		}
+	}
+}
+
+func TestSortHelpers(t *testing.T) {
+	es := []format.Entry{{Name: "b"}, {Name: "B"}, {Name: "a"}, {Name: "\xff"}, {Name: "ab"}}
+	format.SortEntries(es)
+	if !sort.SliceIsSorted(es, func(i, j int) bool { return es[i].Name < es[j].Name }) || es[0].Name != "B" {
+		t.Fatalf("SortEntries: %v", es)
+	}
+	xs := []format.Xattr{{Name: "user.z"}, {Name: "security.a"}, {Name: "user.a"}}
+	format.SortXattrs(xs)
+	if xs[0].Name != "security.a" || xs[2].Name != "user.z" {
+		t.Fatalf("SortXattrs: %v", xs)
+	}
+}

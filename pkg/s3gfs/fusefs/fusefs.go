@@ -1,0 +1,132 @@
+// Package fusefs binds the vfs engine to the kernel through go-fuse. It is
+// deliberately thin: each FUSE operation translates its arguments, calls
+// one vfs method, and maps the result's error to an errno in one place
+// (errno). It makes no object-store calls of its own.
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
+)
+
+// MountOptions configure a mount.
+type MountOptions struct {
+	AllowOther bool
+	ReadOnly   bool
+	// Timeout is how long the kernel may cache entries and attributes.
+	Timeout time.Duration
+	Debug   bool
+	Logger  *slog.Logger
+}
+
+// Mount mounts engine at dir and returns the running server; the caller
+// waits on it (server.Wait) and unmounts it (server.Unmount).
+func Mount(dir string, engine *vfs.FS, o MountOptions) (*fuse.Server, error) {
+	if o.Timeout == 0 {
+		o.Timeout = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	root := &Node{fsys: &fsys{engine: engine, log: o.Logger}, id: format.RootID}
+	opts := []string{"default_permissions"}
+	if o.ReadOnly {
+		opts = append(opts, "ro")
+	}
+	neg := time.Duration(0) // other hosts may create names at any time
+	return fs.Mount(dir, root, &fs.Options{
+		EntryTimeout:    &o.Timeout,
+		AttrTimeout:     &o.Timeout,
+		NegativeTimeout: &neg,
+		RootStableAttr:  &fs.StableAttr{Ino: format.RootID, Mode: syscall.S_IFDIR},
+		MountOptions: fuse.MountOptions{
+			AllowOther:   o.AllowOther,
+			FsName:       engine.Volume().URL.String(),
+			Name:         "s3gfs",
+			DirectMount:  true,
+			MaxWrite:     1 << 20,
+			MaxReadAhead: 1 << 20,
+			Options:      opts,
+			Debug:        o.Debug,
+		},
+	})
+}
+
+// fsys is shared by every node of one mount.
+type fsys struct {
+	engine *vfs.FS
+	log    *slog.Logger
+}
+
+// errno maps an engine error to the errno the kernel gets. This is the one
+// place where that mapping happens.
+func (f *fsys) errno(op string, err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, vfs.ErrNotExist):
+		return syscall.ENOENT
+	case errors.Is(err, vfs.ErrExist):
+		return syscall.EEXIST
+	case errors.Is(err, vfs.ErrNotEmpty):
+		return syscall.ENOTEMPTY
+	case errors.Is(err, vfs.ErrNotDir):
+		return syscall.ENOTDIR
+	case errors.Is(err, vfs.ErrIsDir):
+		return syscall.EISDIR
+	case errors.Is(err, vfs.ErrNameTooLong):
+		return syscall.ENAMETOOLONG
+	case errors.Is(err, vfs.ErrInvalid):
+		return syscall.EINVAL
+	case errors.Is(err, vfs.ErrReadOnly):
+		return syscall.EROFS
+	case errors.Is(err, vfs.ErrNoAttr):
+		return syscall.ENODATA
+	case errors.Is(err, vfs.ErrAttrRange):
+		return syscall.E2BIG
+	case errors.Is(err, vfs.ErrTooBig):
+		return syscall.EFBIG
+	case errors.Is(err, vfs.ErrNotSupp):
+		return syscall.EPERM
+	case errors.Is(err, vfs.ErrStale):
+		return syscall.ESTALE
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR
+	case errors.Is(err, objstore.ErrAccessDenied):
+		f.log.Error("object store refused access", "op", op, "err", err)
+		return syscall.EACCES
+	}
+	f.log.Error("I/O error", "op", op, "err", err)
+	return syscall.EIO
+}
+
+func callerOf(ctx context.Context) vfs.Caller {
+	if c, ok := fuse.FromContext(ctx); ok {
+		return vfs.Caller{UID: c.Uid, GID: c.Gid}
+	}
+	return vfs.Caller{}
+}
+
+func fillAttr(a vfs.Attr, out *fuse.Attr) {
+	out.Ino = a.Ino
+	out.Size = a.Size
+	out.Blocks = a.Blocks()
+	out.Blksize = 4096
+	out.Mode = a.Mode
+	out.Nlink = a.Nlink
+	out.Owner = fuse.Owner{Uid: a.UID, Gid: a.GID}
+	out.Rdev = a.Rdev
+	out.Atime, out.Atimensec = uint64(a.Atime/1e9), uint32(a.Atime%1e9)
+	out.Mtime, out.Mtimensec = uint64(a.Mtime/1e9), uint32(a.Mtime%1e9)
+	out.Ctime, out.Ctimensec = uint64(a.Ctime/1e9), uint32(a.Ctime%1e9)
+}

@@ -1,0 +1,275 @@
+package fusefs
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
+)
+
+// Node is one inode as the kernel sees it.
+type Node struct {
+	fs.Inode
+	fsys *fsys
+	id   uint64
+}
+
+var (
+	_ fs.NodeLookuper      = (*Node)(nil)
+	_ fs.NodeGetattrer     = (*Node)(nil)
+	_ fs.NodeSetattrer     = (*Node)(nil)
+	_ fs.NodeCreater       = (*Node)(nil)
+	_ fs.NodeOpener        = (*Node)(nil)
+	_ fs.NodeMkdirer       = (*Node)(nil)
+	_ fs.NodeMknoder       = (*Node)(nil)
+	_ fs.NodeRmdirer       = (*Node)(nil)
+	_ fs.NodeUnlinker      = (*Node)(nil)
+	_ fs.NodeRenamer       = (*Node)(nil)
+	_ fs.NodeLinker        = (*Node)(nil)
+	_ fs.NodeSymlinker     = (*Node)(nil)
+	_ fs.NodeReadlinker    = (*Node)(nil)
+	_ fs.NodeReaddirer     = (*Node)(nil)
+	_ fs.NodeStatfser      = (*Node)(nil)
+	_ fs.NodeGetxattrer    = (*Node)(nil)
+	_ fs.NodeSetxattrer    = (*Node)(nil)
+	_ fs.NodeListxattrer   = (*Node)(nil)
+	_ fs.NodeRemovexattrer = (*Node)(nil)
+	_ fs.NodeOnForgetter   = (*Node)(nil)
+)
+
+func (n *Node) engine() *vfs.FS { return n.fsys.engine }
+
+// child returns the kernel inode for attributes a, filling out.
+func (n *Node) child(ctx context.Context, a vfs.Attr, out *fuse.EntryOut) *fs.Inode {
+	fillAttr(a, &out.Attr)
+	return n.NewInode(ctx, &Node{fsys: n.fsys, id: a.Ino}, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+}
+
+func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a, err := n.engine().Lookup(ctx, n.id, name)
+	if err != nil {
+		return nil, n.fsys.errno("lookup", err)
+	}
+	return n.child(ctx, a, out), 0
+}
+
+func (n *Node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a, err := n.engine().GetAttr(ctx, n.id)
+	if err != nil {
+		return n.fsys.errno("getattr", err)
+	}
+	fillAttr(a, &out.Attr)
+	return 0
+}
+
+func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	var s vfs.SetAttr
+	if m, ok := in.GetMode(); ok {
+		s.Mode = &m
+	}
+	if u, ok := in.GetUID(); ok {
+		s.UID = &u
+	}
+	if g, ok := in.GetGID(); ok {
+		s.GID = &g
+	}
+	if sz, ok := in.GetSize(); ok {
+		s.Size = &sz
+	}
+	if t, ok := in.GetATime(); ok {
+		ns := t.UnixNano()
+		s.Atime = &ns
+	}
+	if t, ok := in.GetMTime(); ok {
+		ns := t.UnixNano()
+		s.Mtime = &ns
+	}
+	a, err := n.engine().SetAttr(ctx, n.id, s)
+	if err != nil {
+		return n.fsys.errno("setattr", err)
+	}
+	fillAttr(a, &out.Attr)
+	return 0
+}
+
+func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	a, h, err := n.engine().Create(ctx, n.id, name, mode, flags&syscall.O_EXCL != 0, callerOf(ctx))
+	if err != nil {
+		return nil, nil, 0, n.fsys.errno("create", err)
+	}
+	return n.child(ctx, a, out), &handle{fsys: n.fsys, h: h}, 0, 0
+}
+
+func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	h, keep, err := n.engine().Open(ctx, n.id, writable)
+	if err != nil {
+		return nil, 0, n.fsys.errno("open", err)
+	}
+	var ff uint32
+	if keep {
+		ff |= fuse.FOPEN_KEEP_CACHE
+	}
+	return &handle{fsys: n.fsys, h: h}, ff, 0
+}
+
+func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a, err := n.engine().Mkdir(ctx, n.id, name, mode, callerOf(ctx))
+	if err != nil {
+		return nil, n.fsys.errno("mkdir", err)
+	}
+	return n.child(ctx, a, out), 0
+}
+
+func (n *Node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a, err := n.engine().Mknod(ctx, n.id, name, mode, dev, callerOf(ctx))
+	if err != nil {
+		return nil, n.fsys.errno("mknod", err)
+	}
+	return n.child(ctx, a, out), 0
+}
+
+func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	a, err := n.engine().Symlink(ctx, n.id, name, target, callerOf(ctx))
+	if err != nil {
+		return nil, n.fsys.errno("symlink", err)
+	}
+	return n.child(ctx, a, out), 0
+}
+
+func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	t, err := n.engine().Readlink(ctx, n.id)
+	if err != nil {
+		return nil, n.fsys.errno("readlink", err)
+	}
+	return []byte(t), 0
+}
+
+func (n *Node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t, ok := target.(*Node)
+	if !ok {
+		return nil, syscall.EXDEV
+	}
+	a, err := n.engine().Link(ctx, t.id, n.id, name)
+	if err != nil {
+		return nil, n.fsys.errno("link", err)
+	}
+	return n.child(ctx, a, out), 0
+}
+
+func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return n.fsys.errno("unlink", n.engine().Unlink(ctx, n.id, name))
+}
+
+func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return n.fsys.errno("rmdir", n.engine().Rmdir(ctx, n.id, name))
+}
+
+func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*Node)
+	if !ok || np.fsys != n.fsys {
+		return syscall.EXDEV
+	}
+	return n.fsys.errno("rename", n.engine().Rename(ctx, n.id, name, np.id, newName, flags))
+}
+
+func (n *Node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	es, err := n.engine().ReadDir(ctx, n.id)
+	if err != nil {
+		return nil, n.fsys.errno("readdir", err)
+	}
+	out := make([]fuse.DirEntry, len(es))
+	for i, e := range es {
+		out[i] = fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode}
+	}
+	return fs.NewListDirStream(out), 0
+}
+
+func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	s := n.engine().StatFS()
+	out.Blocks, out.Bfree, out.Bavail = s.Blocks, s.Bfree, s.Bfree
+	out.Files, out.Ffree = s.Files, s.Ffree
+	out.Bsize, out.Frsize, out.NameLen = s.Bsize, s.Bsize, s.NameLen
+	return 0
+}
+
+func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	v, err := n.engine().GetXattr(ctx, n.id, attr)
+	if err != nil {
+		return 0, n.fsys.errno("getxattr", err)
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return n.fsys.errno("setxattr", n.engine().SetXattr(ctx, n.id, attr, data, flags))
+}
+
+func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	return n.fsys.errno("removexattr", n.engine().RemoveXattr(ctx, n.id, attr))
+}
+
+func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	names, err := n.engine().ListXattr(ctx, n.id)
+	if err != nil {
+		return 0, n.fsys.errno("listxattr", err)
+	}
+	var b []byte
+	for _, name := range names {
+		b = append(append(b, name...), 0)
+	}
+	if len(dest) < len(b) {
+		return uint32(len(b)), syscall.ERANGE
+	}
+	return uint32(copy(dest, b)), 0
+}
+
+func (n *Node) OnForget() { n.engine().Forget(n.id) }
+
+// handle is an open file.
+type handle struct {
+	fsys *fsys
+	h    *vfs.Handle
+}
+
+var (
+	_ fs.FileReader   = (*handle)(nil)
+	_ fs.FileWriter   = (*handle)(nil)
+	_ fs.FileFlusher  = (*handle)(nil)
+	_ fs.FileFsyncer  = (*handle)(nil)
+	_ fs.FileReleaser = (*handle)(nil)
+)
+
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.fsys.engine.Read(ctx, h.h, dest, off)
+	if err != nil {
+		return nil, h.fsys.errno("read", err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := h.fsys.engine.Write(ctx, h.h, data, off)
+	if err != nil {
+		return uint32(n), h.fsys.errno("write", err)
+	}
+	return uint32(n), 0
+}
+
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	return h.fsys.errno("flush", h.fsys.engine.Flush(ctx, h.h))
+}
+
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	return h.fsys.errno("fsync", h.fsys.engine.Fsync(ctx, h.h))
+}
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	return h.fsys.errno("release", h.fsys.engine.Release(ctx, h.h))
+}

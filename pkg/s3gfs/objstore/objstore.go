@@ -1,0 +1,93 @@
+// Package objstore is the one interface s3gfs uses to reach an object store,
+// and the contract every implementation must keep.
+//
+// The filesystem, the reaper and the CLI only ever talk to a Store. Two
+// implementations exist: s3store (Amazon S3 and S3-compatible servers through
+// aws-sdk-go-v2) and memstore (in memory, for fast unit tests). The shared
+// conformance suite in objstore/storetest runs against both, so a behaviour
+// the filesystem relies on is written down once, here, and checked for every
+// backend.
+//
+// Contract (every implementation MUST):
+//
+//   - PutIfAbsent creates key only if no object with that key exists, and
+//     reports ErrExists otherwise (S3: If-None-Match: * answered by 412, or
+//     409 ConditionalRequestConflict on a race). Of any number of racing
+//     PutIfAbsent calls on one key, exactly one succeeds.
+//   - Put creates or replaces key unconditionally (used only for objects a
+//     single writer owns, such as a host's ping).
+//   - Get and GetRange report ErrNotFound for a missing key; GetRange with a
+//     range past the end returns the bytes that exist.
+//   - List returns keys under prefix in ascending byte order, strictly after
+//     startAfter, at most max keys (0 = implementation's page size), and
+//     whether more keys follow. Every ObjectInfo carries the store's own
+//     LastModified time: s3gfs never uses a client clock for versions.
+//   - Delete of a missing key succeeds (idempotent).
+//   - Every error other than the sentinels below is wrapped with the key and
+//     operation, and transient ones (throttling, 5xx, dropped connections)
+//     have already been retried with backoff before they are returned.
+//   - Methods are safe for concurrent use; implementations bound their own
+//     number of requests in flight.
+package objstore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Implementations wrap them (errors.Is works).
+var (
+	// ErrNotFound: the key (or bucket) does not exist.
+	ErrNotFound = errors.New("object not found")
+	// ErrExists: a conditional create lost because the key exists.
+	ErrExists = errors.New("object already exists")
+	// ErrNoBucket: the bucket does not exist.
+	ErrNoBucket = errors.New("bucket does not exist")
+	// ErrAccessDenied: the credentials were refused or lack permission.
+	ErrAccessDenied = errors.New("access denied by object store")
+	// ErrUnavailable: the store could not be reached after retries.
+	ErrUnavailable = errors.New("object store unavailable")
+)
+
+// ObjectInfo describes one stored object.
+type ObjectInfo struct {
+	Key          string
+	Size         int64
+	LastModified time.Time // the store's clock
+	ETag         string
+}
+
+// ListPage is one page of a listing.
+type ListPage struct {
+	Objects   []ObjectInfo
+	Truncated bool // more keys follow the last one returned
+}
+
+// Store is an object store bucket. Keys are full keys within the bucket.
+type Store interface {
+	// PutIfAbsent creates key with body unless it exists (ErrExists).
+	PutIfAbsent(ctx context.Context, key string, body []byte) (ObjectInfo, error)
+	// Put creates or replaces key with body.
+	Put(ctx context.Context, key string, body []byte) (ObjectInfo, error)
+	// Get returns the whole object.
+	Get(ctx context.Context, key string) ([]byte, ObjectInfo, error)
+	// GetRange returns length bytes starting at off (fewer at the end).
+	GetRange(ctx context.Context, key string, off, length int64) ([]byte, error)
+	// Head returns the object's metadata.
+	Head(ctx context.Context, key string) (ObjectInfo, error)
+	// List lists keys under prefix strictly after startAfter, ascending.
+	List(ctx context.Context, prefix, startAfter string, max int) (ListPage, error)
+	// Delete removes key; a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// DeleteMany removes keys in batches; missing keys are not errors.
+	DeleteMany(ctx context.Context, keys []string) error
+	// Bucket names the bucket this store addresses.
+	Bucket() string
+}
+
+// BucketCreator is implemented by stores that can create their bucket.
+type BucketCreator interface {
+	// EnsureBucket creates the bucket if it does not exist.
+	EnsureBucket(ctx context.Context) error
+}

@@ -1,0 +1,683 @@
+// Package s3store implements objstore.Store over Amazon S3 and S3-compatible
+// servers (versitygw, MinIO, ...) with aws-sdk-go-v2.
+//
+// It is the only place in s3gfs that speaks the S3 protocol. It turns the
+// SDK's errors into the objstore sentinels, retries transient failures with
+// exponential backoff and jitter, bounds the number of requests in flight,
+// and reports every object's time as the store's own Last-Modified.
+//
+// Times: S3 sends Last-Modified with one-second resolution in HTTP headers
+// (HEAD, GET) but some servers (MinIO) send milliseconds in listings. So that
+// one object reports the same time from every method, s3store truncates
+// every LastModified to whole seconds, in UTC.
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+)
+
+// Defaults applied to a zero Config field.
+const (
+	DefaultMaxInFlight = 32
+	DefaultRetries     = 9 // 10 attempts in all
+	DefaultMaxBackoff  = 5 * time.Second
+	DefaultRegion      = "us-east-1"
+)
+
+// listPageSize is S3's own maximum for one ListObjectsV2 or DeleteObjects
+// request.
+const listPageSize = 1000
+
+// Config says which bucket to reach and how.
+type Config struct {
+	// Bucket is the bucket every key lives in. Required.
+	Bucket string
+
+	// Endpoint is the S3 endpoint URL, e.g. "http://127.0.0.1:7070". Empty
+	// leaves the choice to the SDK: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,
+	// endpoint_url in the shared config file, else AWS's own endpoint for
+	// Region.
+	Endpoint string
+
+	// Region is the signing region. Empty means the SDK default chain
+	// (AWS_REGION, the shared config file), and us-east-1 if that has none.
+	Region string
+
+	// AccessKey and SecretKey are static credentials. Leave both empty to use
+	// the SDK's default credential chain (environment, shared files, IMDS...).
+	AccessKey string
+	SecretKey string
+
+	// PathStyle forces path-style (true) or virtual-hosted (false)
+	// addressing. Nil means path-style exactly when a custom endpoint is in
+	// use (from Endpoint or the environment), which is what S3-compatible
+	// servers expect.
+	PathStyle *bool
+
+	// MaxInFlight bounds the requests this Store has in flight at once
+	// (including their retries and backoff). Zero means DefaultMaxInFlight.
+	MaxInFlight int
+
+	// Retries is how many times a transient failure (throttling, 5xx,
+	// dropped or refused connection) is retried. Zero means DefaultRetries
+	// (or AWS_MAX_ATTEMPTS if set); negative means no retries.
+	Retries int
+
+	// MaxBackoff caps the delay between two attempts. Zero means
+	// DefaultMaxBackoff.
+	MaxBackoff time.Duration
+}
+
+// Store is an objstore.Store (and objstore.BucketCreator) for one S3 bucket.
+// Its methods are safe for concurrent use.
+type Store struct {
+	client      *s3.Client
+	bucket      string
+	region      string
+	sem         chan struct{} // one token per request in flight
+	maxAttempts int           // for retries s3store does itself (body reads)
+	retryer     aws.Retryer   // the SDK's retryer, for its backoff delays
+}
+
+var (
+	_ objstore.Store         = (*Store)(nil)
+	_ objstore.BucketCreator = (*Store)(nil)
+)
+
+// New returns a Store for cfg.Bucket. It does not contact the server; use
+// objstore.Probe or EnsureBucket to check the store is usable.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Bucket == "" {
+		return nil, errors.New("s3store: Config.Bucket is empty")
+	}
+	if (cfg.AccessKey == "") != (cfg.SecretKey == "") {
+		return nil, errors.New("s3store: set both AccessKey and SecretKey, or neither")
+	}
+	maxInFlight := cfg.MaxInFlight
+	if maxInFlight <= 0 {
+		maxInFlight = DefaultMaxInFlight
+	}
+	retries := cfg.Retries
+	switch {
+	case retries == 0:
+		retries = DefaultRetries
+	case retries < 0:
+		retries = 0
+	}
+	maxBackoff := cfg.MaxBackoff
+	if maxBackoff <= 0 {
+		maxBackoff = DefaultMaxBackoff
+	}
+
+	// The SDK's standard retryer already retries exactly what the contract
+	// asks for: throttling codes (SlowDown, ...) and 429, 500/502/503/504,
+	// refused/reset connections. It never retries a 412 or 409, so a lost
+	// conditional put comes back at once. Its backoff is full-jitter
+	// exponential (50 ms base, 1 s for throttling). The retry quota is
+	// disabled: MaxInFlight already bounds the load, and a shared quota
+	// would make one request fail because unrelated ones were retried.
+	newRetryer := func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = retries + 1
+			o.MaxBackoff = maxBackoff
+			o.RateLimiter = ratelimit.None
+		})
+	}
+
+	// A BuildableClient, not a plain http.Client: the SDK can only apply
+	// AWS_CA_BUNDLE to its own client type, and fails to load otherwise.
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = 2 * maxInFlight
+		t.MaxIdleConnsPerHost = maxInFlight
+	})
+
+	opts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(httpClient),
+		config.WithRetryer(newRetryer),
+		config.WithAppID("s3gfs"),
+		// Only send and check checksums where S3 requires them: S3-compatible
+		// servers (versitygw, older MinIO) do not all support the newer
+		// trailing CRC checksums, and GETs of objects stored without one
+		// would log "checksum validation skipped" warnings.
+		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+	}
+	if cfg.Region != "" {
+		opts = append(opts, config.WithRegion(cfg.Region))
+	}
+	if cfg.AccessKey != "" {
+		opts = append(opts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3store: load AWS config: %w", err)
+	}
+	if awsCfg.Region == "" {
+		awsCfg.Region = DefaultRegion
+	}
+
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		// By now o.BaseEndpoint holds any endpoint the environment or the
+		// shared config named; Config.Endpoint overrides it.
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = o.BaseEndpoint != nil
+		if cfg.PathStyle != nil {
+			o.UsePathStyle = *cfg.PathStyle
+		}
+		if cfg.Retries != 0 {
+			// Config.Retries wins over AWS_MAX_ATTEMPTS.
+			o.RetryMaxAttempts = 0
+		}
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
+
+	return &Store{
+		client:      client,
+		bucket:      cfg.Bucket,
+		region:      awsCfg.Region,
+		sem:         make(chan struct{}, maxInFlight),
+		maxAttempts: retries + 1,
+		retryer:     newRetryer(),
+	}, nil
+}
+
+// Bucket names the bucket this store addresses.
+func (s *Store) Bucket() string { return s.bucket }
+
+// Client returns the underlying SDK client, for tools and tests that need
+// an S3 call the Store does not offer.
+func (s *Store) Client() *s3.Client { return s.client }
+
+// acquire takes one in-flight slot, or gives up when ctx ends.
+func (s *Store) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case s.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) release() { <-s.sem }
+
+// PutIfAbsent creates key with body unless it exists (objstore.ErrExists).
+//
+// It sends If-None-Match: *. S3 answers 412 PreconditionFailed when the key
+// exists and 409 ConditionalRequestConflict when it loses a race with a
+// concurrent write; both become ErrExists.
+//
+// One ambiguity is resolved here: when an attempt fails in transit (a
+// dropped connection, a 5xx) the object may have been written anyway, and
+// the SDK's retry then meets its own object and gets 412. So after a
+// retried request ends in 412, PutIfAbsent compares the stored ETag with
+// the MD5 of body and reports success if they match. (A racing writer with
+// byte-identical content is indistinguishable; s3gfs's conditional objects
+// carry writer-unique content.)
+//
+// Any error other than ErrExists leaves open whether the object was
+// written (as with every remote write whose response is lost).
+//
+// The returned LastModified costs one extra HEAD request, see Put.
+func (s *Store) PutIfAbsent(ctx context.Context, key string, body []byte) (objstore.ObjectInfo, error) {
+	const op = "put-if-absent"
+	var attempts atomic.Int32
+	out, err := s.putObject(ctx, key, body, true, &attempts)
+	if err != nil {
+		if errors.Is(err, objstore.ErrExists) && attempts.Load() > 1 {
+			info, err2 := s.ownWrite(ctx, key, body)
+			switch {
+			case err2 == nil:
+				return info, nil
+			case !errors.Is(err2, errPreconditionFailed) && !errors.Is(err2, objstore.ErrNotFound):
+				// Cannot tell whose object it is: report that, not ErrExists.
+				err = fmt.Errorf("an earlier attempt may have written it; checking failed: %w", err2)
+			}
+		}
+		return objstore.ObjectInfo{}, s.wrap(op, key, err)
+	}
+	return s.infoAfterPut(ctx, op, key, body, out)
+}
+
+// Put creates or replaces key with body.
+//
+// S3's PUT response carries no Last-Modified, and the filesystem needs the
+// store's own time, exactly as Head and List will report it. So a
+// successful put is followed by one HEAD request (If-Match the new ETag, so
+// it describes this write and not a later one). That doubles the round trips
+// of a put but is the only way to be exact. If the object changed in
+// between, the time falls back to the PUT response's Date header.
+func (s *Store) Put(ctx context.Context, key string, body []byte) (objstore.ObjectInfo, error) {
+	const op = "put"
+	out, err := s.putObject(ctx, key, body, false, nil)
+	if err != nil {
+		return objstore.ObjectInfo{}, s.wrap(op, key, err)
+	}
+	return s.infoAfterPut(ctx, op, key, body, out)
+}
+
+// putObject sends one PutObject (with its retries). When attempts is not
+// nil it counts the HTTP attempts made. The error is classified but not yet
+// wrapped with op and key.
+func (s *Store) putObject(ctx context.Context, key string, body []byte, ifAbsent bool, attempts *atomic.Int32) (*s3.PutObjectOutput, error) {
+	in := &s3.PutObjectInput{
+		Bucket:        aws.String(s.bucket),
+		Key:           aws.String(key),
+		Body:          bytes.NewReader(body),
+		ContentLength: aws.Int64(int64(len(body))),
+	}
+	if ifAbsent {
+		in.IfNoneMatch = aws.String("*")
+	}
+	var optFns []func(*s3.Options)
+	if attempts != nil {
+		optFns = append(optFns, countAttempts(attempts))
+	}
+	if err := s.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	out, err := s.client.PutObject(ctx, in, optFns...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
+// infoAfterPut builds the ObjectInfo of a successful put, reading the
+// store-assigned time with a HEAD conditional on the new ETag.
+func (s *Store) infoAfterPut(ctx context.Context, op, key string, body []byte, out *s3.PutObjectOutput) (objstore.ObjectInfo, error) {
+	etag := trimETag(aws.ToString(out.ETag))
+	info, err := s.head(ctx, key, etag)
+	switch {
+	case err == nil:
+		return info, nil
+	case errors.Is(err, objstore.ErrNotFound), errors.Is(err, errPreconditionFailed):
+		// Replaced or deleted since our write: our version's time can no
+		// longer be read, so use the server's clock at the response.
+		return objstore.ObjectInfo{
+			Key:          key,
+			Size:         int64(len(body)),
+			LastModified: responseDate(out.ResultMetadata),
+			ETag:         etag,
+		}, nil
+	default:
+		return objstore.ObjectInfo{}, s.wrap(op, key, fmt.Errorf("written, but reading its time back failed: %w", err))
+	}
+}
+
+// ownWrite returns key's info if it holds exactly body (by its MD5 ETag),
+// and errPreconditionFailed if it holds something else.
+func (s *Store) ownWrite(ctx context.Context, key string, body []byte) (objstore.ObjectInfo, error) {
+	sum := md5.Sum(body)
+	return s.head(ctx, key, hex.EncodeToString(sum[:]))
+}
+
+// Get returns the whole object.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, objstore.ObjectInfo, error) {
+	data, info, err := s.getObject(ctx, key, "")
+	if err != nil {
+		return nil, objstore.ObjectInfo{}, s.wrap("get", key, err)
+	}
+	return data, info, nil
+}
+
+// GetRange returns length bytes of key starting at off; fewer if the object
+// ends sooner, none if off is at or past its end.
+func (s *Store) GetRange(ctx context.Context, key string, off, length int64) ([]byte, error) {
+	const op = "get-range"
+	if off < 0 || length < 0 {
+		return nil, s.wrap(op, key, fmt.Errorf("invalid range: offset %d, length %d", off, length))
+	}
+	if length == 0 {
+		// S3 has no empty range; still report a missing key.
+		if _, err := s.head(ctx, key, ""); err != nil {
+			return nil, s.wrap(op, key, err)
+		}
+		return []byte{}, nil
+	}
+	rng := fmt.Sprintf("bytes=%d-%d", off, off+length-1)
+	if off+length-1 < off { // overflow: "to the end"
+		rng = fmt.Sprintf("bytes=%d-", off)
+	}
+	data, _, err := s.getObject(ctx, key, rng)
+	if errors.Is(err, errInvalidRange) {
+		// 416: the range starts at or past the end (or the object is empty).
+		return []byte{}, nil
+	}
+	if err != nil {
+		return nil, s.wrap(op, key, err)
+	}
+	return data, nil
+}
+
+// getObject fetches key (or a byte range of it) and reads the body. The SDK
+// retries a request that fails before its response arrives, but not a body
+// that breaks off mid-read; getObject retries those itself, with the same
+// budget. The error is classified but not wrapped.
+func (s *Store) getObject(ctx context.Context, key, rng string) ([]byte, objstore.ObjectInfo, error) {
+	in := &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)}
+	if rng != "" {
+		in.Range = aws.String(rng)
+	}
+	if err := s.acquire(ctx); err != nil {
+		return nil, objstore.ObjectInfo{}, err
+	}
+	defer s.release()
+
+	for attempt := 1; ; attempt++ {
+		out, err := s.client.GetObject(ctx, in)
+		if err != nil {
+			return nil, objstore.ObjectInfo{}, classify(err)
+		}
+		data, err := readBody(out.Body, aws.ToInt64(out.ContentLength))
+		if err == nil {
+			return data, objstore.ObjectInfo{
+				Key:          key,
+				Size:         objectSize(out),
+				LastModified: storeTime(out.LastModified),
+				ETag:         trimETag(aws.ToString(out.ETag)),
+			}, nil
+		}
+		if ctx.Err() != nil {
+			return nil, objstore.ObjectInfo{}, ctx.Err()
+		}
+		if attempt >= s.maxAttempts {
+			return nil, objstore.ObjectInfo{}, fmt.Errorf("%w: reading body: %w", objstore.ErrUnavailable, err)
+		}
+		if err := s.sleepBackoff(ctx, attempt, err); err != nil {
+			return nil, objstore.ObjectInfo{}, err
+		}
+	}
+}
+
+// readBody reads and closes an object body of the announced size.
+func readBody(body io.ReadCloser, size int64) ([]byte, error) {
+	defer body.Close()
+	if size < 0 || size > 1<<30 {
+		size = 0 // unknown or implausible: let the buffer grow
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	if _, err := buf.ReadFrom(body); err != nil {
+		return nil, err
+	}
+	if size > 0 && int64(buf.Len()) != size {
+		return nil, fmt.Errorf("short body: got %d of %d bytes", buf.Len(), size)
+	}
+	return buf.Bytes(), nil
+}
+
+// objectSize is the whole object's size from a GET response: Content-Range
+// holds it for a range request, Content-Length otherwise.
+func objectSize(out *s3.GetObjectOutput) int64 {
+	if cr := aws.ToString(out.ContentRange); cr != "" {
+		// "bytes 0-9/1234"
+		if i := strings.LastIndexByte(cr, '/'); i >= 0 {
+			var n int64
+			if _, err := fmt.Sscan(cr[i+1:], &n); err == nil {
+				return n
+			}
+		}
+	}
+	return aws.ToInt64(out.ContentLength)
+}
+
+// sleepBackoff waits after failed attempt number attempt (1-based), as
+// long as the SDK's retryer would.
+func (s *Store) sleepBackoff(ctx context.Context, attempt int, cause error) error {
+	delay, err := s.retryer.RetryDelay(attempt, cause)
+	if err != nil {
+		delay = 100 * time.Millisecond
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Head returns the object's metadata.
+//
+// A HEAD response has no body, so S3 cannot say whether the key or the
+// bucket is missing: both report objstore.ErrNotFound here.
+func (s *Store) Head(ctx context.Context, key string) (objstore.ObjectInfo, error) {
+	info, err := s.head(ctx, key, "")
+	if err != nil {
+		return objstore.ObjectInfo{}, s.wrap("head", key, err)
+	}
+	return info, nil
+}
+
+// head sends HeadObject, If-Match ifMatch when that is not empty. The
+// error is classified but not wrapped; a failed If-Match is
+// errPreconditionFailed.
+func (s *Store) head(ctx context.Context, key, ifMatch string) (objstore.ObjectInfo, error) {
+	in := &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)}
+	if ifMatch != "" {
+		in.IfMatch = aws.String(`"` + ifMatch + `"`)
+	}
+	if err := s.acquire(ctx); err != nil {
+		return objstore.ObjectInfo{}, err
+	}
+	defer s.release()
+	out, err := s.client.HeadObject(ctx, in)
+	if err != nil {
+		if ifMatch != "" && httpStatus(err) == http.StatusPreconditionFailed {
+			return objstore.ObjectInfo{}, errPreconditionFailed
+		}
+		return objstore.ObjectInfo{}, classify(err)
+	}
+	return objstore.ObjectInfo{
+		Key:          key,
+		Size:         aws.ToInt64(out.ContentLength),
+		LastModified: storeTime(out.LastModified),
+		ETag:         trimETag(aws.ToString(out.ETag)),
+	}, nil
+}
+
+// List lists keys under prefix strictly after startAfter, in ascending byte
+// order, at most max of them (0 or more than 1000 means S3's page size of
+// 1000).
+func (s *Store) List(ctx context.Context, prefix, startAfter string, max int) (objstore.ListPage, error) {
+	in := &s3.ListObjectsV2Input{
+		Bucket: aws.String(s.bucket),
+		Prefix: aws.String(prefix),
+	}
+	if startAfter != "" {
+		in.StartAfter = aws.String(startAfter)
+	}
+	if max <= 0 || max > listPageSize {
+		max = listPageSize
+	}
+	in.MaxKeys = aws.Int32(int32(max))
+	if err := s.acquire(ctx); err != nil {
+		return objstore.ListPage{}, s.wrap("list", prefix, err)
+	}
+	defer s.release()
+	out, err := s.client.ListObjectsV2(ctx, in)
+	if err != nil {
+		return objstore.ListPage{}, s.wrap("list", prefix, classify(err))
+	}
+	page := objstore.ListPage{
+		Objects:   make([]objstore.ObjectInfo, 0, len(out.Contents)),
+		Truncated: aws.ToBool(out.IsTruncated),
+	}
+	for _, o := range out.Contents {
+		page.Objects = append(page.Objects, objstore.ObjectInfo{
+			Key:          aws.ToString(o.Key),
+			Size:         aws.ToInt64(o.Size),
+			LastModified: storeTime(o.LastModified),
+			ETag:         trimETag(aws.ToString(o.ETag)),
+		})
+	}
+	return page, nil
+}
+
+// Delete removes key; a missing key is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := s.acquire(ctx); err != nil {
+		return s.wrap("delete", key, err)
+	}
+	defer s.release()
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(key),
+	})
+	if err != nil {
+		err = classify(err)
+		if errors.Is(err, objstore.ErrNotFound) {
+			return nil // S3 answers 204 anyway; some servers say 404
+		}
+		return s.wrap("delete", key, err)
+	}
+	return nil
+}
+
+// DeleteMany removes keys with DeleteObjects, 1000 keys per request, one
+// request after the other. Missing keys are not errors. Keys the server
+// refuses to delete are reported together in a *DeleteManyError, after all
+// batches have been tried; a request that fails as a whole stops at once.
+func (s *Store) DeleteMany(ctx context.Context, keys []string) error {
+	var failed []KeyError
+	for start := 0; start < len(keys); start += listPageSize {
+		batch := keys[start:min(start+listPageSize, len(keys))]
+		ids := make([]types.ObjectIdentifier, len(batch))
+		for i, k := range batch {
+			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
+		}
+		out, err := s.deleteObjects(ctx, ids)
+		if err != nil {
+			return s.wrap("delete-many", batch[0], err)
+		}
+		for _, e := range out.Errors {
+			code := aws.ToString(e.Code)
+			if code == "NoSuchKey" {
+				continue
+			}
+			failed = append(failed, KeyError{
+				Key:     aws.ToString(e.Key),
+				Code:    code,
+				Message: aws.ToString(e.Message),
+			})
+		}
+	}
+	if len(failed) > 0 {
+		return &DeleteManyError{Bucket: s.bucket, Failed: failed}
+	}
+	return nil
+}
+
+func (s *Store) deleteObjects(ctx context.Context, ids []types.ObjectIdentifier) (*s3.DeleteObjectsOutput, error) {
+	if err := s.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	out, err := s.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+		Bucket: aws.String(s.bucket),
+		Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
+// EnsureBucket creates the bucket unless this account already owns it.
+// Outside us-east-1 it asks for the bucket in the store's region.
+func (s *Store) EnsureBucket(ctx context.Context) error {
+	in := &s3.CreateBucketInput{Bucket: aws.String(s.bucket)}
+	if s.region != DefaultRegion {
+		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{
+			LocationConstraint: types.BucketLocationConstraint(s.region),
+		}
+	}
+	if err := s.acquire(ctx); err != nil {
+		return s.wrap("create-bucket", "", err)
+	}
+	defer s.release()
+	_, err := s.client.CreateBucket(ctx, in)
+	if err != nil {
+		var owned *types.BucketAlreadyOwnedByYou
+		if errors.As(err, &owned) {
+			return nil
+		}
+		return s.wrap("create-bucket", "", classify(err))
+	}
+	return nil
+}
+
+// wrap adds the operation, bucket and key to err.
+func (s *Store) wrap(op, key string, err error) error {
+	return fmt.Errorf("s3 %s %s/%s: %w", op, s.bucket, key, err)
+}
+
+// countAttempts returns a per-call option that counts the HTTP attempts the
+// SDK makes: the middleware sits inside the retry loop.
+func countAttempts(n *atomic.Int32) func(*s3.Options) {
+	return func(o *s3.Options) {
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Finalize.Insert(middleware.FinalizeMiddlewareFunc("s3gfsCountAttempts",
+				func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+					n.Add(1)
+					return next.HandleFinalize(ctx, in)
+				}), "Retry", middleware.After)
+		})
+	}
+}
+
+// storeTime normalises a time the store reported: UTC, whole seconds (see
+// the package comment).
+func storeTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Second)
+}
+
+// responseDate is the server's Date header of a response, or the zero time.
+func responseDate(md middleware.Metadata) time.Time {
+	raw, ok := awsmiddleware.GetRawResponse(md).(*smithyhttp.Response)
+	if !ok || raw == nil {
+		return time.Time{}
+	}
+	t, err := http.ParseTime(raw.Header.Get("Date"))
+	if err != nil {
+		return time.Time{}
+	}
+	return storeTime(&t)
+}
+
+// trimETag drops the quotes S3 puts around an ETag.
+func trimETag(etag string) string { return strings.Trim(etag, `"`) }

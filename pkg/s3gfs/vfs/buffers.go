@@ -1,0 +1,105 @@
+package vfs
+
+import (
+	"context"
+	"sort"
+	"sync"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+)
+
+// bufferPool hands out extent-sized write-back buffers and enforces the
+// memory bound on dirty data: get blocks, asking evict to start uploads,
+// until a buffer fits under the limit. Buffers are recycled, so the heap
+// stays near the bound while a large file streams through.
+type bufferPool struct {
+	mu    sync.Mutex
+	freed *sync.Cond
+	limit int64
+	size  int64
+	used  int64
+	free  [][]byte
+	dirty map[*inode]struct{} // inodes that may hold dirty buffers
+}
+
+func newBufferPool(limit, size int64) *bufferPool {
+	p := &bufferPool{limit: limit, size: size, dirty: map[*inode]struct{}{}}
+	p.freed = sync.NewCond(&p.mu)
+	return p
+}
+
+// get returns a zeroed buffer, blocking while the pool is at its limit.
+func (p *bufferPool) get(ctx context.Context, evict func() bool) ([]byte, error) {
+	p.mu.Lock()
+	for p.used+p.size > p.limit {
+		if err := ctx.Err(); err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+		p.mu.Unlock()
+		started := evict()
+		p.mu.Lock()
+		if !started && p.used+p.size > p.limit {
+			p.freed.Wait()
+		} else if started {
+			// Give the upload a chance to finish before evicting more.
+			p.freed.Wait()
+		}
+	}
+	p.used += p.size
+	var b []byte
+	if n := len(p.free); n > 0 {
+		b = p.free[n-1]
+		p.free = p.free[:n-1]
+	}
+	p.mu.Unlock()
+	if b == nil {
+		return make([]byte, p.size), nil
+	}
+	clear(b)
+	return b, nil
+}
+
+// put returns a buffer to the pool.
+func (p *bufferPool) put(b []byte) {
+	p.mu.Lock()
+	p.used -= p.size
+	p.free = append(p.free, b)
+	p.freed.Broadcast()
+	p.mu.Unlock()
+}
+
+// noteDirty records that ino holds dirty buffers (for eviction).
+func (p *bufferPool) noteDirty(ino *inode) {
+	p.mu.Lock()
+	p.dirty[ino] = struct{}{}
+	p.mu.Unlock()
+}
+
+// dirtyInodes lists inodes that may hold dirty buffers, forgetting those
+// that no longer do.
+func (p *bufferPool) dirtyInodes() []*inode {
+	p.mu.Lock()
+	out := make([]*inode, 0, len(p.dirty))
+	for ino := range p.dirty {
+		out = append(out, ino)
+	}
+	p.mu.Unlock()
+	var keep []*inode
+	for _, ino := range out {
+		ino.mu.Lock() // lock order: inode.mu before bufferPool.mu
+		if len(ino.file.dirtyExt) > 0 {
+			keep = append(keep, ino)
+		} else {
+			p.mu.Lock()
+			delete(p.dirty, ino)
+			p.mu.Unlock()
+		}
+		ino.mu.Unlock()
+	}
+	return keep
+}
+
+func sortExtents(xs []format.ExtentRef) {
+	sort.Slice(xs, func(i, j int) bool { return xs[i].Index < xs[j].Index })
+}

@@ -1,0 +1,309 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+)
+
+// maxCommitAttempts bounds how often one commit re-applies its change after
+// losing the race for the next version.
+const maxCommitAttempts = 64
+
+// casLoop runs the compare-and-swap protocol for one inode: build the next
+// version from the current one, create it conditionally, and on losing the
+// race refresh and build again. build runs with ino.mu held and returns nil
+// when there is nothing to write; installed runs with ino.mu held after the
+// version was created. The caller holds ino.commitMu.
+func (fs *FS) casLoop(ctx context.Context, ino *inode, build func() (*format.Inode, error), installed func(n *format.Inode, at time.Time)) error {
+	ctx = context.WithoutCancel(ctx) // a commit is never abandoned halfway by an interrupt
+	for attempt := 0; ; attempt++ {
+		ino.mu.Lock()
+		if ino.cur.Kind == format.KindTombstone {
+			ino.mu.Unlock()
+			return fmt.Errorf("inode %016x: %w (deleted)", ino.id, ErrNotExist)
+		}
+		next, err := build()
+		if err != nil || next == nil {
+			ino.mu.Unlock()
+			return err
+		}
+		next.ID = ino.id
+		next.Version = ino.nextVersion
+		next.Writer = fs.opts.HostID
+		ino.mu.Unlock()
+
+		obj, err := format.EncodeInode(next)
+		if err != nil {
+			return fmt.Errorf("encode inode %016x: %w", ino.id, err)
+		}
+		info, err := fs.store.PutIfAbsent(ctx, fs.keys.Inode(ino.id, next.Version), obj)
+		if err == nil {
+			ino.mu.Lock()
+			installed(next, info.LastModified)
+			ino.mu.Unlock()
+			return nil
+		}
+		if !errors.Is(err, objstore.ErrExists) {
+			return fmt.Errorf("commit inode %016x v%d: %w", ino.id, next.Version, err)
+		}
+		if attempt >= maxCommitAttempts {
+			return fmt.Errorf("commit inode %016x: %w", ino.id, ErrConflict)
+		}
+		// Lost the race: read the winner, then re-apply on top of it.
+		if attempt > 2 {
+			time.Sleep(time.Duration(rand.IntN(1<<min(attempt, 10))) * time.Millisecond)
+		}
+		if err := fs.refresh(ctx, ino); err != nil {
+			return err
+		}
+	}
+}
+
+// baseVersion copies the attributes of cur into a new version (no kind
+// specific body).
+func baseVersion(cur *format.Inode) *format.Inode {
+	n := *cur
+	n.Xattrs = append([]format.Xattr(nil), cur.Xattrs...)
+	n.Data, n.Extents, n.Entries, n.Inline = nil, nil, nil, false
+	return &n
+}
+
+// dirOp is one entry change within a dirChange.
+type dirOp struct {
+	name      string
+	remove    bool             // remove name; otherwise put name -> child
+	child     uint64           // put: the child; remove: the child name must refer to (0 = any)
+	kind      format.InodeKind // put: the child's kind
+	noReplace bool             // put: fail with ErrExist when name exists
+	// replaceDir is the id of an existing directory entry a put may replace
+	// (the caller tombstoned it after checking it was empty).
+	replaceDir uint64
+	// wantDir: remove only a directory (rmdir) when +1, only a non-directory
+	// (unlink) when -1.
+	wantDir int8
+}
+
+// dirChange is a set of entry changes applied to one directory atomically,
+// possibly group-committed in one version with other changes.
+type dirChange struct {
+	ops       []dirOp
+	mutate    func(n *format.Inode) error // attribute change, may be nil
+	tombstone bool                        // delete the directory itself if empty
+
+	replaced []format.Entry // out: entries this change removed or replaced
+	err      error
+	done     chan struct{}
+}
+
+// applyDir commits ch to directory dir, group-committing it with changes
+// queued concurrently by other goroutines of this host.
+func (fs *FS) applyDir(ctx context.Context, dir *inode, ch *dirChange) error {
+	ch.done = make(chan struct{})
+	dir.mu.Lock()
+	dir.queue = append(dir.queue, ch)
+	if dir.leading {
+		dir.mu.Unlock()
+		<-ch.done
+		return ch.err
+	}
+	dir.leading = true
+	for len(dir.queue) > 0 {
+		batch := dir.queue
+		dir.queue = nil
+		dir.mu.Unlock()
+		dir.commitMu.Lock()
+		fs.commitDirBatch(ctx, dir, batch)
+		dir.commitMu.Unlock()
+		for _, c := range batch {
+			close(c.done)
+		}
+		dir.mu.Lock()
+	}
+	dir.leading = false
+	dir.mu.Unlock()
+	return ch.err
+}
+
+// commitDirBatch writes one directory version holding every acceptable
+// change of batch; each change's err says whether it was accepted.
+func (fs *FS) commitDirBatch(ctx context.Context, dir *inode, batch []*dirChange) {
+	var overlay map[string]*format.Entry // name -> new entry, nil = removed
+	err := fs.casLoop(ctx, dir, func() (*format.Inode, error) {
+		if dir.cur.Kind != format.KindDir {
+			return nil, fmt.Errorf("inode %016x: %w", dir.id, ErrNotDir)
+		}
+		overlay = map[string]*format.Entry{}
+		var mutates []func(*format.Inode) error
+		tomb := false
+		any := false
+		for _, c := range batch {
+			c.err, c.replaced = nil, nil
+			if tomb {
+				c.err = fmt.Errorf("directory %016x: %w (removed)", dir.id, ErrNotExist)
+				continue
+			}
+			c.err = dir.evalChangeLocked(c, overlay)
+			if c.err != nil {
+				continue
+			}
+			any = true
+			if c.mutate != nil {
+				mutates = append(mutates, c.mutate)
+			}
+			if c.tombstone {
+				tomb = true
+			}
+		}
+		if !any {
+			return nil, nil
+		}
+		next := baseVersion(dir.cur)
+		if tomb {
+			next.Kind = format.KindTombstone
+			next.Base, next.Mode, next.Xattrs = 0, 0, nil
+			next.Ctime = now()
+			return next, nil
+		}
+		for _, m := range mutates {
+			if err := m(next); err != nil {
+				return nil, err
+			}
+		}
+		names := make([]string, 0, len(overlay))
+		for name := range overlay {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		if len(names) > 0 {
+			next.Mtime = now()
+			next.Ctime = next.Mtime
+		}
+		if dir.nextVersion == dir.cur.Version+1 && dir.nextVersion-dir.cur.Base <= format.MaxDeltaChain {
+			next.Base = dir.cur.Base
+			for _, name := range names {
+				if e := overlay[name]; e != nil {
+					next.Entries = append(next.Entries, *e)
+				} else if _, existed := dir.entries[name]; existed {
+					next.Entries = append(next.Entries, format.Entry{Op: format.EntryRemove, Name: name})
+				}
+			}
+		} else {
+			next.Base = dir.nextVersion
+			next.Entries = make([]format.Entry, 0, len(dir.entries)+len(overlay))
+			for name, e := range dir.entries {
+				if _, changed := overlay[name]; !changed {
+					next.Entries = append(next.Entries, e)
+				}
+			}
+			for _, name := range names {
+				if e := overlay[name]; e != nil {
+					next.Entries = append(next.Entries, *e)
+				}
+			}
+			format.SortEntries(next.Entries)
+		}
+		return next, nil
+	}, func(n *format.Inode, at time.Time) {
+		entries := dir.entries
+		for name, e := range overlay {
+			if e == nil {
+				delete(entries, name)
+			} else {
+				entries[name] = *e
+			}
+		}
+		if n.Kind == format.KindTombstone {
+			entries = nil
+		}
+		dir.setCurLocked(n, at, entries)
+	})
+	if err != nil {
+		for _, c := range batch {
+			if c.err == nil {
+				c.err = err
+			}
+		}
+	}
+}
+
+// evalChangeLocked checks c against the directory's entries as modified by
+// overlay and, when every op is acceptable, records its effect in overlay.
+func (dir *inode) evalChangeLocked(c *dirChange, overlay map[string]*format.Entry) error {
+	local := map[string]*format.Entry{}
+	get := func(name string) (format.Entry, bool) {
+		if e, ok := local[name]; ok {
+			if e == nil {
+				return format.Entry{}, false
+			}
+			return *e, true
+		}
+		if e, ok := overlay[name]; ok {
+			if e == nil {
+				return format.Entry{}, false
+			}
+			return *e, true
+		}
+		e, ok := dir.entries[name]
+		return e, ok
+	}
+	var replaced []format.Entry
+	for _, op := range c.ops {
+		old, exists := get(op.name)
+		if op.remove {
+			if !exists || (op.child != 0 && old.Child != op.child) {
+				return fmt.Errorf("%q: %w", op.name, ErrNotExist)
+			}
+			if op.wantDir > 0 && old.ChildKind != format.KindDir {
+				return fmt.Errorf("%q: %w", op.name, ErrNotDir)
+			}
+			if op.wantDir < 0 && old.ChildKind == format.KindDir {
+				return fmt.Errorf("%q: %w", op.name, ErrIsDir)
+			}
+			local[op.name] = nil
+			replaced = append(replaced, old)
+			continue
+		}
+		if exists {
+			switch {
+			case op.noReplace:
+				return fmt.Errorf("%q: %w", op.name, ErrExist)
+			case old.Child == op.child:
+				continue // already there (e.g. renaming a name onto a hard link of itself)
+			case old.ChildKind == format.KindDir && op.kind != format.KindDir:
+				return fmt.Errorf("%q: %w", op.name, ErrIsDir)
+			case old.ChildKind != format.KindDir && op.kind == format.KindDir:
+				return fmt.Errorf("%q: %w", op.name, ErrNotDir)
+			case old.ChildKind == format.KindDir && old.Child != op.replaceDir:
+				return fmt.Errorf("%q: %w", op.name, ErrNotEmpty)
+			}
+			replaced = append(replaced, old)
+		}
+		local[op.name] = &format.Entry{Op: format.EntryPut, Name: op.name, Child: op.child, ChildKind: op.kind}
+	}
+	if c.tombstone {
+		live := len(dir.entries)
+		for name, e := range overlay {
+			_, inBase := dir.entries[name]
+			if e == nil && inBase {
+				live--
+			} else if e != nil && !inBase {
+				live++
+			}
+		}
+		if live > 0 {
+			return fmt.Errorf("directory %016x: %w", dir.id, ErrNotEmpty)
+		}
+	}
+	for name, e := range local {
+		overlay[name] = e
+	}
+	c.replaced = replaced
+	return nil
+}

@@ -1,0 +1,742 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/cache"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+)
+
+// fileState is a file's local, uncommitted changes. Guarded by inode.mu.
+//
+// The working content of extent i is: dirty[i] if present, else pending[i]
+// if present (an uploaded extent, or a hole when its ref is nil), else the
+// committed version's extent (or its inline data for i == 0), else zeros.
+// Bytes at or beyond size are never stored anywhere in the working state.
+type fileState struct {
+	size      uint64                    // working size
+	sizeDirty bool                      // size changed since the last commit
+	mtime     int64                     // last local write time, 0 if none
+	dirtyExt  map[uint64]*dirtyExtent   // extents with changes not yet uploaded
+	pending   map[uint64]*pendingExtent // uploaded (or dropped) since the last commit
+	uploading int                       // uploads in flight
+	uploadErr error                     // first failed upload, reported by the next commit
+	lastWrite uint64                    // write counter for eviction order
+}
+
+// dirtyExtent is an extent-sized buffer holding the extent's whole working
+// content: its first n bytes are content, the rest zeros.
+type dirtyExtent struct {
+	buf       []byte
+	n         int
+	uploading bool
+	lastWrite uint64
+}
+
+// pendingExtent is an extent uploaded since the last commit; ref nil means
+// the extent was dropped (truncated away).
+type pendingExtent struct{ ref *format.ExtentRef }
+
+func (f *fileState) dirty() bool {
+	return len(f.dirtyExt) > 0 || len(f.pending) > 0 || f.sizeDirty || f.mtime != 0 || f.uploading > 0
+}
+
+// source is where the committed or pending content of one extent lives.
+type source struct {
+	ref    format.ExtentRef
+	hasRef bool
+	inline []byte // committed inline data (extent 0 only)
+}
+
+// sourceLocked returns where extent idx's content lives when no dirty
+// buffer holds it.
+func (ino *inode) sourceLocked(idx uint64) source {
+	if p, ok := ino.file.pending[idx]; ok {
+		if p.ref == nil {
+			return source{}
+		}
+		return source{ref: *p.ref, hasRef: true}
+	}
+	if ino.cur.Inline {
+		if idx == 0 {
+			return source{inline: ino.cur.Data}
+		}
+		return source{}
+	}
+	for _, x := range ino.cur.Extents { // TODO: binary search for huge files
+		if x.Index == idx {
+			return source{ref: x, hasRef: true}
+		}
+	}
+	return source{}
+}
+
+func (s source) same(o source) bool {
+	return s.hasRef == o.hasRef && s.ref == o.ref && len(s.inline) == len(o.inline) && (len(s.inline) == 0 || &s.inline[0] == &o.inline[0])
+}
+
+// Handle is an open file.
+type Handle struct {
+	ino      *inode
+	writable bool
+	mu       sync.Mutex
+	seqEnd   int64 // end of the previous read, for readahead
+	ahead    int64 // readahead issued up to here
+}
+
+// ID is the inode id the handle refers to.
+func (h *Handle) ID() uint64 { return h.ino.id }
+
+// Open opens inode id. Unless the inode is already open or dirty on this
+// host it is revalidated against the store first (close-to-open
+// consistency). keepCache reports whether the kernel may keep its cached
+// pages of the file.
+func (fs *FS) Open(ctx context.Context, id uint64, writable bool) (h *Handle, keepCache bool, err error) {
+	if writable {
+		if err := fs.writable(); err != nil {
+			return nil, false, err
+		}
+	}
+	ino, err := fs.inode(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
+	ino.mu.Lock()
+	idle := ino.open == 0 && !ino.dirtyLocked()
+	ino.mu.Unlock()
+	if idle {
+		ino.commitMu.Lock()
+		err := fs.refresh(ctx, ino)
+		ino.commitMu.Unlock()
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	switch ino.cur.Kind {
+	case format.KindTombstone:
+		return nil, false, ErrNotExist
+	case format.KindDir:
+		if writable {
+			return nil, false, ErrIsDir
+		}
+	}
+	ino.open++
+	keep := !ino.changed
+	ino.changed = false
+	return &Handle{ino: ino, writable: writable}, keep, nil
+}
+
+// Release closes a handle, committing the file if it was the last one.
+func (fs *FS) Release(ctx context.Context, h *Handle) error {
+	ino := h.ino
+	ino.mu.Lock()
+	ino.open--
+	last := ino.open == 0
+	unlinked := last && ino.unlinked
+	ino.mu.Unlock()
+	if !last || fs.opts.ReadOnly {
+		return nil
+	}
+	if unlinked {
+		return fs.tombstone(ctx, ino)
+	}
+	if ino.isDirty() {
+		return fs.commitFile(ctx, ino, nil)
+	}
+	return nil
+}
+
+// Flush commits the file's changes (called on every close of a descriptor).
+func (fs *FS) Flush(ctx context.Context, h *Handle) error {
+	if !h.writable || !h.ino.isDirty() {
+		return nil
+	}
+	return fs.commitFile(ctx, h.ino, nil)
+}
+
+// Fsync commits the file's changes.
+func (fs *FS) Fsync(ctx context.Context, h *Handle) error {
+	if fs.opts.ReadOnly || !h.ino.isDirty() {
+		return nil
+	}
+	return fs.commitFile(ctx, h.ino, nil)
+}
+
+// Read reads into dest at off; it returns fewer bytes only at end of file.
+func (fs *FS) Read(ctx context.Context, h *Handle, dest []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, ErrInvalid
+	}
+	n, err := fs.readAt(ctx, h.ino, dest, uint64(off))
+	if err == nil && n > 0 {
+		fs.readahead(h, off, n)
+	}
+	return n, err
+}
+
+type fetchJob struct {
+	src      source
+	dst      []byte
+	from     int // offset within the extent
+	extStart uint64
+}
+
+// readAt copies the working content of [off, off+len(dest)) into dest.
+func (fs *FS) readAt(ctx context.Context, ino *inode, dest []byte, off uint64) (int, error) {
+	ino.mu.Lock()
+	if ino.cur.Kind != format.KindFile {
+		k := ino.cur.Kind
+		ino.mu.Unlock()
+		if k == format.KindDir {
+			return 0, ErrIsDir
+		}
+		return 0, ErrInvalid
+	}
+	size := ino.file.size
+	if off >= size {
+		ino.mu.Unlock()
+		return 0, nil
+	}
+	end := min(off+uint64(len(dest)), size)
+	dest = dest[:end-off]
+	var jobs []fetchJob
+	E := uint64(fs.extSize)
+	for pos := off; pos < end; {
+		idx := pos / E
+		within := int(pos % E)
+		n := int(min(E-uint64(within), end-pos))
+		out := dest[pos-off : pos-off+uint64(n)]
+		if d := ino.file.dirtyExt[idx]; d != nil {
+			copyClip(out, d.buf[:d.n], within)
+		} else if src := ino.sourceLocked(idx); src.inline != nil {
+			copyClip(out, src.inline, within)
+		} else if src.hasRef {
+			jobs = append(jobs, fetchJob{src: src, dst: out, from: within})
+		} else {
+			clear(out)
+		}
+		pos += uint64(n)
+	}
+	ino.mu.Unlock()
+	if len(jobs) == 0 {
+		return len(dest), nil
+	}
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i := range jobs {
+		wg.Add(1)
+		go func(j *fetchJob, err *error) {
+			defer wg.Done()
+			data, e := fs.fetchExtent(ctx, ino.id, j.src.ref)
+			if e != nil {
+				*err = e
+				return
+			}
+			copyClip(j.dst, data, j.from)
+		}(&jobs[i], &errs[i])
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	return len(dest), nil
+}
+
+// copyClip copies src[from:] into out, zero-filling past the end of src.
+func copyClip(out, src []byte, from int) {
+	n := 0
+	if from < len(src) {
+		n = copy(out, src[from:])
+	}
+	clear(out[n:])
+}
+
+// readahead fetches the extents after a sequential read in the background.
+func (fs *FS) readahead(h *Handle, off int64, n int) {
+	h.mu.Lock()
+	seq := off == h.seqEnd
+	h.seqEnd = off + int64(n)
+	from := max(h.seqEnd, h.ahead)
+	to := h.seqEnd + int64(fs.opts.Readahead)*fs.extSize
+	if !seq || from >= to {
+		h.mu.Unlock()
+		return
+	}
+	h.ahead = to
+	h.mu.Unlock()
+	ino := h.ino
+	E := uint64(fs.extSize)
+	ino.mu.Lock()
+	var refs []format.ExtentRef
+	for idx := uint64(from) / E; idx*E < uint64(to) && idx*E < ino.file.size; idx++ {
+		if ino.file.dirtyExt[idx] != nil {
+			continue
+		}
+		if src := ino.sourceLocked(idx); src.hasRef {
+			refs = append(refs, src.ref)
+		}
+	}
+	ino.mu.Unlock()
+	for _, ref := range refs {
+		go fs.fetchExtent(context.Background(), ino.id, ref)
+	}
+}
+
+// fetchExtent returns an extent's bytes from the cache or the store.
+func (fs *FS) fetchExtent(ctx context.Context, id uint64, ref format.ExtentRef) ([]byte, error) {
+	ck := cache.Key{Inode: id, EID: ref.EID}
+	if data, ok := fs.cache.Get(ck, ref); ok {
+		return data, nil
+	}
+	key := fs.keys.Extent(id, ref.EID)
+	return fs.fetches.do(key, func() ([]byte, error) {
+		obj, _, err := fs.store.Get(ctx, key)
+		if err != nil {
+			if errors.Is(err, objstore.ErrNotFound) {
+				fs.log.Error("extent named by an inode version is missing", "key", key)
+				return nil, fmt.Errorf("%s: %w: missing extent", key, ErrCorrupt)
+			}
+			return nil, fmt.Errorf("read extent %s: %w", key, err)
+		}
+		data, err := format.DecodeExtent(obj, ref)
+		if err != nil {
+			fs.log.Error("refusing corrupt extent", "key", key, "err", err)
+			return nil, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
+		}
+		fs.cache.Put(ck, data)
+		return data, nil
+	})
+}
+
+// Write writes data at off.
+func (fs *FS) Write(ctx context.Context, h *Handle, data []byte, off int64) (int, error) {
+	if err := fs.writable(); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, ErrInvalid
+	}
+	if uint64(off)+uint64(len(data)) > 1<<50 {
+		return 0, ErrTooBig
+	}
+	ino := h.ino
+	ino.ioMu.RLock()
+	defer ino.ioMu.RUnlock()
+	E := uint64(fs.extSize)
+	pos := uint64(off)
+	written := 0
+	for written < len(data) {
+		idx := pos / E
+		within := int(pos % E)
+		n := min(len(data)-written, int(E)-within)
+		d, err := fs.dirtyBuffer(ctx, ino, idx, within, within+n)
+		if err != nil {
+			return written, err
+		}
+		// ino.mu is held.
+		copy(d.buf[within:], data[written:written+n])
+		if within+n > d.n {
+			d.n = within + n
+		}
+		ino.file.lastWrite++
+		d.lastWrite = ino.file.lastWrite
+		if end := pos + uint64(n); end > ino.file.size {
+			ino.file.size = end
+			ino.file.sizeDirty = true
+		}
+		ino.file.mtime = now()
+		if ino.dirtySince.IsZero() {
+			ino.dirtySince = time.Now()
+		}
+		if within+n == int(E) && d.n == int(E) {
+			fs.startUploadLocked(ino, idx, d) // write-behind of a completed extent
+		}
+		ino.mu.Unlock()
+		written += n
+		pos += uint64(n)
+	}
+	return written, nil
+}
+
+// dirtyBuffer returns, with ino.mu held, the dirty buffer of extent idx,
+// creating it (and loading the extent's current content unless the write
+// [from, to) replaces all of it) when needed. The caller holds ino.ioMu.
+func (fs *FS) dirtyBuffer(ctx context.Context, ino *inode, idx uint64, from, to int) (*dirtyExtent, error) {
+	E := uint64(fs.extSize)
+	for {
+		ino.mu.Lock()
+		if ino.cur.Kind != format.KindFile {
+			ino.mu.Unlock()
+			return nil, ErrNotExist
+		}
+		if ino.file.dirtyExt == nil {
+			ino.file.dirtyExt = map[uint64]*dirtyExtent{}
+		}
+		if d := ino.file.dirtyExt[idx]; d != nil {
+			if !d.uploading {
+				return d, nil
+			}
+			ino.uploaded.Wait()
+			ino.mu.Unlock()
+			continue
+		}
+		src := ino.sourceLocked(idx)
+		curLen := 0
+		if ino.file.size > idx*E {
+			curLen = int(min(E, ino.file.size-idx*E))
+		}
+		needBase := (src.hasRef || src.inline != nil) && !(from == 0 && to >= curLen)
+		ino.mu.Unlock()
+
+		buf, err := fs.bufs.get(ctx, fs.evictOne)
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		if needBase {
+			var base []byte
+			if src.inline != nil {
+				base = src.inline
+			} else if base, err = fs.fetchExtent(ctx, ino.id, src.ref); err != nil {
+				fs.bufs.put(buf)
+				return nil, err
+			}
+			n = copy(buf, base[:min(len(base), curLen)])
+		}
+		ino.mu.Lock()
+		if ino.file.dirtyExt[idx] != nil || !ino.sourceLocked(idx).same(src) {
+			ino.mu.Unlock()
+			fs.bufs.put(buf) // raced with another writer or an upload: retry
+			continue
+		}
+		d := &dirtyExtent{buf: buf, n: n}
+		ino.file.dirtyExt[idx] = d
+		fs.bufs.noteDirty(ino)
+		return d, nil
+	}
+}
+
+// startUploadLocked uploads a dirty extent in the background; when it
+// completes the extent moves from dirtyExt to pending and its buffer is
+// freed. ino.mu is held.
+func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
+	d.uploading = true
+	ino.file.uploading++
+	E := uint64(fs.extSize)
+	n := 0
+	if ino.file.size > idx*E {
+		n = int(min(uint64(d.n), ino.file.size-idx*E))
+	}
+	data := d.buf[:n]
+	go func() {
+		var ref *format.ExtentRef
+		var err error
+		if len(data) > 0 {
+			ref, err = fs.putExtent(context.Background(), ino.id, idx, data)
+		}
+		ino.mu.Lock()
+		ino.file.uploading--
+		d.uploading = false
+		free := false
+		if err != nil {
+			if ino.file.uploadErr == nil {
+				ino.file.uploadErr = err
+			}
+		} else if ino.file.dirtyExt[idx] == d {
+			delete(ino.file.dirtyExt, idx)
+			if ino.file.pending == nil {
+				ino.file.pending = map[uint64]*pendingExtent{}
+			}
+			ino.file.pending[idx] = &pendingExtent{ref: ref}
+			free = true
+		}
+		ino.uploaded.Broadcast()
+		ino.mu.Unlock()
+		if free {
+			fs.bufs.put(d.buf)
+		}
+	}()
+}
+
+// putExtent uploads one extent under a fresh random id.
+func (fs *FS) putExtent(ctx context.Context, id, idx uint64, data []byte) (*format.ExtentRef, error) {
+	fs.upSem <- struct{}{}
+	defer func() { <-fs.upSem }()
+	obj := format.EncodeExtent(data)
+	for {
+		eid := randomID()
+		_, err := fs.store.PutIfAbsent(ctx, fs.keys.Extent(id, eid), obj)
+		if errors.Is(err, objstore.ErrExists) {
+			continue // a 64-bit collision: draw again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("upload extent %d of inode %016x: %w", idx, id, err)
+		}
+		return &format.ExtentRef{Index: idx, EID: eid, Length: uint32(len(data)), CRC: format.Checksum(data)}, nil
+	}
+}
+
+// evictOne starts uploading the least recently written dirty extent of any
+// inode to free write-back memory; it reports whether it started one.
+func (fs *FS) evictOne() bool {
+	var victim *inode
+	var vidx uint64
+	var vd *dirtyExtent
+	for _, ino := range fs.bufs.dirtyInodes() {
+		ino.mu.Lock()
+		for idx, d := range ino.file.dirtyExt {
+			if !d.uploading && (vd == nil || d.lastWrite < vd.lastWrite) {
+				victim, vidx, vd = ino, idx, d
+			}
+		}
+		ino.mu.Unlock()
+	}
+	if victim == nil {
+		return false
+	}
+	victim.mu.Lock()
+	defer victim.mu.Unlock()
+	if victim.file.dirtyExt[vidx] != vd || vd.uploading {
+		return true // changed meanwhile; the caller re-checks memory
+	}
+	fs.startUploadLocked(victim, vidx, vd)
+	return true
+}
+
+// truncateLocked sets the working size; the caller holds ino.ioMu
+// exclusively and ino.mu, and no upload of ino is in flight.
+func (fs *FS) truncate(ctx context.Context, ino *inode, size uint64) error {
+	E := uint64(fs.extSize)
+	ino.mu.Lock()
+	for ino.file.uploading > 0 {
+		ino.uploaded.Wait()
+	}
+	old := ino.file.size
+	if size < old && size%E != 0 {
+		// The extent holding the new end keeps only bytes below it.
+		idx := size / E
+		if ino.file.dirtyExt[idx] == nil {
+			src := ino.sourceLocked(idx)
+			if src.hasRef || src.inline != nil {
+				ino.mu.Unlock()
+				_, err := fs.dirtyBuffer(ctx, ino, idx, 0, 0)
+				if err != nil {
+					return err
+				}
+			}
+		}
+		if d := ino.file.dirtyExt[idx]; d != nil {
+			keep := int(size % E)
+			if d.n > keep {
+				clear(d.buf[keep:d.n])
+				d.n = keep
+			}
+		}
+	}
+	if size < old {
+		// Extents wholly past the new end are dropped.
+		first := (size + E - 1) / E
+		for idx, d := range ino.file.dirtyExt {
+			if idx >= first {
+				delete(ino.file.dirtyExt, idx)
+				fs.bufs.put(d.buf)
+			}
+		}
+		if ino.file.pending == nil {
+			ino.file.pending = map[uint64]*pendingExtent{}
+		}
+		for idx := range ino.file.pending {
+			if idx >= first {
+				ino.file.pending[idx] = &pendingExtent{}
+			}
+		}
+		if ino.cur.Inline && first == 0 {
+			ino.file.pending[0] = &pendingExtent{}
+		}
+		for _, x := range ino.cur.Extents {
+			if x.Index >= first {
+				ino.file.pending[x.Index] = &pendingExtent{}
+			}
+		}
+	}
+	ino.file.size = size
+	ino.file.sizeDirty = true
+	ino.file.mtime = now()
+	if ino.dirtySince.IsZero() {
+		ino.dirtySince = time.Now()
+	}
+	ino.mu.Unlock()
+	return nil
+}
+
+// commitFile writes the next version of a non-directory inode: the file's
+// local changes (extents uploaded first) plus mutate, an optional change
+// applied to the version being built (called with ino.mu held; it may
+// return an error to abort). It is a no-op when there is nothing to write.
+func (fs *FS) commitFile(ctx context.Context, ino *inode, mutate func(n *format.Inode) error) error {
+	if err := fs.writable(); err != nil {
+		return err
+	}
+	ino.commitMu.Lock()
+	defer ino.commitMu.Unlock()
+	ino.ioMu.Lock()
+	defer ino.ioMu.Unlock()
+	ctx = context.WithoutCancel(ctx)
+
+	ino.mu.Lock()
+	isFile := ino.cur.Kind == format.KindFile
+	size := ino.file.size
+	dirty := ino.file.dirty()
+	ino.mu.Unlock()
+	if !dirty && mutate == nil {
+		return nil
+	}
+	var inline []byte
+	if isFile && dirty {
+		if size <= uint64(fs.vol.Header.InlineLimit) {
+			inline = make([]byte, size)
+			if _, err := fs.readAt(ctx, ino, inline, 0); err != nil {
+				return err
+			}
+		} else if err := fs.uploadAll(ctx, ino); err != nil {
+			return err
+		}
+	}
+	return fs.casLoop(ctx, ino, func() (*format.Inode, error) {
+		next := baseVersion(ino.cur)
+		cur := ino.cur
+		if cur.Kind == format.KindFile {
+			next.Inline, next.Data, next.Extents = cur.Inline, cur.Data, cur.Extents
+			if dirty {
+				next.Size = ino.file.size
+				if ino.file.mtime != 0 {
+					next.Mtime, next.Ctime = ino.file.mtime, ino.file.mtime
+				}
+				if inline != nil {
+					next.Inline, next.Data, next.Extents = true, inline, nil
+				} else {
+					next.Inline, next.Data = false, nil
+					next.Extents = fs.mergeExtentsLocked(ino, next.Size)
+				}
+			}
+		}
+		if mutate != nil {
+			if err := mutate(next); err != nil {
+				return nil, err
+			}
+		}
+		return next, nil
+	}, func(n *format.Inode, at time.Time) {
+		for _, d := range ino.file.dirtyExt {
+			fs.bufs.put(d.buf)
+		}
+		ino.file = fileState{}
+		ino.dirtySince = time.Time{}
+		ino.setCurLocked(n, at, nil)
+	})
+}
+
+// uploadAll uploads every dirty extent of ino and waits for all uploads.
+// The caller holds ino.ioMu exclusively, so no new writes arrive.
+func (fs *FS) uploadAll(ctx context.Context, ino *inode) error {
+	ino.mu.Lock()
+	if ino.cur.Inline && len(ino.cur.Data) > 0 && ino.file.dirtyExt[0] == nil && ino.file.pending[0] == nil {
+		// Data kept inline so far moves into extent 0.
+		ino.mu.Unlock()
+		if _, err := fs.dirtyBuffer(ctx, ino, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	for {
+		for idx, d := range ino.file.dirtyExt {
+			if !d.uploading {
+				fs.startUploadLocked(ino, idx, d)
+			}
+		}
+		for ino.file.uploading > 0 {
+			ino.uploaded.Wait()
+		}
+		if err := ino.file.uploadErr; err != nil {
+			ino.file.uploadErr = nil
+			ino.mu.Unlock()
+			return err
+		}
+		if len(ino.file.dirtyExt) == 0 {
+			ino.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+// mergeExtentsLocked overlays the pending extents on the committed ones and
+// drops what lies at or beyond size.
+func (fs *FS) mergeExtentsLocked(ino *inode, size uint64) []format.ExtentRef {
+	E := uint64(fs.extSize)
+	byIdx := map[uint64]format.ExtentRef{}
+	if !ino.cur.Inline {
+		for _, x := range ino.cur.Extents {
+			byIdx[x.Index] = x
+		}
+	}
+	for idx, p := range ino.file.pending {
+		if p.ref == nil {
+			delete(byIdx, idx)
+		} else {
+			byIdx[idx] = *p.ref
+		}
+	}
+	out := make([]format.ExtentRef, 0, len(byIdx))
+	for _, x := range byIdx {
+		if x.Index*E >= size {
+			continue
+		}
+		if end := x.Index*E + uint64(x.Length); end > size {
+			// Cannot happen: truncation rewrites the straddling extent.
+			fs.log.Error("extent extends past file size; dropping its tail is impossible, keeping size consistent", "inode", ino.id, "index", x.Index)
+			continue
+		}
+		out = append(out, x)
+	}
+	sortExtents(out)
+	return out
+}
+
+// tombstone writes the final version of an unlinked inode, discarding any
+// uncommitted data.
+func (fs *FS) tombstone(ctx context.Context, ino *inode) error {
+	ino.commitMu.Lock()
+	defer ino.commitMu.Unlock()
+	ino.ioMu.Lock()
+	defer ino.ioMu.Unlock()
+	ino.mu.Lock()
+	for ino.file.uploading > 0 {
+		ino.uploaded.Wait()
+	}
+	for _, d := range ino.file.dirtyExt {
+		fs.bufs.put(d.buf)
+	}
+	ino.file = fileState{}
+	ino.dirtySince = time.Time{}
+	ino.mu.Unlock()
+	err := fs.casLoop(ctx, ino, func() (*format.Inode, error) {
+		if ino.cur.Nlink > 0 && !ino.unlinked {
+			return nil, nil // linked again meanwhile
+		}
+		return tombstoneOf(ino.cur), nil
+	}, func(n *format.Inode, at time.Time) { ino.setCurLocked(n, at, nil) })
+	if errors.Is(err, ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func tombstoneOf(cur *format.Inode) *format.Inode {
+	return &format.Inode{Kind: format.KindTombstone, UID: cur.UID, GID: cur.GID, Atime: cur.Atime, Mtime: cur.Mtime, Ctime: now()}
+}

@@ -1,0 +1,260 @@
+// Package vfs is the s3gfs filesystem engine: POSIX operations on inodes
+// addressed by id, implemented over immutable, versioned objects in an
+// object store. It knows nothing of FUSE (package fusefs binds it to the
+// kernel) and its only I/O is through objstore.Store.
+//
+// # Model
+//
+// Every inode is a chain of versions; version n+1 is created with a
+// conditional create of its key, so two hosts racing for one version cannot
+// both win. A host keeps, per inode it uses, the newest version it knows
+// (inode.cur) plus its own uncommitted changes. Committing builds the next
+// version from cur and the local changes; losing the race (objstore.ErrExists)
+// means re-reading the winner and re-applying the local change on top of it.
+//
+// Namespace operations (create, mkdir, link, symlink, unlink, rmdir, rename)
+// commit before they return, in the order docs/FORMAT.md prescribes (child
+// before parent, new name before old name, tombstone before removal). File
+// data is written back on flush (close), fsync, when the write-back buffer
+// is full, and by a background timer; extents are always uploaded before
+// the inode version that names them.
+//
+// # Locking
+//
+// FS.mu guards the inode table. inode.commitMu serialises the commits of one
+// inode and is taken before inode.mu, which guards the inode's in-memory
+// state. No goroutine holds two inodes' mu at once. I/O is never done while
+// holding FS.mu; it may be done while holding an inode's commitMu.
+package vfs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/cache"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
+)
+
+// Options tune an FS.
+type Options struct {
+	HostID   uint64 // this mount's host id; random when 0
+	ReadOnly bool
+	// BufferSize bounds the bytes of dirty file data held in memory.
+	BufferSize int64
+	// CacheSize bounds the extent read cache in memory; CacheDir adds a disk tier.
+	CacheSize int64
+	CacheDir  string
+	// Revalidate is how old this host's view of a directory may grow before
+	// a lookup checks the store for a newer version.
+	Revalidate time.Duration
+	// WritebackDelay is how long dirty file data may wait before it is
+	// committed without a close or fsync.
+	WritebackDelay time.Duration
+	// Readahead is the number of extents fetched ahead of a sequential reader.
+	Readahead int
+	// Uploads bounds the extent uploads in flight.
+	Uploads int
+	Logger  *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.HostID == 0 {
+		o.HostID = randomID()
+	}
+	if o.BufferSize <= 0 {
+		o.BufferSize = 256 << 20
+	}
+	if o.CacheSize < 0 {
+		o.CacheSize = 0
+	} else if o.CacheSize == 0 {
+		o.CacheSize = 128 << 20
+	}
+	if o.Revalidate <= 0 {
+		o.Revalidate = time.Second
+	}
+	if o.WritebackDelay <= 0 {
+		o.WritebackDelay = 5 * time.Second
+	}
+	if o.Readahead <= 0 {
+		o.Readahead = 4
+	}
+	if o.Uploads <= 0 {
+		o.Uploads = 8
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// FS is one mounted volume.
+type FS struct {
+	vol     *volume.Volume
+	store   objstore.Store
+	keys    format.Keys
+	extSize int64
+	opts    Options
+	log     *slog.Logger
+	cache   *cache.Cache
+	bufs    *bufferPool
+	upSem   chan struct{}
+
+	mu     sync.Mutex
+	inodes map[uint64]*inode
+
+	fetches singleflight
+
+	stop     chan struct{}
+	loopDone sync.WaitGroup
+	closed   bool
+}
+
+// New opens the engine over an opened volume.
+func New(vol *volume.Volume, o Options) (*FS, error) {
+	o.defaults()
+	c, err := cache.New(o.CacheSize, o.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	ext := int64(vol.Header.ExtentSize)
+	if o.BufferSize < 2*ext {
+		return nil, fmt.Errorf("buffer size %d is too small: it must hold at least two extents (%d bytes each)", o.BufferSize, ext)
+	}
+	fs := &FS{
+		vol: vol, store: vol.Store, keys: vol.Keys, extSize: ext, opts: o,
+		log:    o.Logger.With("volume", vol.URL.String(), "host", fmt.Sprintf("%016x", o.HostID)),
+		cache:  c,
+		upSem:  make(chan struct{}, o.Uploads),
+		inodes: map[uint64]*inode{},
+		stop:   make(chan struct{}),
+	}
+	fs.bufs = newBufferPool(o.BufferSize, ext)
+	if _, err := fs.inode(context.Background(), format.RootID); err != nil {
+		return nil, fmt.Errorf("load root directory: %w", err)
+	}
+	if !o.ReadOnly {
+		fs.loopDone.Add(1)
+		go fs.writebackLoop()
+	}
+	return fs, nil
+}
+
+// HostID is this mount's host id.
+func (fs *FS) HostID() uint64 { return fs.opts.HostID }
+
+// Volume returns the volume this engine serves.
+func (fs *FS) Volume() *volume.Volume { return fs.vol }
+
+// Close commits every dirty file and stops background work.
+func (fs *FS) Close(ctx context.Context) error {
+	fs.mu.Lock()
+	if fs.closed {
+		fs.mu.Unlock()
+		return nil
+	}
+	fs.closed = true
+	fs.mu.Unlock()
+	close(fs.stop)
+	fs.loopDone.Wait()
+	return fs.SyncAll(ctx)
+}
+
+// SyncAll commits every inode with uncommitted changes.
+func (fs *FS) SyncAll(ctx context.Context) error {
+	var errs []error
+	for _, ino := range fs.snapshotInodes() {
+		if ino.isDirty() {
+			if err := fs.commitFile(ctx, ino, nil); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (fs *FS) snapshotInodes() []*inode {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	out := make([]*inode, 0, len(fs.inodes))
+	for _, ino := range fs.inodes {
+		out = append(out, ino)
+	}
+	return out
+}
+
+// writebackLoop commits files whose data has been dirty for longer than
+// WritebackDelay.
+func (fs *FS) writebackLoop() {
+	defer fs.loopDone.Done()
+	t := time.NewTicker(fs.opts.WritebackDelay / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-fs.stop:
+			return
+		case <-t.C:
+		}
+		for _, ino := range fs.snapshotInodes() {
+			ino.mu.Lock()
+			due := !ino.dirtySince.IsZero() && time.Since(ino.dirtySince) >= fs.opts.WritebackDelay
+			ino.mu.Unlock()
+			if due {
+				if err := fs.commitFile(context.Background(), ino, nil); err != nil {
+					fs.log.Warn("background write-back failed; will retry", "inode", fmt.Sprintf("%016x", ino.id), "err", err)
+				}
+			}
+		}
+	}
+}
+
+// Forget drops an inode from memory when the kernel no longer references it
+// and it holds nothing uncommitted.
+func (fs *FS) Forget(id uint64) {
+	if id == format.RootID {
+		return
+	}
+	fs.mu.Lock()
+	ino := fs.inodes[id]
+	fs.mu.Unlock()
+	if ino == nil {
+		return
+	}
+	ino.mu.Lock()
+	idle := ino.open == 0 && !ino.dirtyLocked()
+	ino.mu.Unlock()
+	if idle {
+		fs.mu.Lock()
+		if fs.inodes[id] == ino {
+			delete(fs.inodes, id)
+		}
+		fs.mu.Unlock()
+	}
+}
+
+func randomID() uint64 {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err)
+		}
+		if id := binary.LittleEndian.Uint64(b[:]); id > format.RootID {
+			return id
+		}
+	}
+}
+
+func (fs *FS) writable() error {
+	if fs.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	return nil
+}
+
+func now() int64 { return time.Now().UnixNano() }

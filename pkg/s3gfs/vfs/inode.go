@@ -1,0 +1,337 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+)
+
+// inode is this host's state of one inode.
+type inode struct {
+	id uint64
+
+	// commitMu serialises commits of this inode (taken before ioMu and mu).
+	commitMu sync.Mutex
+	// ioMu is held shared by writers and truncation of file data and
+	// exclusively by a file commit, so a commit sees a stable file.
+	ioMu sync.RWMutex
+
+	mu sync.Mutex // guards every field below
+	// cur is the newest committed version this host knows; nil before load.
+	cur     *format.Inode
+	curTime time.Time // the store's time of cur
+	checked time.Time // local time at which cur was last known to be newest
+	// nextVersion is the version number the next commit claims (cur.Version+1
+	// unless corrupt newer versions had to be skipped).
+	nextVersion uint64
+
+	// Directories: the full entry list at cur, and its number of subdirs.
+	entries map[string]format.Entry
+	subdirs int
+	// Group commit: queued changes and whether a leader is committing.
+	queue   []*dirChange
+	leading bool
+
+	// Files: local changes not yet committed (see file.go).
+	file fileState
+
+	// changed is set when a version written by another host is installed,
+	// so the next open tells the kernel to drop its cached pages.
+	changed bool
+	// uploaded is signalled (with mu) when an extent upload finishes.
+	uploaded *sync.Cond
+
+	open       int       // open handles on this host
+	unlinked   bool      // nlink reached 0 while open: tombstone at last release
+	dirtySince time.Time // when uncommitted changes first appeared
+}
+
+func newInode(id uint64) *inode {
+	ino := &inode{id: id}
+	ino.uploaded = sync.NewCond(&ino.mu)
+	return ino
+}
+
+func (ino *inode) isDirty() bool {
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	return ino.dirtyLocked()
+}
+
+func (ino *inode) dirtyLocked() bool { return ino.file.dirty() }
+
+// inode returns the loaded inode id, loading it from the store if needed.
+// A tombstoned or missing inode yields ErrNotExist.
+func (fs *FS) inode(ctx context.Context, id uint64) (*inode, error) {
+	fs.mu.Lock()
+	ino := fs.inodes[id]
+	if ino == nil {
+		ino = newInode(id)
+		fs.inodes[id] = ino
+	}
+	fs.mu.Unlock()
+	ino.mu.Lock()
+	loaded := ino.cur != nil
+	ino.mu.Unlock()
+	if !loaded {
+		ino.commitMu.Lock()
+		err := fs.refresh(ctx, ino)
+		ino.commitMu.Unlock()
+		if err != nil {
+			if errors.Is(err, ErrNotExist) {
+				fs.mu.Lock()
+				if fs.inodes[id] == ino {
+					delete(fs.inodes, id)
+				}
+				fs.mu.Unlock()
+			}
+			return nil, err
+		}
+	}
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	if ino.cur.Kind == format.KindTombstone {
+		return nil, fmt.Errorf("inode %016x: %w (deleted)", id, ErrNotExist)
+	}
+	return ino, nil
+}
+
+// install registers a freshly created inode version as the current state.
+func (fs *FS) install(n *format.Inode, at time.Time) *inode {
+	ino := newInode(n.ID)
+	ino.setCurLocked(n, at, nil)
+	fs.mu.Lock()
+	fs.inodes[n.ID] = ino
+	fs.mu.Unlock()
+	return ino
+}
+
+// setCurLocked installs n as the current version. For directories, entries
+// is the full entry list at n (nil for an empty or full version n).
+func (ino *inode) setCurLocked(n *format.Inode, at time.Time, entries map[string]format.Entry) {
+	ino.cur = n
+	ino.curTime = at
+	ino.checked = time.Now()
+	if n.Version >= ino.nextVersion {
+		ino.nextVersion = n.Version + 1
+	}
+	if n.Kind == format.KindDir {
+		if entries == nil {
+			entries = make(map[string]format.Entry, len(n.Entries))
+			for _, e := range n.Entries {
+				entries[e.Name] = e
+			}
+		}
+		ino.entries = entries
+		ino.subdirs = 0
+		for _, e := range entries {
+			if e.ChildKind == format.KindDir {
+				ino.subdirs++
+			}
+		}
+	} else {
+		ino.entries = nil
+	}
+	if n.Kind == format.KindFile && !ino.file.dirty() {
+		ino.file.size = n.Size
+	}
+}
+
+// refresh brings ino.cur up to the newest version in the store. The caller
+// holds ino.commitMu. Versions whose objects fail their checks are logged
+// and skipped (never served); the next commit numbers past them.
+func (fs *FS) refresh(ctx context.Context, ino *inode) error {
+	dir := fs.keys.InodeDir(ino.id)
+	page, err := fs.store.List(ctx, dir, "", 1)
+	if err != nil {
+		return fmt.Errorf("list versions of inode %016x: %w", ino.id, err)
+	}
+	if len(page.Objects) == 0 {
+		return fmt.Errorf("inode %016x: %w", ino.id, ErrNotExist)
+	}
+	ino.mu.Lock()
+	cur := ino.cur
+	ino.mu.Unlock()
+	_, newest, err := fs.keys.ParseInode(page.Objects[0].Key)
+	if err != nil {
+		return fmt.Errorf("inode %016x: %w: %v", ino.id, ErrCorrupt, err)
+	}
+	if cur != nil && cur.Version == newest {
+		ino.mu.Lock()
+		ino.checked = time.Now()
+		ino.mu.Unlock()
+		return nil
+	}
+	// Walk back from the newest version past any corrupt ones.
+	startAfter := ""
+	skipped := uint64(0)
+	for {
+		page, err := fs.store.List(ctx, dir, startAfter, 100)
+		if err != nil {
+			return fmt.Errorf("list versions of inode %016x: %w", ino.id, err)
+		}
+		for _, obj := range page.Objects {
+			_, v, err := fs.keys.ParseInode(obj.Key)
+			if err != nil {
+				fs.log.Error("ignoring object with a malformed inode key", "key", obj.Key)
+				continue
+			}
+			if cur != nil && v <= cur.Version {
+				// Every version newer than ours is corrupt: keep ours and
+				// number the next commit past them.
+				ino.mu.Lock()
+				ino.checked = time.Now()
+				if skipped >= ino.nextVersion {
+					ino.nextVersion = skipped + 1
+				}
+				ino.mu.Unlock()
+				return nil
+			}
+			n, entries, err := fs.loadVersion(ctx, ino, v, cur)
+			if err != nil {
+				if errors.Is(err, ErrCorrupt) {
+					fs.log.Error("skipping corrupt inode version", "key", obj.Key, "err", err)
+					if v > skipped {
+						skipped = v
+					}
+					continue
+				}
+				return err
+			}
+			ino.mu.Lock()
+			if cur != nil && n.Writer != fs.opts.HostID {
+				ino.changed = true
+			}
+			ino.setCurLocked(n, obj.LastModified, entries)
+			if skipped >= ino.nextVersion {
+				ino.nextVersion = skipped + 1
+			}
+			ino.mu.Unlock()
+			return nil
+		}
+		if !page.Truncated || len(page.Objects) == 0 {
+			return fmt.Errorf("inode %016x: no readable version: %w", ino.id, ErrCorrupt)
+		}
+		startAfter = page.Objects[len(page.Objects)-1].Key
+	}
+}
+
+// getVersion reads and decodes version v of inode id.
+func (fs *FS) getVersion(ctx context.Context, id, v uint64) (*format.Inode, time.Time, error) {
+	key := fs.keys.Inode(id, v)
+	obj, info, err := fs.store.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, objstore.ErrNotFound) {
+			return nil, time.Time{}, fmt.Errorf("inode %016x v%d: %w", id, v, ErrNotExist)
+		}
+		return nil, time.Time{}, fmt.Errorf("read inode %016x v%d: %w", id, v, err)
+	}
+	n, err := format.DecodeInode(obj, fs.vol.Header.ExtentSize)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
+	}
+	if n.ID != id || n.Version != v {
+		return nil, time.Time{}, fmt.Errorf("%s: %w: object holds inode %016x v%d", key, ErrCorrupt, n.ID, n.Version)
+	}
+	return n, info.LastModified, nil
+}
+
+// loadVersion reads version v and, for a directory delta, rebuilds its full
+// entry list from its base (or from cur when cur is in the same chain).
+func (fs *FS) loadVersion(ctx context.Context, ino *inode, v uint64, cur *format.Inode) (*format.Inode, map[string]format.Entry, error) {
+	n, _, err := fs.getVersion(ctx, ino.id, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n.Kind != format.KindDir || n.IsFull() {
+		return n, nil, nil
+	}
+	var entries map[string]format.Entry
+	from := n.Base
+	if cur != nil && cur.Kind == format.KindDir && cur.Version >= n.Base && cur.Version < v {
+		ino.mu.Lock()
+		entries = make(map[string]format.Entry, len(ino.entries))
+		for k, e := range ino.entries {
+			entries[k] = e
+		}
+		ino.mu.Unlock()
+		from = cur.Version + 1
+	}
+	chain := make([]*format.Inode, v-from)
+	var wg sync.WaitGroup
+	errs := make([]error, len(chain))
+	for i := range chain {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			chain[i], _, errs[i] = fs.getVersion(ctx, ino.id, from+uint64(i))
+		}(i)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		if errors.Is(err, ErrNotExist) {
+			return nil, nil, fmt.Errorf("directory %016x v%d: a version of its delta chain is missing: %w: %v", ino.id, v, ErrCorrupt, err)
+		}
+		return nil, nil, err
+	}
+	chain = append(chain, n)
+	for _, x := range chain {
+		if x.Kind != format.KindDir || (x.Version != n.Base && x.Base != n.Base) {
+			return nil, nil, fmt.Errorf("directory %016x: v%d does not belong to the delta chain of v%d: %w", ino.id, x.Version, v, ErrCorrupt)
+		}
+		if x.IsFull() {
+			entries = make(map[string]format.Entry, len(x.Entries))
+		}
+		applyEntries(entries, x.Entries)
+	}
+	return n, entries, nil
+}
+
+// applyEntries applies a version's entries (full or delta) to m.
+func applyEntries(m map[string]format.Entry, es []format.Entry) {
+	for _, e := range es {
+		if e.Op == format.EntryRemove {
+			delete(m, e.Name)
+		} else {
+			m[e.Name] = e
+		}
+	}
+}
+
+// singleflight merges concurrent fetches of one key.
+type singleflight struct {
+	mu    sync.Mutex
+	calls map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	val  []byte
+	err  error
+}
+
+func (s *singleflight) do(key string, fn func() ([]byte, error)) ([]byte, error) {
+	s.mu.Lock()
+	if s.calls == nil {
+		s.calls = map[string]*flight{}
+	}
+	if f, ok := s.calls[key]; ok {
+		s.mu.Unlock()
+		<-f.done
+		return f.val, f.err
+	}
+	f := &flight{done: make(chan struct{})}
+	s.calls[key] = f
+	s.mu.Unlock()
+	f.val, f.err = fn()
+	s.mu.Lock()
+	delete(s.calls, key)
+	s.mu.Unlock()
+	close(f.done)
+	return f.val, f.err
+}

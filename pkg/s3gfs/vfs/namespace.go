@@ -1,0 +1,697 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+)
+
+// checkName maps a name's validation error to the engine's errors.
+func checkName(name string) error {
+	if err := format.ValidateName(name); err != nil {
+		if errors.Is(err, format.ErrNameTooLong) {
+			return fmt.Errorf("%w: %v", ErrNameTooLong, err)
+		}
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// dirInode loads id and checks it is a directory, revalidating it against
+// the store when this host's view is older than Options.Revalidate.
+func (fs *FS) dirInode(ctx context.Context, id uint64) (*inode, error) {
+	ino, err := fs.inode(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ino.mu.Lock()
+	kind := ino.cur.Kind
+	stale := time.Since(ino.checked) > fs.opts.Revalidate
+	ino.mu.Unlock()
+	if kind != format.KindDir {
+		return nil, fmt.Errorf("inode %016x: %w", id, ErrNotDir)
+	}
+	if stale {
+		ino.commitMu.Lock()
+		err := fs.refresh(ctx, ino)
+		ino.commitMu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		ino.mu.Lock()
+		defer ino.mu.Unlock()
+		if ino.cur.Kind == format.KindTombstone {
+			return nil, fmt.Errorf("directory %016x: %w (removed)", id, ErrNotExist)
+		}
+	}
+	return ino, nil
+}
+
+// entry returns the entry name of dir.
+func (dir *inode) entry(name string) (format.Entry, bool) {
+	dir.mu.Lock()
+	defer dir.mu.Unlock()
+	e, ok := dir.entries[name]
+	return e, ok
+}
+
+// Lookup finds name in directory parent.
+func (fs *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, error) {
+	if err := checkName(name); err != nil {
+		return Attr{}, err
+	}
+	dir, err := fs.dirInode(ctx, parent)
+	if err != nil {
+		return Attr{}, err
+	}
+	e, ok := dir.entry(name)
+	if !ok {
+		return Attr{}, ErrNotExist
+	}
+	child, err := fs.inode(ctx, e.Child)
+	if errors.Is(err, ErrNotExist) {
+		// An entry left behind by an interrupted rmdir or rename: hide it
+		// and remove it in the background.
+		fs.log.Warn("directory entry refers to a deleted inode; removing it", "dir", fmt.Sprintf("%016x", parent), "name", name)
+		if fs.opts.ReadOnly {
+			return Attr{}, ErrNotExist
+		}
+		go fs.applyDir(context.Background(), dir, &dirChange{ops: []dirOp{{name: name, remove: true, child: e.Child}}})
+		return Attr{}, ErrNotExist
+	}
+	if err != nil {
+		return Attr{}, err
+	}
+	return fs.attrOf(child), nil
+}
+
+// GetAttr returns the attributes of inode id.
+func (fs *FS) GetAttr(ctx context.Context, id uint64) (Attr, error) {
+	ino, err := fs.inode(ctx, id)
+	if err != nil {
+		return Attr{}, err
+	}
+	return fs.attrOf(ino), nil
+}
+
+func (fs *FS) attrOf(ino *inode) Attr {
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	return fs.attrLocked(ino)
+}
+
+func (fs *FS) attrLocked(ino *inode) Attr {
+	c := ino.cur
+	a := Attr{
+		Ino: ino.id, Mode: typeBits(c.Kind, c.Mode) | c.Mode&0o7777, Nlink: c.Nlink, Size: c.Size,
+		UID: c.UID, GID: c.GID, Rdev: c.Rdev, Atime: c.Atime, Mtime: c.Mtime, Ctime: c.Ctime, Version: c.Version,
+	}
+	switch c.Kind {
+	case format.KindDir:
+		a.Nlink = uint32(2 + ino.subdirs)
+		a.Size = 4096
+	case format.KindFile:
+		a.Size = ino.file.size
+		if ino.file.mtime != 0 {
+			a.Mtime, a.Ctime = ino.file.mtime, ino.file.mtime
+		}
+	}
+	if ino.unlinked {
+		a.Nlink = 0
+	}
+	return a
+}
+
+// newChild creates version 1 of a new inode (rule W3: before any directory
+// names it) and registers it on this host.
+func (fs *FS) newChild(ctx context.Context, dir *inode, n *format.Inode, caller Caller) (*inode, error) {
+	n.ID = randomID()
+	n.Version = 1
+	n.Writer = fs.opts.HostID
+	n.UID, n.GID = caller.UID, caller.GID
+	t := now()
+	n.Atime, n.Mtime, n.Ctime = t, t, t
+	dir.mu.Lock()
+	if dir.cur.Mode&syscall.S_ISGID != 0 { // BSD group semantics of setgid directories
+		n.GID = dir.cur.GID
+		if n.Kind == format.KindDir {
+			n.Mode |= syscall.S_ISGID
+		}
+	}
+	dir.mu.Unlock()
+	obj, err := format.EncodeInode(n)
+	if err != nil {
+		return nil, err
+	}
+	info, err := fs.store.PutIfAbsent(context.WithoutCancel(ctx), fs.keys.Inode(n.ID, 1), obj)
+	if err != nil {
+		return nil, fmt.Errorf("create inode: %w", err)
+	}
+	return fs.install(n, info.LastModified), nil
+}
+
+// link adds name -> child to dir, failing with ErrExist when name exists.
+func (fs *FS) link(ctx context.Context, dir *inode, name string, child *inode, kind format.InodeKind) error {
+	return fs.applyDir(ctx, dir, &dirChange{ops: []dirOp{{name: name, child: child.id, kind: kind, noReplace: true}}})
+}
+
+// Mkdir creates directory name in parent.
+func (fs *FS) Mkdir(ctx context.Context, parent uint64, name string, mode uint32, caller Caller) (Attr, error) {
+	return fs.mknode(ctx, parent, name, &format.Inode{Kind: format.KindDir, Mode: mode & 0o7777, Base: 1}, caller)
+}
+
+// Symlink creates symbolic link name in parent pointing at target.
+func (fs *FS) Symlink(ctx context.Context, parent uint64, name, target string, caller Caller) (Attr, error) {
+	if target == "" || len(target) > format.MaxSymlinkLen {
+		return Attr{}, fmt.Errorf("symlink target of %d bytes: %w", len(target), ErrNameTooLong)
+	}
+	return fs.mknode(ctx, parent, name, &format.Inode{Kind: format.KindSymlink, Mode: 0o777, Nlink: 1, Target: target, Size: uint64(len(target))}, caller)
+}
+
+// Mknod creates a regular file, FIFO, socket or device node.
+func (fs *FS) Mknod(ctx context.Context, parent uint64, name string, mode, rdev uint32, caller Caller) (Attr, error) {
+	switch mode & syscall.S_IFMT {
+	case syscall.S_IFREG, 0:
+		return fs.mknode(ctx, parent, name, &format.Inode{Kind: format.KindFile, Mode: mode & 0o7777, Nlink: 1, Inline: true}, caller)
+	case syscall.S_IFIFO, syscall.S_IFSOCK, syscall.S_IFCHR, syscall.S_IFBLK:
+		return fs.mknode(ctx, parent, name, &format.Inode{Kind: format.KindSpecial, Mode: mode & (syscall.S_IFMT | 0o7777), Nlink: 1, Rdev: rdev}, caller)
+	}
+	return Attr{}, ErrInvalid
+}
+
+func (fs *FS) mknode(ctx context.Context, parent uint64, name string, n *format.Inode, caller Caller) (Attr, error) {
+	if err := fs.writable(); err != nil {
+		return Attr{}, err
+	}
+	if err := checkName(name); err != nil {
+		return Attr{}, err
+	}
+	dir, err := fs.dirInode(ctx, parent)
+	if err != nil {
+		return Attr{}, err
+	}
+	if _, ok := dir.entry(name); ok {
+		return Attr{}, ErrExist
+	}
+	child, err := fs.newChild(ctx, dir, n, caller)
+	if err != nil {
+		return Attr{}, err
+	}
+	if err := fs.link(ctx, dir, name, child, n.Kind); err != nil {
+		fs.Forget(child.id) // the unreferenced version 1 is left for the reaper
+		return Attr{}, err
+	}
+	return fs.attrOf(child), nil
+}
+
+// Create creates and opens regular file name in parent. Without exclusive,
+// an existing file of that name is opened instead.
+func (fs *FS) Create(ctx context.Context, parent uint64, name string, mode uint32, exclusive bool, caller Caller) (Attr, *Handle, error) {
+	a, err := fs.mknode(ctx, parent, name, &format.Inode{Kind: format.KindFile, Mode: mode & 0o7777, Nlink: 1, Inline: true}, caller)
+	if errors.Is(err, ErrExist) && !exclusive {
+		if a, err = fs.Lookup(ctx, parent, name); err != nil {
+			return Attr{}, nil, err
+		}
+		if a.IsDir() {
+			return Attr{}, nil, ErrIsDir
+		}
+	}
+	if err != nil {
+		return Attr{}, nil, err
+	}
+	h, _, err := fs.Open(ctx, a.Ino, true)
+	if err != nil {
+		return Attr{}, nil, err
+	}
+	return a, h, nil
+}
+
+// Readlink returns a symlink's target.
+func (fs *FS) Readlink(ctx context.Context, id uint64) (string, error) {
+	ino, err := fs.inode(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	if ino.cur.Kind != format.KindSymlink {
+		return "", ErrInvalid
+	}
+	return ino.cur.Target, nil
+}
+
+// Link adds a hard link name in parent to inode id: the inode's link count
+// is raised first (rule W3), then the name is added.
+func (fs *FS) Link(ctx context.Context, id, parent uint64, name string) (Attr, error) {
+	if err := fs.writable(); err != nil {
+		return Attr{}, err
+	}
+	if err := checkName(name); err != nil {
+		return Attr{}, err
+	}
+	dir, err := fs.dirInode(ctx, parent)
+	if err != nil {
+		return Attr{}, err
+	}
+	if _, ok := dir.entry(name); ok {
+		return Attr{}, ErrExist
+	}
+	ino, err := fs.inode(ctx, id)
+	if err != nil {
+		return Attr{}, err
+	}
+	var kind format.InodeKind
+	err = fs.commitFile(ctx, ino, func(n *format.Inode) error {
+		if n.Kind == format.KindDir {
+			return ErrNotSupp
+		}
+		if n.Nlink == 0 || ino.unlinked {
+			return ErrNotExist
+		}
+		kind = n.Kind
+		n.Nlink++
+		n.Ctime = now()
+		return nil
+	})
+	if err != nil {
+		return Attr{}, err
+	}
+	if err := fs.link(ctx, dir, name, ino, kind); err != nil {
+		if derr := fs.dropLink(ctx, ino); derr != nil {
+			fs.log.Error("could not undo link count after a failed link", "inode", fmt.Sprintf("%016x", id), "err", derr)
+		}
+		return Attr{}, err
+	}
+	return fs.attrOf(ino), nil
+}
+
+// dropLink lowers a non-directory's link count after one of its names was
+// removed (rule W4), writing its tombstone when no name and no local open
+// handle remains. An open inode is tombstoned at its last release.
+func (fs *FS) dropLink(ctx context.Context, ino *inode) error {
+	err := fs.commitFile(ctx, ino, func(n *format.Inode) error {
+		if n.Nlink > 0 {
+			n.Nlink--
+		}
+		n.Ctime = now()
+		if n.Nlink == 0 {
+			if ino.open > 0 {
+				ino.unlinked = true
+				return nil
+			}
+			*n = *tombstoneOf(n)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotExist) {
+		return nil // already deleted
+	}
+	return err
+}
+
+// Unlink removes name (not a directory) from parent.
+func (fs *FS) Unlink(ctx context.Context, parent uint64, name string) error {
+	if err := fs.writable(); err != nil {
+		return err
+	}
+	if err := checkName(name); err != nil {
+		return err
+	}
+	dir, err := fs.dirInode(ctx, parent)
+	if err != nil {
+		return err
+	}
+	ch := &dirChange{ops: []dirOp{{name: name, remove: true, wantDir: -1}}}
+	if err := fs.applyDir(ctx, dir, ch); err != nil {
+		return err
+	}
+	return fs.dropReplaced(ctx, ch.replaced)
+}
+
+// dropReplaced drops the link of every non-directory a change removed.
+func (fs *FS) dropReplaced(ctx context.Context, removed []format.Entry) error {
+	var errs []error
+	for _, e := range removed {
+		if e.ChildKind == format.KindDir {
+			continue
+		}
+		child, err := fs.inode(ctx, e.Child)
+		if errors.Is(err, ErrNotExist) {
+			continue
+		}
+		if err == nil {
+			err = fs.dropLink(ctx, child)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("drop link of %016x: %w", e.Child, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Rmdir removes the empty directory name from parent: the directory is
+// tombstoned first, conditionally on being empty (rule W5), then its entry
+// is removed.
+func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
+	if err := fs.writable(); err != nil {
+		return err
+	}
+	if err := checkName(name); err != nil {
+		return err
+	}
+	dir, err := fs.dirInode(ctx, parent)
+	if err != nil {
+		return err
+	}
+	e, ok := dir.entry(name)
+	if !ok {
+		return ErrNotExist
+	}
+	if e.ChildKind != format.KindDir {
+		return ErrNotDir
+	}
+	if err := fs.removeEmptyDir(ctx, e.Child); err != nil {
+		return err
+	}
+	err = fs.applyDir(ctx, dir, &dirChange{ops: []dirOp{{name: name, remove: true, child: e.Child, wantDir: 1}}})
+	if errors.Is(err, ErrNotExist) {
+		return nil // someone else removed the entry meanwhile; the directory is gone either way
+	}
+	return err
+}
+
+// removeEmptyDir tombstones directory id if it is empty.
+func (fs *FS) removeEmptyDir(ctx context.Context, id uint64) error {
+	child, err := fs.inode(ctx, id)
+	if errors.Is(err, ErrNotExist) {
+		return nil // already tombstoned: only the stale entry remains
+	}
+	if err != nil {
+		return err
+	}
+	return fs.applyDir(ctx, child, &dirChange{tombstone: true})
+}
+
+// Rename flags (renameat2).
+const (
+	RenameNoReplace = 1 << 0
+	RenameExchange  = 1 << 1
+)
+
+// Rename moves oldName in oldParent to newName in newParent. Within one
+// directory it is one atomic version; across directories the new name is
+// added before the old one is removed (rule W6).
+func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newParent uint64, newName string, flags uint32) error {
+	if err := fs.writable(); err != nil {
+		return err
+	}
+	if err := checkName(oldName); err != nil {
+		return err
+	}
+	if err := checkName(newName); err != nil {
+		return err
+	}
+	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
+		return ErrInvalid
+	}
+	src, err := fs.dirInode(ctx, oldParent)
+	if err != nil {
+		return err
+	}
+	dst := src
+	if newParent != oldParent {
+		if dst, err = fs.dirInode(ctx, newParent); err != nil {
+			return err
+		}
+	}
+	se, ok := src.entry(oldName)
+	if !ok {
+		return ErrNotExist
+	}
+	if oldParent == newParent && oldName == newName {
+		return nil
+	}
+	te, targetExists := dst.entry(newName)
+	if flags&RenameExchange != 0 {
+		if !targetExists {
+			return ErrNotExist
+		}
+		if oldParent != newParent {
+			return fmt.Errorf("exchange across directories: %w", ErrInvalid)
+		}
+		return fs.applyDir(ctx, src, &dirChange{ops: []dirOp{
+			{name: oldName, child: te.Child, kind: te.ChildKind, replaceDir: se.Child},
+			{name: newName, child: se.Child, kind: se.ChildKind, replaceDir: te.Child},
+		}})
+	}
+	noReplace := flags&RenameNoReplace != 0
+	var replaceDir uint64
+	if targetExists && !noReplace && te.Child != se.Child {
+		switch {
+		case te.ChildKind == format.KindDir && se.ChildKind != format.KindDir:
+			return ErrIsDir
+		case te.ChildKind != format.KindDir && se.ChildKind == format.KindDir:
+			return ErrNotDir
+		case te.ChildKind == format.KindDir:
+			if err := fs.removeEmptyDir(ctx, te.Child); err != nil {
+				return err
+			}
+			replaceDir = te.Child
+		}
+	}
+	put := dirOp{name: newName, child: se.Child, kind: se.ChildKind, noReplace: noReplace, replaceDir: replaceDir}
+	remove := dirOp{name: oldName, remove: true, child: se.Child}
+	var replaced []format.Entry
+	if src == dst {
+		ch := &dirChange{ops: []dirOp{remove, put}}
+		if err := fs.applyDir(ctx, src, ch); err != nil {
+			return err
+		}
+		replaced = ch.replaced[1:] // the first is the source's own entry
+	} else {
+		ch := &dirChange{ops: []dirOp{put}}
+		if err := fs.applyDir(ctx, dst, ch); err != nil {
+			return err
+		}
+		replaced = ch.replaced
+		if err := fs.applyDir(ctx, src, &dirChange{ops: []dirOp{remove}}); err != nil {
+			// The file now has both names; report, but the rename happened.
+			fs.log.Warn("rename: could not remove the old name after adding the new one", "name", oldName, "err", err)
+		}
+	}
+	return fs.dropReplaced(ctx, replaced)
+}
+
+// ReadDir lists directory id, sorted by name.
+func (fs *FS) ReadDir(ctx context.Context, id uint64) ([]DirEntry, error) {
+	dir, err := fs.dirInode(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	dir.mu.Lock()
+	out := make([]DirEntry, 0, len(dir.entries))
+	for _, e := range dir.entries {
+		out = append(out, DirEntry{Name: e.Name, Ino: e.Child, Mode: typeBits(e.ChildKind, 0)})
+	}
+	dir.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// SetAttr changes attributes; a size change truncates or extends the file.
+func (fs *FS) SetAttr(ctx context.Context, id uint64, s SetAttr) (Attr, error) {
+	if err := fs.writable(); err != nil {
+		return Attr{}, err
+	}
+	ino, err := fs.inode(ctx, id)
+	if err != nil {
+		return Attr{}, err
+	}
+	ino.mu.Lock()
+	kind := ino.cur.Kind
+	ino.mu.Unlock()
+	if s.Size != nil {
+		if kind == format.KindDir {
+			return Attr{}, ErrIsDir
+		}
+		if kind != format.KindFile {
+			return Attr{}, ErrInvalid
+		}
+		if *s.Size > 1<<50 {
+			return Attr{}, ErrTooBig
+		}
+		ino.ioMu.Lock()
+		err := fs.truncate(ctx, ino, *s.Size)
+		ino.ioMu.Unlock()
+		if err != nil {
+			return Attr{}, err
+		}
+	}
+	mutate := func(n *format.Inode) error {
+		if s.Mode != nil {
+			n.Mode = n.Mode&^0o7777 | *s.Mode&0o7777
+		}
+		if s.UID != nil {
+			n.UID = *s.UID
+		}
+		if s.GID != nil {
+			n.GID = *s.GID
+		}
+		if s.Atime != nil {
+			n.Atime = *s.Atime
+		}
+		if s.Mtime != nil {
+			n.Mtime = *s.Mtime
+		}
+		n.Ctime = now()
+		return nil
+	}
+	if kind == format.KindDir {
+		dir, err := fs.dirInode(ctx, id)
+		if err != nil {
+			return Attr{}, err
+		}
+		err = fs.applyDir(ctx, dir, &dirChange{mutate: mutate})
+		if err != nil {
+			return Attr{}, err
+		}
+		return fs.attrOf(dir), nil
+	}
+	if s.Mtime != nil {
+		// An explicit mtime overrides the time of pending writes.
+		ino.mu.Lock()
+		ino.file.mtime = 0
+		ino.mu.Unlock()
+	}
+	if err := fs.commitFile(ctx, ino, mutate); err != nil {
+		return Attr{}, err
+	}
+	return fs.attrOf(ino), nil
+}
+
+// Xattr flags (setxattr).
+const (
+	XattrCreate  = 1
+	XattrReplace = 2
+)
+
+// GetXattr returns the value of extended attribute name.
+func (fs *FS) GetXattr(ctx context.Context, id uint64, name string) ([]byte, error) {
+	ino, err := fs.inode(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	for _, x := range ino.cur.Xattrs {
+		if x.Name == name {
+			return x.Value, nil
+		}
+	}
+	return nil, ErrNoAttr
+}
+
+// ListXattr lists the names of extended attributes.
+func (fs *FS) ListXattr(ctx context.Context, id uint64) ([]string, error) {
+	ino, err := fs.inode(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	out := make([]string, len(ino.cur.Xattrs))
+	for i, x := range ino.cur.Xattrs {
+		out[i] = x.Name
+	}
+	return out, nil
+}
+
+// SetXattr sets (or with value nil and remove, removes) an extended attribute.
+func (fs *FS) SetXattr(ctx context.Context, id uint64, name string, value []byte, flags uint32) error {
+	if name == "" || len(name) > format.MaxXattrNameLen {
+		return ErrAttrRange
+	}
+	if len(value) > format.MaxXattrValueLen {
+		return ErrAttrRange
+	}
+	return fs.changeXattr(ctx, id, func(xs []format.Xattr) ([]format.Xattr, error) {
+		for i, x := range xs {
+			if x.Name == name {
+				if flags&XattrCreate != 0 {
+					return nil, ErrExist
+				}
+				xs[i].Value = append([]byte(nil), value...)
+				return xs, nil
+			}
+		}
+		if flags&XattrReplace != 0 {
+			return nil, ErrNoAttr
+		}
+		if len(xs) >= format.MaxXattrs {
+			return nil, ErrAttrRange
+		}
+		xs = append(xs, format.Xattr{Name: name, Value: append([]byte{}, value...)})
+		format.SortXattrs(xs)
+		return xs, nil
+	})
+}
+
+// RemoveXattr removes an extended attribute.
+func (fs *FS) RemoveXattr(ctx context.Context, id uint64, name string) error {
+	return fs.changeXattr(ctx, id, func(xs []format.Xattr) ([]format.Xattr, error) {
+		for i, x := range xs {
+			if x.Name == name {
+				return append(xs[:i], xs[i+1:]...), nil
+			}
+		}
+		return nil, ErrNoAttr
+	})
+}
+
+func (fs *FS) changeXattr(ctx context.Context, id uint64, change func([]format.Xattr) ([]format.Xattr, error)) error {
+	if err := fs.writable(); err != nil {
+		return err
+	}
+	ino, err := fs.inode(ctx, id)
+	if err != nil {
+		return err
+	}
+	mutate := func(n *format.Inode) error {
+		xs, err := change(n.Xattrs)
+		if err != nil {
+			return err
+		}
+		n.Xattrs = xs
+		n.Ctime = now()
+		return nil
+	}
+	ino.mu.Lock()
+	isDir := ino.cur.Kind == format.KindDir
+	ino.mu.Unlock()
+	if isDir {
+		return fs.applyDir(ctx, ino, &dirChange{mutate: mutate})
+	}
+	return fs.commitFile(ctx, ino, mutate)
+}
+
+// StatFS reports filesystem capacity: an object store has no fixed size,
+// so a large constant is reported.
+type StatFS struct {
+	Blocks, Bfree, Files, Ffree uint64
+	Bsize                       uint32
+	NameLen                     uint32
+}
+
+// StatFS returns the filesystem's statistics.
+func (fs *FS) StatFS() StatFS {
+	const pib = 1 << 50
+	return StatFS{Blocks: pib / 4096, Bfree: pib / 4096, Files: 1 << 40, Ffree: 1 << 40, Bsize: 4096, NameLen: format.MaxNameLen}
+}
+
+var _ = objstore.ErrExists
