@@ -9,13 +9,13 @@ import (
 // fixed-width little-endian value or an unsigned/signed LEB128 varint.
 type encoder struct{ b []byte }
 
-func (e *encoder) u8(v byte)       { e.b = append(e.b, v) }
-func (e *encoder) u32(v uint32)    { e.b = binary.LittleEndian.AppendUint32(e.b, v) }
-func (e *encoder) u64(v uint64)    { e.b = binary.LittleEndian.AppendUint64(e.b, v) }
+func (e *encoder) u8(v byte)        { e.b = append(e.b, v) }
+func (e *encoder) u32(v uint32)     { e.b = binary.LittleEndian.AppendUint32(e.b, v) }
+func (e *encoder) u64(v uint64)     { e.b = binary.LittleEndian.AppendUint64(e.b, v) }
 func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
-func (e *encoder) varint(v int64)  { e.b = binary.AppendVarint(e.b, v) }
-func (e *encoder) bytes(v []byte)  { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
-func (e *encoder) str(v string)    { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) bytes(v []byte)   { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
+func (e *encoder) str(v string)     { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
 
 // decoder reads fields back; the first error sticks and later reads return
 // zero values, so callers check err once at the end of a record.

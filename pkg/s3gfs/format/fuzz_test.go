@@ -20,7 +20,10 @@ import (
 //
 // Run for example:
 //
-//	go test -run='^$' -fuzz=FuzzDecodeInode -fuzztime=30s ./pkg/s3gfs/format/
+//	go test -run='^$' -fuzz=FuzzDecodeInode -fuzztime=30s -fuzzminimizetime=2s ./pkg/s3gfs/format/
+//
+// (Without -fuzzminimizetime the workers spend most of a short run
+// minimising new inputs.)
 //
 // The seed corpus lives in testdata/fuzz/<FuzzName>/; regenerate it with
 // S3GFS_GEN_TESTDATA=1 go test -run=TestGenerateTestdata ./pkg/s3gfs/format/

@@ -74,7 +74,11 @@ func rawVolumePayload(v *format.Volume) []byte {
 	s.uv(uint64(v.ExtentSize))
 	s.uv(uint64(v.InlineLimit))
 	s.uv(uint64(v.Retention / time.Second))
-	s.sv(v.Created.UnixNano())
+	if v.Created.IsZero() {
+		s.sv(0) // 0 = unknown
+	} else {
+		s.sv(v.Created.UnixNano())
+	}
 	s.uv(v.Features)
 	return s.b
 }

@@ -36,13 +36,15 @@ func (k InodeKind) String() string {
 
 // Limits enforced by the encoder and the decoder.
 const (
-	MaxNameLen       = 255     // bytes in one directory entry name
-	MaxSymlinkLen    = 4095    // bytes in a symlink target
-	MaxXattrNameLen  = 255     // bytes in an extended attribute name
+	MaxNameLen       = 255  // bytes in one directory entry name
+	MaxSymlinkLen    = 4095 // bytes in a symlink target
+	MaxXattrNameLen  = 255  // bytes in an extended attribute name
 	MaxXattrValueLen = 64 << 10
 	MaxXattrs        = 1024
 	MaxEntries       = 1 << 24 // entries in one directory version
 	MaxExtents       = 1 << 24 // extents in one file version
+	MaxFileSize      = 1 << 62 // bytes in one file
+	MaxExtentIndex   = 1 << 50 // highest extent index
 	// MaxDeltaChain: a directory version more than this many versions past
 	// its base MUST be written as a full version instead.
 	MaxDeltaChain = 64
@@ -136,7 +138,9 @@ func (n *Inode) IsFull() bool { return n.Base == n.Version }
 
 // Validate checks every field against the rules in FORMAT.md.
 func (n *Inode) Validate() error {
-	bad := func(f string, a ...any) error { return fmt.Errorf("%w: inode %016x v%d: "+f, append([]any{ErrCorrupt, n.ID, n.Version}, a...)...) }
+	bad := func(f string, a ...any) error {
+		return fmt.Errorf("%w: inode %016x v%d: "+f, append([]any{ErrCorrupt, n.ID, n.Version}, a...)...)
+	}
 	if n.ID == 0 || n.Version == 0 || n.Version == ^uint64(0) {
 		return bad("zero id or invalid version")
 	}
@@ -154,23 +158,38 @@ func (n *Inode) Validate() error {
 	if n.Kind != KindSpecial && n.Mode&^0o7777 != 0 {
 		return bad("mode %o has bits outside 07777", n.Mode)
 	}
+	if n.Size > MaxFileSize {
+		return bad("size %d exceeds %d", n.Size, uint64(MaxFileSize))
+	}
 	switch n.Kind {
 	case KindFile:
 		if n.Inline {
-			if uint64(len(n.Data)) != n.Size || len(n.Extents) != 0 {
+			if uint64(len(n.Data)) != n.Size || len(n.Extents) != 0 || len(n.Data) > MaxInlineLimit {
 				return bad("inline data of %d bytes for size %d", len(n.Data), n.Size)
 			}
 		} else if len(n.Data) != 0 {
 			return bad("data without inline flag")
 		}
+		if len(n.Extents) > MaxExtents {
+			return bad("%d extents exceed %d", len(n.Extents), MaxExtents)
+		}
 		for i, x := range n.Extents {
 			if i > 0 && n.Extents[i-1].Index >= x.Index {
 				return bad("extents not sorted and unique")
+			}
+			if x.Length == 0 || x.Index > MaxExtentIndex {
+				return bad("extent %d has length 0 or an index above %d", x.Index, uint64(MaxExtentIndex))
 			}
 		}
 	case KindDir:
 		if n.Base == 0 || n.Base > n.Version || n.Version-n.Base > MaxDeltaChain {
 			return bad("directory base %d out of range", n.Base)
+		}
+		if n.Nlink != 0 {
+			return bad("directory with a stored link count")
+		}
+		if len(n.Entries) > MaxEntries {
+			return bad("%d entries exceed %d", len(n.Entries), MaxEntries)
 		}
 		for i, e := range n.Entries {
 			if err := ValidateName(e.Name); err != nil {
@@ -185,6 +204,9 @@ func (n *Inode) Validate() error {
 				if n.IsFull() {
 					return bad("full directory version holds a removal")
 				}
+				if e.Child != 0 || e.ChildKind != 0 {
+					return bad("removal of %q carries a child", e.Name)
+				}
 			default:
 				return bad("entry %q has unknown op %d", e.Name, e.Op)
 			}
@@ -196,7 +218,16 @@ func (n *Inode) Validate() error {
 		if n.Target == "" || len(n.Target) > MaxSymlinkLen || uint64(len(n.Target)) != n.Size {
 			return bad("invalid symlink target")
 		}
-	case KindTombstone, KindSpecial:
+	case KindSpecial:
+		switch n.Mode & sIFMT {
+		case sIFIFO, sIFSOCK, sIFCHR, sIFBLK:
+		default:
+			return bad("special inode with file type bits %o", n.Mode&sIFMT)
+		}
+		if n.Mode&^(sIFMT|0o7777) != 0 {
+			return bad("mode %o has unknown bits", n.Mode)
+		}
+	case KindTombstone:
 	default:
 		return fmt.Errorf("%w: inode %016x v%d has unknown kind %d", ErrUnsupported, n.ID, n.Version, n.Kind)
 	}
@@ -208,6 +239,28 @@ func (n *Inode) Validate() error {
 	}
 	if n.Kind != KindSymlink && n.Target != "" {
 		return bad("%s with a symlink target", n.Kind)
+	}
+	return nil
+}
+
+// File type bits of a special inode's mode (as in stat(2)).
+const (
+	sIFMT   = 0o170000
+	sIFSOCK = 0o140000
+	sIFBLK  = 0o060000
+	sIFCHR  = 0o020000
+	sIFIFO  = 0o010000
+)
+
+// ValidateExtents checks that every extent of a file version lies inside
+// the file, given the volume's extent size. Writers MUST call it before
+// encoding (DecodeInode calls it for readers).
+func (n *Inode) ValidateExtents(extentSize uint32) error {
+	for _, x := range n.Extents {
+		// x.Index*extentSize+x.Length <= Size, computed without overflow.
+		if uint64(x.Length) > uint64(extentSize) || uint64(x.Length) > n.Size || x.Index > (n.Size-uint64(x.Length))/uint64(extentSize) {
+			return fmt.Errorf("%w: inode %016x v%d: extent %d lies beyond the file size or is longer than an extent", ErrCorrupt, n.ID, n.Version, x.Index)
+		}
 	}
 	return nil
 }
@@ -272,10 +325,10 @@ func EncodeInode(n *Inode) ([]byte, error) {
 	return Seal(KindInode, e.b), nil
 }
 
-// DecodeInode opens and validates an inode version object. maxExtentSize
-// bounds extent lengths and maxInline bounds inline data (from the volume
-// header).
-func DecodeInode(obj []byte, maxExtentSize uint32) (*Inode, error) {
+// DecodeInode opens and validates an inode version object. extentSize is
+// the volume's extent size (from its header): it bounds extent lengths and
+// places extents in the file.
+func DecodeInode(obj []byte, extentSize uint32) (*Inode, error) {
 	p, err := Open(KindInode, obj)
 	if err != nil {
 		return nil, err
@@ -285,12 +338,15 @@ func DecodeInode(obj []byte, maxExtentSize uint32) (*Inode, error) {
 	n.ID = d.u64("id")
 	n.Version = d.uvarint("version")
 	n.Kind = InodeKind(d.u8("kind"))
+	if d.err == nil && (n.Kind < KindFile || n.Kind > KindSpecial) {
+		return nil, fmt.Errorf("%w: inode %016x has unknown kind %d", ErrUnsupported, n.ID, n.Kind)
+	}
 	n.Writer = d.u64("writer")
 	n.Mode = uint32(d.uvarintMax("mode", 0xffffffff))
 	n.UID = uint32(d.uvarintMax("uid", 0xffffffff))
 	n.GID = uint32(d.uvarintMax("gid", 0xffffffff))
 	n.Nlink = uint32(d.uvarintMax("nlink", 0xffffffff))
-	n.Size = d.uvarintMax("size", 1<<62)
+	n.Size = d.uvarintMax("size", MaxFileSize)
 	n.Rdev = uint32(d.uvarintMax("rdev", 0xffffffff))
 	n.Atime = d.varint("atime")
 	n.Mtime = d.varint("mtime")
@@ -311,8 +367,8 @@ func DecodeInode(obj []byte, maxExtentSize uint32) (*Inode, error) {
 				d.fail("extent count %d exceeds object size", cnt)
 			}
 			for i := uint64(0); i < cnt && d.err == nil; i++ {
-				x := ExtentRef{Index: d.uvarintMax("extent index", 1<<50), EID: d.u64("extent id")}
-				x.Length = uint32(d.uvarintMax("extent length", uint64(maxExtentSize)))
+				x := ExtentRef{Index: d.uvarintMax("extent index", MaxExtentIndex), EID: d.u64("extent id")}
+				x.Length = uint32(d.uvarintMax("extent length", uint64(extentSize)))
 				x.CRC = d.u32("extent crc")
 				n.Extents = append(n.Extents, x)
 			}
@@ -345,10 +401,8 @@ func DecodeInode(obj []byte, maxExtentSize uint32) (*Inode, error) {
 	if err := n.Validate(); err != nil {
 		return nil, err
 	}
-	for _, x := range n.Extents {
-		if end := x.Index*uint64(maxExtentSize) + uint64(x.Length); x.Length == 0 || end > n.Size {
-			return nil, fmt.Errorf("%w: inode %016x v%d: extent %d lies beyond the file size", ErrCorrupt, n.ID, n.Version, x.Index)
-		}
+	if err := n.ValidateExtents(extentSize); err != nil {
+		return nil, err
 	}
 	return n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // RootID is the inode id of every volume's root directory. All other inode
@@ -31,8 +32,11 @@ func NewKeys(prefix string) (Keys, error) {
 			return Keys{}, fmt.Errorf("volume prefix %q has an empty, '.' or '..' segment", prefix)
 		}
 	}
+	if !utf8.ValidString(prefix) {
+		return Keys{}, fmt.Errorf("volume prefix %q is not valid UTF-8", prefix)
+	}
 	for _, r := range prefix {
-		if r < 0x20 || r == 0x7f {
+		if r < 0x20 || (r >= 0x7f && r < 0xa0) {
 			return Keys{}, fmt.Errorf("volume prefix %q contains a control character", prefix)
 		}
 	}
@@ -66,7 +70,7 @@ func (k Keys) ParseInode(key string) (id, v uint64, err error) {
 	}
 	id, err1 := strconv.ParseUint(rest[:16], 16, 64)
 	inv, err2 := strconv.ParseUint(rest[17:], 16, 64)
-	if err1 != nil || err2 != nil || id == 0 || ^inv == 0 {
+	if err1 != nil || err2 != nil || id == 0 || inv == 0 || ^inv == 0 || k.Inode(id, ^inv) != key {
 		return 0, 0, fmt.Errorf("%w: %q is not an inode version key", ErrCorrupt, key)
 	}
 	return id, ^inv, nil
@@ -91,7 +95,7 @@ func (k Keys) ParseExtent(key string) (id, eid uint64, err error) {
 	}
 	id, err1 := strconv.ParseUint(rest[:16], 16, 64)
 	eid, err2 := strconv.ParseUint(rest[17:], 16, 64)
-	if err1 != nil || err2 != nil {
+	if err1 != nil || err2 != nil || k.Extent(id, eid) != key {
 		return 0, 0, fmt.Errorf("%w: %q is not an extent key", ErrCorrupt, key)
 	}
 	return id, eid, nil

@@ -111,9 +111,9 @@ func TestParseInodeRoundTrip(t *testing.T) {
 		k := mustKeys(t, prefix)
 		for i := 0; i < 1000; i++ {
 			id := 1 + rng.Uint64N(^uint64(0))
-			v := 1 + rng.Uint64N(^uint64(0))
+			v := 1 + rng.Uint64N(^uint64(0)-1) // 2^64-1 is not a valid version
 			if i < 3 {
-				id, v = []uint64{1, ^uint64(0), 2}[i], []uint64{1, ^uint64(0), 1 << 40}[i]
+				id, v = []uint64{1, ^uint64(0), 2}[i], []uint64{1, ^uint64(0) - 1, 1 << 40}[i]
 			}
 			gid, gv, err := k.ParseInode(k.Inode(id, v))
 			if err != nil || gid != id || gv != v {

@@ -63,7 +63,7 @@ func TestKindBytes(t *testing.T) {
 func TestVolumeRoundTrip(t *testing.T) {
 	vols := map[string]*format.Volume{
 		"sample": sampleVolume(),
-		"min":    {ExtentSize: format.MinExtentSize, InlineLimit: 0, Created: time.Unix(0, 0)},
+		"min":    {ExtentSize: format.MinExtentSize, InlineLimit: 0}, // zero Created encodes as 0 = unknown
 		"max": {
 			ExtentSize: format.MaxExtentSize, InlineLimit: format.MaxInlineLimit,
 			Retention: 100 * 365 * 24 * time.Hour, Created: time.Unix(0, -1<<63),

@@ -14,6 +14,7 @@ const (
 	// inode version itself.
 	DefaultInlineLimit = 4 << 10
 	MaxInlineLimit     = 64 << 10
+	MaxRetention       = 100 * 365 * 24 * time.Hour
 )
 
 // Volume is the volume header, written once by format with a conditional
@@ -38,8 +39,8 @@ func (v *Volume) Validate() error {
 	if v.InlineLimit > MaxInlineLimit || v.InlineLimit > v.ExtentSize {
 		return fmt.Errorf("%w: inline limit %d exceeds %d or the extent size", ErrCorrupt, v.InlineLimit, MaxInlineLimit)
 	}
-	if v.Retention < 0 {
-		return fmt.Errorf("%w: negative retention", ErrCorrupt)
+	if v.Retention < 0 || v.Retention > MaxRetention {
+		return fmt.Errorf("%w: retention %s must be between 0 and %s", ErrCorrupt, v.Retention, MaxRetention)
 	}
 	if v.Features&^KnownFeatures != 0 {
 		return fmt.Errorf("%w: volume uses unknown features %#x", ErrUnsupported, v.Features&^KnownFeatures)
@@ -57,7 +58,11 @@ func EncodeVolume(v *Volume) ([]byte, error) {
 	e.uvarint(uint64(v.ExtentSize))
 	e.uvarint(uint64(v.InlineLimit))
 	e.uvarint(uint64(v.Retention / time.Second))
-	e.varint(v.Created.UnixNano())
+	var created int64 // 0 encodes "unknown"
+	if !v.Created.IsZero() {
+		created = v.Created.UnixNano()
+	}
+	e.varint(created)
 	e.uvarint(v.Features)
 	return Seal(KindVolume, e.b), nil
 }
@@ -76,8 +81,10 @@ func DecodeVolume(obj []byte) (*Volume, error) {
 	}
 	v.ExtentSize = uint32(d.uvarintMax("extent size", MaxExtentSize))
 	v.InlineLimit = uint32(d.uvarintMax("inline limit", MaxInlineLimit))
-	v.Retention = time.Duration(d.uvarintMax("retention", 100*365*24*3600)) * time.Second
-	v.Created = time.Unix(0, d.varint("created"))
+	v.Retention = time.Duration(d.uvarintMax("retention", uint64(MaxRetention/time.Second))) * time.Second
+	if created := d.varint("created"); created != 0 {
+		v.Created = time.Unix(0, created)
+	}
 	v.Features = d.uvarint("features")
 	if err := d.end("volume header"); err != nil {
 		return nil, err

@@ -22,6 +22,8 @@
 //     startAfter, at most max keys (0 = implementation's page size), and
 //     whether more keys follow. Every ObjectInfo carries the store's own
 //     LastModified time: s3gfs never uses a client clock for versions.
+//     (Put and PutIfAbsent report the store's clock at their response,
+//     which may differ from the recorded LastModified by up to a second.)
 //   - Delete of a missing key succeeds (idempotent).
 //   - Every error other than the sentinels below is wrapped with the key and
 //     operation, and transient ones (throttling, 5xx, dropped connections)

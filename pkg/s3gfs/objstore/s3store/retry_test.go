@@ -69,6 +69,8 @@ func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.calls[r.Method]++
 	n := f.calls[r.Method]
 	f.mu.Unlock()
+	// The server's clock, which a put reports as its LastModified.
+	w.Header().Set("Date", lastModified.Format(http.TimeFormat))
 	if f.fail != nil && f.fail(w, r, n) {
 		return
 	}

@@ -247,7 +247,6 @@ func (s *Store) release() { <-s.sem }
 // Any error other than ErrExists leaves open whether the object was
 // written (as with every remote write whose response is lost).
 //
-// The returned LastModified costs one extra HEAD request, see Put.
 func (s *Store) PutIfAbsent(ctx context.Context, key string, body []byte) (objstore.ObjectInfo, error) {
 	const op = "put-if-absent"
 	var attempts atomic.Int32
@@ -270,12 +269,8 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, body []byte) (objst
 
 // Put creates or replaces key with body.
 //
-// S3's PUT response carries no Last-Modified, and the filesystem needs the
-// store's own time, exactly as Head and List will report it. So a
-// successful put is followed by one HEAD request (If-Match the new ETag, so
-// it describes this write and not a later one). That doubles the round trips
-// of a put but is the only way to be exact. If the object changed in
-// between, the time falls back to the PUT response's Date header.
+// The returned LastModified is the server's clock at its response (see
+// infoAfterPut).
 func (s *Store) Put(ctx context.Context, key string, body []byte) (objstore.ObjectInfo, error) {
 	const op = "put"
 	out, err := s.putObject(ctx, key, body, false, nil)
@@ -313,26 +308,17 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, ifAbsent
 	return out, nil
 }
 
-// infoAfterPut builds the ObjectInfo of a successful put, reading the
-// store-assigned time with a HEAD conditional on the new ETag.
+// infoAfterPut builds the ObjectInfo of a successful put. S3's PUT response
+// carries no Last-Modified, so the time is the server's clock when it
+// answered (the Date header), to the second: the same clock LastModified
+// comes from, at most a second apart. An exact value would cost a HEAD per
+// write, doubling the latency of every commit; no caller needs it.
 func (s *Store) infoAfterPut(ctx context.Context, op, key string, body []byte, out *s3.PutObjectOutput) (objstore.ObjectInfo, error) {
-	etag := trimETag(aws.ToString(out.ETag))
-	info, err := s.head(ctx, key, etag)
-	switch {
-	case err == nil:
-		return info, nil
-	case errors.Is(err, objstore.ErrNotFound), errors.Is(err, errPreconditionFailed):
-		// Replaced or deleted since our write: our version's time can no
-		// longer be read, so use the server's clock at the response.
-		return objstore.ObjectInfo{
-			Key:          key,
-			Size:         int64(len(body)),
-			LastModified: responseDate(out.ResultMetadata),
-			ETag:         etag,
-		}, nil
-	default:
-		return objstore.ObjectInfo{}, s.wrap(op, key, fmt.Errorf("written, but reading its time back failed: %w", err))
+	t := responseDate(out.ResultMetadata)
+	if t.IsZero() {
+		t = storeTime(aws.Time(time.Now()))
 	}
+	return objstore.ObjectInfo{Key: key, Size: int64(len(body)), LastModified: t, ETag: trimETag(aws.ToString(out.ETag))}, nil
 }
 
 // ownWrite returns key's info if it holds exactly body (by its MD5 ETag),
