@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -21,6 +22,11 @@ import (
 // readyFDEnv names the descriptor on which a --background child reports
 // that its mount is ready ("ok") or why it failed.
 const readyFDEnv = "S3GFS_READY_FD"
+
+// runtimeAllowance is the memory a mount needs beyond its write-back
+// buffer and read cache: the Go runtime, FUSE request buffers, uploads and
+// downloads in flight.
+const runtimeAllowance = 64 << 20
 
 type mountFlags struct {
 	store      storeFlags
@@ -102,6 +108,12 @@ volume read-write at once.`, stderr)
 
 // serve mounts the volume and blocks until it is unmounted.
 func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mountFlags, log *slog.Logger) error {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit derived from the configured bounds makes the garbage
+		// collector reclaim upload and download copies before the heap
+		// drifts far past what the buffers and cache need.
+		debug.SetMemoryLimit(int64(m.bufferSize) + int64(m.cacheSize) + runtimeAllowance)
+	}
 	store, err := m.store.open(ctx, u)
 	if err != nil {
 		return err
