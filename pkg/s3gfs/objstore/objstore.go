@@ -93,3 +93,11 @@ type BucketCreator interface {
 	// EnsureBucket creates the bucket if it does not exist.
 	EnsureBucket(ctx context.Context) error
 }
+
+// Clock is implemented by stores that can tell their own current time.
+// s3gfs compares versions, pings and retention against the store's clock,
+// never a client's (protocol invariant 6), so "now" comes from here.
+type Clock interface {
+	// Now returns the store's current time (to the second for S3).
+	Now(ctx context.Context) (time.Time, error)
+}

@@ -336,3 +336,10 @@ func (s *Store) after(op Op, key string) error {
 func (s *Store) wrap(op Op, key string, err error) error {
 	return fmt.Errorf("mem %s %s/%s: %w", op, s.bucket, key, err)
 }
+
+// Now returns the store's clock.
+func (s *Store) Now(context.Context) (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.now().UTC().Round(0), nil
+}

@@ -667,3 +667,23 @@ func responseDate(md middleware.Metadata) time.Time {
 
 // trimETag drops the quotes S3 puts around an ETag.
 func trimETag(etag string) string { return strings.Trim(etag, `"`) }
+
+// Now returns the server's clock, read from the Date header of a
+// HeadBucket response.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	if err := s.acquire(ctx); err != nil {
+		return time.Time{}, s.wrap("head-bucket", "", err)
+	}
+	defer s.release()
+	out, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)})
+	if err != nil {
+		return time.Time{}, s.wrap("head-bucket", "", classify(err))
+	}
+	t := responseDate(out.ResultMetadata)
+	if t.IsZero() {
+		return time.Time{}, s.wrap("head-bucket", "", errors.New("response carries no Date header"))
+	}
+	return t, nil
+}
+
+var _ objstore.Clock = (*Store)(nil)

@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"ListPrefix", testListPrefix},
 		{"ListMax", testListMax},
 		{"LastModified", testLastModified},
+		{"Clock", testClock},
 		{"Delete", testDelete},
 		{"DeleteMany", testDeleteMany},
 		{"BinaryBody", testBinaryBody},
@@ -754,4 +755,32 @@ func clipKeys(k []string) []string {
 		return k[:5]
 	}
 	return k
+}
+
+// testClock checks a store's clock agrees with the LastModified it assigns.
+func testClock(t *testing.T, s objstore.Store, p string) {
+	clock, ok := s.(objstore.Clock)
+	if !ok {
+		t.Skip("store has no clock")
+	}
+	c := ctx(t)
+	before, err := clock.Now(c)
+	if err != nil {
+		t.Fatalf("Now: %v", err)
+	}
+	if _, err := s.PutIfAbsent(c, p+"clock", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Head(c, p+"clock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := clock.Now(c)
+	if err != nil {
+		t.Fatalf("Now: %v", err)
+	}
+	// Stores with 1-second resolution truncate; allow that much.
+	if info.LastModified.Before(before.Add(-time.Second)) || info.LastModified.After(after.Add(time.Second)) {
+		t.Errorf("LastModified %v outside the store clock's [%v, %v]", info.LastModified, before, after)
+	}
 }
