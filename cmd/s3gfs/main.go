@@ -26,6 +26,7 @@ type command struct {
 var commands = []command{
 	{"format", "create a new volume in a bucket", runFormat},
 	{"mount", "mount a volume with FUSE", runMount},
+	{"hosts", "list the live and lapsed hosts of a volume", runHosts},
 	{"version", "print the version", runVersion},
 }
 
