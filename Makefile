@@ -15,6 +15,7 @@ all: build
 help:
 	@echo "make run    build, start a local S3 server, format a volume and mount it at ./mnt (Ctrl-C stops)"
 	@echo "make test   vet, then every test: unit, S3 conformance, FUSE integration (needs root and /dev/fuse)"
+	@echo "make test-minio  the S3 conformance and FUSE integration tests against MinIO (installs it: slow the first time)"
 	@echo "make unit   the fast tests only (no S3 server, no FUSE)"
 	@echo "make build  binaries into bin/"
 	@echo "make tools  install the pinned S3 server used by tests and make run"
@@ -34,6 +35,14 @@ vet:
 test: tools vet build
 	S3GFS_REQUIRE_S3=1 S3GFS_REQUIRE_FUSE=1 S3GFS_BIN=$(CURDIR)/bin/s3gfs \
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The S3 and FUSE suites against MinIO instead of versitygw. Not part of
+# `make test`: building MinIO takes minutes the first time.
+.PHONY: test-minio
+test-minio:
+	scripts/install-tools.sh minio
+	S3GFS_S3_SERVER=minio S3GFS_REQUIRE_S3=1 S3GFS_REQUIRE_FUSE=1 \
+		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./pkg/s3gfs/objstore/... ./tests/...
 
 unit:
 	$(GO) test -short -count=1 ./...

@@ -10,7 +10,8 @@
 #   TOOL is one of: versitygw (the default), minio (slow: ~4 minutes to build)
 set -euo pipefail
 
-# Pins. Keep VERSITYGW_VERSION in sync with internal/testenv.VersitygwVersion.
+# Pins. Keep VERSITYGW_VERSION in sync with internal/testenv.VersitygwVersion
+# and MINIO_VERSION with internal/testenv.MinioVersion.
 VERSITYGW_VERSION=v1.8.0
 # MinIO has no semver tags; this is the Go pseudo-version of a master commit.
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
@@ -53,11 +54,10 @@ install_versitygw() {
 	go_install github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION" versitygw
 }
 
-# MinIO is a second S3 server to run the conformance suite against. It is
-# not installed by default (it takes minutes to build), and internal/testenv
-# does not start it yet.
-# TODO(s3gfs): teach internal/testenv to find $BIN/minio-$MINIO_VERSION and
-# run the suite against it too; then consider adding it to the default set.
+# MinIO is a second S3 server to run the suites against: internal/testenv
+# starts $BIN/minio-$MINIO_VERSION when S3GFS_S3_SERVER=minio (see
+# `make test-minio`). It is not installed by default: it takes minutes to
+# build.
 install_minio() {
 	go_install github.com/minio/minio "$MINIO_VERSION" minio
 }

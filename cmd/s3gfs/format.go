@@ -36,13 +36,18 @@ keep concurrent hosts from overwriting each other.`, stderr)
 	if err != nil {
 		return err
 	}
+	if extent < format.MinExtentSize || extent > format.MaxExtentSize || extent%4096 != 0 {
+		return fmt.Errorf("%w: --extent-size %s must be a multiple of 4KiB between %s and %s", errUsage,
+			formatSize(int64(extent)), formatSize(format.MinExtentSize), formatSize(format.MaxExtentSize))
+	}
+	if inline > format.MaxInlineLimit || inline > extent {
+		return fmt.Errorf("%w: --inline-limit %s must be at most %s and at most the extent size", errUsage,
+			formatSize(int64(inline)), formatSize(format.MaxInlineLimit))
+	}
+	if time.Duration(retention) > format.MaxRetention {
+		return fmt.Errorf("%w: --retention %s exceeds %s", errUsage, time.Duration(retention), format.MaxRetention)
+	}
 	h := format.Volume{ExtentSize: uint32(extent), InlineLimit: uint32(inline), Retention: time.Duration(retention)}
-	if int64(extent) != int64(h.ExtentSize) || int64(inline) != int64(h.InlineLimit) {
-		return fmt.Errorf("%w: --extent-size or --inline-limit out of range", errUsage)
-	}
-	if err := h.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
 	store, err := sf.open(ctx, u)
 	if err != nil {
 		return err

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/fusefs"
-	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
 )
 
 // readyFDEnv names the descriptor on which a --background child reports

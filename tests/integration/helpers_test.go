@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/s3gfs/s3gfs/internal/testenv"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/fusefs"
@@ -35,7 +37,61 @@ import (
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	// The FUSE servers run in this process, so a test stuck in a system
+	// call on a mount would, at the -timeout panic, leave the process
+	// unable to exit: exiting flushes its open files on its own mounts,
+	// whose servers are gone. A little before the deadline, abort the
+	// mounts' FUSE connections instead: stuck calls fail with ENOTCONN
+	// and the run ends with a failure, not a wedged process.
+	flag.Parse()
+	if f := flag.Lookup("test.timeout"); f != nil {
+		if d, err := time.ParseDuration(f.Value.String()); err == nil && d > 0 {
+			time.AfterFunc(d-min(d/10, 20*time.Second), abortMounts)
+		}
+	}
+	testenv.Main(m)
+}
+
+// liveMounts maps the mountpoints of this process's mounts to their FUSE
+// connection ids (the minor of the mount's device number).
+var (
+	liveMu     sync.Mutex
+	liveMounts = map[string]uint32{}
+)
+
+func registerMount(dir string) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		return
+	}
+	liveMu.Lock()
+	liveMounts[dir] = unix.Minor(st.Dev)
+	liveMu.Unlock()
+}
+
+func unregisterMount(dir string) {
+	liveMu.Lock()
+	delete(liveMounts, dir)
+	liveMu.Unlock()
+}
+
+// abortMounts aborts the FUSE connection of every mount still up.
+func abortMounts() {
+	liveMu.Lock()
+	defer liveMu.Unlock()
+	if len(liveMounts) == 0 {
+		return
+	}
+	const ctl = "/sys/fs/fuse/connections"
+	if es, err := os.ReadDir(ctl); err == nil && len(es) == 0 {
+		syscall.Mount("fusectl", ctl, "fusectl", 0, "")
+	}
+	for dir, conn := range liveMounts {
+		err := os.WriteFile(fmt.Sprintf("%s/%d/abort", ctl, conn), []byte("1"), 0)
+		fmt.Fprintf(os.Stderr, "integration: test deadline near: aborted the FUSE connection of %s (%d): %v\n", dir, conn, err)
+	}
+}
 
 // testExtentSize is the extent size of the volumes the tests format: small,
 // so files of several extents are cheap.
@@ -62,6 +118,8 @@ type mountOpts struct {
 	// when 0).
 	Timeout time.Duration
 	VFS     vfs.Options // Logger is always replaced by the mount's log
+	// ReadOnly mounts read-only (the engine and the kernel mount both).
+	ReadOnly bool
 }
 
 // logBuffer collects a mount's log lines. It outlives the test (background
@@ -137,16 +195,18 @@ func (m *mount) mount() {
 	m.t.Helper()
 	vo := m.opts.VFS
 	vo.Logger = m.logger()
+	vo.ReadOnly = m.opts.ReadOnly
 	engine, err := vfs.New(m.Vol, vo)
 	if err != nil {
 		m.t.Fatalf("vfs.New: %v", err)
 	}
-	server, err := fusefs.Mount(m.Dir, engine, fusefs.MountOptions{Timeout: m.opts.Timeout, Logger: vo.Logger})
+	server, err := fusefs.Mount(m.Dir, engine, fusefs.MountOptions{Timeout: m.opts.Timeout, ReadOnly: m.opts.ReadOnly, Logger: vo.Logger})
 	if err != nil {
 		engine.Close(context.Background())
 		m.t.Fatalf("mount %s: %v", m.Dir, err)
 	}
 	m.Engine, m.server = engine, server
+	registerMount(m.Dir)
 }
 
 // unmount unmounts m (retrying while the kernel says it is busy, then
@@ -158,25 +218,30 @@ func (m *mount) unmount() {
 	}
 	server, engine := m.server, m.Engine
 	m.server, m.Engine = nil, nil
+	defer unregisterMount(m.Dir)
+	// go-fuse's Unmount retries a few times itself, then falls back to
+	// fusermount, whose error hides the EBUSY: retry while the kernel
+	// still has the mount.
 	var err error
-	for try := 0; try < 40; try++ {
-		if err = server.Unmount(); err == nil {
+	for try := 0; try < 20; try++ {
+		if err = server.Unmount(); err == nil || !isMounted(m.Dir) {
+			err = nil
 			break
 		}
-		if !errors.Is(err, syscall.EBUSY) && !strings.Contains(err.Error(), "busy") {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
+	wait := 30 * time.Second
 	if err != nil {
+		// Something (a descriptor leaked by a failed test) holds the mount.
 		m.t.Errorf("unmount %s: %v; detaching it lazily", m.Dir, err)
 		syscall.Unmount(m.Dir, syscall.MNT_DETACH)
+		wait = 2 * time.Second
 	}
 	waited := make(chan struct{})
 	go func() { server.Wait(); close(waited) }()
 	select {
 	case <-waited:
-	case <-time.After(30 * time.Second):
+	case <-time.After(wait):
 		m.t.Errorf("FUSE server of %s did not stop after unmount", m.Dir)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -194,7 +259,7 @@ func (m *mount) remount() {
 	m.unmount()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	vol, err := volume.Open(ctx, m.Store, m.URL, true)
+	vol, err := volume.Open(ctx, m.Store, m.URL, !m.opts.ReadOnly)
 	if err != nil {
 		m.t.Fatalf("reopen volume: %v", err)
 	}
@@ -241,7 +306,7 @@ type treeEntry struct {
 	Type   fs.FileMode // type bits only
 	Perm   fs.FileMode // permission bits (with setuid, setgid, sticky)
 	Size   int64       // regular files only
-	Nlink  uint64      // non-directories only (a directory's count depends on the fs's policy for "." and "..")
+	Nlink  uint64      // for directories: 2 + subdirectories, on s3gfs as on ext4 and tmpfs
 	Target string      // symlinks
 	Data   []byte      // regular files
 	Xattrs map[string]string
@@ -254,6 +319,8 @@ func (e treeEntry) String() string {
 		s += fmt.Sprintf(" target=%q nlink=%d", e.Target, e.Nlink)
 	case e.Type.IsRegular():
 		s += fmt.Sprintf(" size=%d nlink=%d", e.Size, e.Nlink)
+	default:
+		s += fmt.Sprintf(" nlink=%d", e.Nlink)
 	}
 	if len(e.Xattrs) > 0 {
 		s += fmt.Sprintf(" xattrs=%v", e.Xattrs)
@@ -282,24 +349,18 @@ func readTree(t testing.TB, root string, xattrs bool) map[string]treeEntry {
 		if err != nil {
 			return err
 		}
-		e := treeEntry{Type: fi.Mode().Type(), Perm: fi.Mode() &^ fs.ModeType}
-		// Go maps the setuid/setgid/sticky bits into Mode(); keep the raw
-		// bits too so that they compare like for like.
-		e.Perm = fs.FileMode(st.Mode & 0o7777)
+		// Perm holds the raw permission bits (with setuid, setgid and
+		// sticky), not Go's spelling of them.
+		e := treeEntry{Type: fi.Mode().Type(), Perm: fs.FileMode(st.Mode & 0o7777), Nlink: uint64(st.Nlink)}
 		switch {
 		case fi.Mode().IsRegular():
 			e.Size = fi.Size()
-			e.Nlink = uint64(st.Nlink)
-			data, err := os.ReadFile(p)
+			data, err := readContent(p, e.Size)
 			if err != nil {
-				return fmt.Errorf("read %s: %w", p, err)
+				return err
 			}
 			e.Data = data
-			if int64(len(data)) != e.Size {
-				return fmt.Errorf("%s: stat says %d bytes, read gave %d", p, e.Size, len(data))
-			}
 		case fi.Mode()&fs.ModeSymlink != 0:
-			e.Nlink = uint64(st.Nlink)
 			tg, err := os.Readlink(p)
 			if err != nil {
 				return fmt.Errorf("readlink %s: %w", p, err)
@@ -317,6 +378,34 @@ func readTree(t testing.TB, root string, xattrs bool) map[string]treeEntry {
 		t.Fatalf("walk %s: %v", root, err)
 	}
 	return out
+}
+
+// readContent returns the content of the file p of the given size; of a
+// file over 16 MiB (a sparse test file), only its first and last MiB.
+func readContent(p string, size int64) ([]byte, error) {
+	if size <= 16<<20 {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		if int64(len(data)) != size {
+			return nil, fmt.Errorf("%s: stat says %d bytes, read gave %d", p, size, len(data))
+		}
+		return data, nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data := make([]byte, 2<<20)
+	if _, err := f.ReadAt(data[:1<<20], 0); err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	if _, err := f.ReadAt(data[1<<20:], size-1<<20); err != nil {
+		return nil, fmt.Errorf("read the end of %s: %w", p, err)
+	}
+	return data, nil
 }
 
 // listXattrs returns the user.* extended attributes of p.
@@ -427,4 +516,30 @@ func statT(t testing.TB, p string) syscall.Stat_t {
 		t.Fatalf("lstat %s: %v", p, err)
 	}
 	return st
+}
+
+// isMounted reports whether dir is a mountpoint in this mount namespace.
+func isMounted(dir string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }

@@ -49,7 +49,9 @@ const (
 
 // Validate checks a ping's fields.
 func (p *Ping) Validate() error {
-	bad := func(f string, a ...any) error { return fmt.Errorf("%w: ping of host %016x: "+f, append([]any{ErrCorrupt, p.HostID}, a...)...) }
+	bad := func(f string, a ...any) error {
+		return fmt.Errorf("%w: ping of host %016x: "+f, append([]any{ErrCorrupt, p.HostID}, a...)...)
+	}
 	switch {
 	case p.HostID == 0:
 		return bad("zero host id")

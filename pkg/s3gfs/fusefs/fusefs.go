@@ -49,6 +49,10 @@ func Mount(dir string, engine *vfs.FS, o MountOptions) (*fuse.Server, error) {
 		AttrTimeout:     &o.Timeout,
 		NegativeTimeout: &neg,
 		RootStableAttr:  &fs.StableAttr{Ino: format.RootID, Mode: syscall.S_IFDIR},
+		// Report permission bits as stored: without this go-fuse shows a
+		// file created or chmod-ed to 000 as 0644 (0755 for a directory).
+		// The kernel checks permissions itself (default_permissions).
+		NullPermissions: true,
 		MountOptions: fuse.MountOptions{
 			AllowOther:   o.AllowOther,
 			FsName:       engine.Volume().URL.String(),

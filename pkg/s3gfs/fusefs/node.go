@@ -38,6 +38,8 @@ var (
 	_ fs.NodeListxattrer   = (*Node)(nil)
 	_ fs.NodeRemovexattrer = (*Node)(nil)
 	_ fs.NodeOnForgetter   = (*Node)(nil)
+	_ fs.NodeAllocater     = (*Node)(nil)
+	_ fs.NodeFsyncer       = (*Node)(nil)
 )
 
 func (n *Node) engine() *vfs.FS { return n.fsys.engine }
@@ -112,6 +114,17 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	var ff uint32
 	if keep {
 		ff |= fuse.FOPEN_KEEP_CACHE
+	} else {
+		// The engine installed another host's version since the kernel last
+		// saw this file. Without KEEP_CACHE the kernel drops its pages, but
+		// it keeps the attributes it cached (for up to Timeout), and it cuts
+		// reads at the cached size: a file another host grew would read
+		// short, breaking close-to-open consistency. So expire the cached
+		// attributes too. Offset -1 invalidates attributes only, touching
+		// no page locks, which makes this safe inside a request.
+		if errno := n.NotifyContent(-1, 0); errno != 0 && errno != syscall.ENOENT {
+			n.fsys.log.Debug("could not invalidate cached attributes", "inode", n.id, "errno", errno)
+		}
 	}
 	return &handle{fsys: n.fsys, h: h}, ff, 0
 }
@@ -229,6 +242,52 @@ func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	}
 	return uint32(copy(dest, b)), 0
 }
+
+// Allocate implements fallocate(2). An object store has no space to reserve,
+// so the only visible effect left to produce is mode 0's growth of the file
+// to off+size; FALLOC_FL_KEEP_SIZE alone changes nothing anyone can observe.
+// Punching holes, zeroing, collapsing and inserting ranges are not supported.
+//
+// Growing is a GetAttr then a SetAttr: the kernel holds the inode lock across
+// a size-changing fallocate and also across write and truncate, so no write
+// from this host can land between the two and be cut off.
+func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
+	switch mode {
+	case 0:
+	case fallocKeepSize:
+		return 0
+	default:
+		return syscall.EOPNOTSUPP
+	}
+	end := off + size
+	if end < off {
+		return syscall.EFBIG
+	}
+	a, err := n.engine().GetAttr(ctx, n.id)
+	if err != nil {
+		return n.fsys.errno("fallocate", err)
+	}
+	if end <= a.Size {
+		return 0
+	}
+	_, err = n.engine().SetAttr(ctx, n.id, vfs.SetAttr{Size: &end})
+	return n.fsys.errno("fallocate", err)
+}
+
+// Fsync implements fsync(2) of files and directories. A file's handle
+// commits its data; a directory has nothing to commit, because every
+// namespace operation is committed before it returns. (Without this,
+// go-fuse answers a directory's fsync with EOPNOTSUPP, which breaks the
+// create-then-fsync-the-directory pattern of databases and editors.)
+func (n *Node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall.Errno {
+	if h, ok := f.(*handle); ok {
+		return h.Fsync(ctx, flags)
+	}
+	return 0
+}
+
+// fallocKeepSize is FALLOC_FL_KEEP_SIZE.
+const fallocKeepSize = 0x1
 
 func (n *Node) OnForget() { n.engine().Forget(n.id) }
 

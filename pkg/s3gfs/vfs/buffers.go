@@ -13,11 +13,16 @@ import (
 // until a buffer fits under the limit. Buffers are recycled, so the heap
 // stays near the bound while a large file streams through.
 type bufferPool struct {
-	mu    sync.Mutex
+	mu sync.Mutex
+	// freed is broadcast whenever a waiting get may now succeed or evict
+	// something: a buffer was returned (put), a buffer became evictable
+	// (noteDirty), or an upload failed and left its extent evictable again
+	// (wake).
 	freed *sync.Cond
 	limit int64
 	size  int64
 	used  int64
+	peak  int64 // high-water mark of used (diagnostics and tests)
 	free  [][]byte
 	dirty map[*inode]struct{} // inodes that may hold dirty buffers
 }
@@ -37,16 +42,19 @@ func (p *bufferPool) get(ctx context.Context, evict func() bool) ([]byte, error)
 			return nil, err
 		}
 		p.mu.Unlock()
-		started := evict()
+		evict()
 		p.mu.Lock()
-		if !started && p.used+p.size > p.limit {
-			p.freed.Wait()
-		} else if started {
-			// Give the upload a chance to finish before evicting more.
+		// Wait for an upload to finish (or a buffer to become evictable)
+		// before evicting more, but only while still over the limit: the
+		// upload evict started may already have finished and broadcast
+		// before p.mu was re-taken, and an unconditional Wait would then
+		// sleep forever. (It did: a lone writer hung in get.)
+		if p.used+p.size > p.limit {
 			p.freed.Wait()
 		}
 	}
 	p.used += p.size
+	p.peak = max(p.peak, p.used)
 	var b []byte
 	if n := len(p.free); n > 0 {
 		b = p.free[n-1]
@@ -69,10 +77,22 @@ func (p *bufferPool) put(b []byte) {
 	p.mu.Unlock()
 }
 
-// noteDirty records that ino holds dirty buffers (for eviction).
+// noteDirty records that ino holds dirty buffers (for eviction). A getter
+// that found nothing to evict (every buffer was between get and its first
+// use) is woken, since a buffer just became evictable.
 func (p *bufferPool) noteDirty(ino *inode) {
 	p.mu.Lock()
 	p.dirty[ino] = struct{}{}
+	p.freed.Broadcast()
+	p.mu.Unlock()
+}
+
+// wake makes waiting getters re-check the pool and evict again (after an
+// upload failed: its extent stays dirty and may be evicted once more, but
+// no buffer was returned).
+func (p *bufferPool) wake() {
+	p.mu.Lock()
+	p.freed.Broadcast()
 	p.mu.Unlock()
 }
 

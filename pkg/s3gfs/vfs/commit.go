@@ -88,6 +88,12 @@ type dirOp struct {
 	// wantDir: remove only a directory (rmdir) when +1, only a non-directory
 	// (unlink) when -1.
 	wantDir int8
+	// exchange: this put is one half of a RENAME_EXCHANGE. name must still
+	// refer to replaceDir; it is swapped whatever the kinds of the two
+	// children (renameat2 exchanges a file with a directory, and neither
+	// is removed, so the type and emptiness checks of a replacing put do
+	// not apply).
+	exchange bool
 }
 
 // dirChange is a set of entry changes applied to one directory atomically,
@@ -268,6 +274,14 @@ func (dir *inode) evalChangeLocked(c *dirChange, overlay map[string]*format.Entr
 			}
 			local[op.name] = nil
 			replaced = append(replaced, old)
+			continue
+		}
+		if op.exchange {
+			if !exists || old.Child != op.replaceDir {
+				return fmt.Errorf("%q changed during an exchange: %w", op.name, ErrNotExist)
+			}
+			replaced = append(replaced, old)
+			local[op.name] = &format.Entry{Op: format.EntryPut, Name: op.name, Child: op.child, ChildKind: op.kind}
 			continue
 		}
 		if exists {

@@ -26,7 +26,15 @@ type fileState struct {
 	pending   map[uint64]*pendingExtent // uploaded (or dropped) since the last commit
 	uploading int                       // uploads in flight
 	uploadErr error                     // first failed upload, reported by the next commit
-	lastWrite uint64                    // write counter for eviction order
+
+	// What a commit that lost the race to another host re-applies onto
+	// the winner's content (W7, see rebase in merge.go):
+	ranges    map[uint64][]span // bytes of extent idx written since the last commit
+	base      map[uint64]source // committed content extent idx's local content was built on
+	writeEnd  uint64            // end of the furthest write since the last commit
+	truncated bool              // a truncation since the last commit...
+	truncAt   uint64            // ...and the lowest size it set
+	builtOn   *format.Inode     // the version the changes were made on (nil: no change yet)
 }
 
 // dirtyExtent is an extent-sized buffer holding the extent's whole working
@@ -42,8 +50,11 @@ type dirtyExtent struct {
 // the extent was dropped (truncated away).
 type pendingExtent struct{ ref *format.ExtentRef }
 
+// dirty reports local changes. (An upload in flight is either of an extent
+// still in dirtyExt, or of one a commit or truncation has already dropped,
+// which changes nothing: uploading is not counted.)
 func (f *fileState) dirty() bool {
-	return len(f.dirtyExt) > 0 || len(f.pending) > 0 || f.sizeDirty || f.mtime != 0 || f.uploading > 0
+	return len(f.dirtyExt) > 0 || len(f.pending) > 0 || f.sizeDirty || f.mtime != 0
 }
 
 // source is where the committed or pending content of one extent lives.
@@ -62,6 +73,12 @@ func (ino *inode) sourceLocked(idx uint64) source {
 		}
 		return source{ref: *p.ref, hasRef: true}
 	}
+	return ino.committedSourceLocked(idx)
+}
+
+// committedSourceLocked returns where extent idx's content lives in the
+// committed version cur.
+func (ino *inode) committedSourceLocked(idx uint64) source {
 	if ino.cur.Inline {
 		if idx == 0 {
 			return source{inline: ino.cur.Data}
@@ -345,8 +362,11 @@ func (fs *FS) Write(ctx context.Context, h *Handle, data []byte, off int64) (int
 		if within+n > d.n {
 			d.n = within + n
 		}
-		ino.file.lastWrite++
-		d.lastWrite = ino.file.lastWrite
+		ino.noteWriteLocked(idx, within, within+n, pos+uint64(n))
+		// One counter for the whole FS: evictOne compares extents of
+		// different inodes, so a per-inode count would make a file with
+		// few writes look older than everything else however recent.
+		d.lastWrite = fs.writeSeq.Add(1)
 		if end := pos + uint64(n); end > ino.file.size {
 			ino.file.size = end
 			ino.file.sizeDirty = true
@@ -417,6 +437,7 @@ func (fs *FS) dirtyBuffer(ctx context.Context, ino *inode, idx uint64, from, to 
 			continue
 		}
 		d := &dirtyExtent{buf: buf, n: n}
+		ino.noteBaseLocked(idx)
 		ino.file.dirtyExt[idx] = d
 		fs.bufs.noteDirty(ino)
 		return d, nil
@@ -445,11 +466,17 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 		ino.file.uploading--
 		d.uploading = false
 		free := false
-		if err != nil {
+		switch {
+		case ino.file.dirtyExt[idx] != d:
+			// Dropped while uploading (a commit stored the file inline, or
+			// it was truncated away). Whoever dropped d left its buffer to
+			// this upload, which was still reading it; the result is unused.
+			free = true
+		case err != nil:
 			if ino.file.uploadErr == nil {
 				ino.file.uploadErr = err
 			}
-		} else if ino.file.dirtyExt[idx] == d {
+		default:
 			delete(ino.file.dirtyExt, idx)
 			if ino.file.pending == nil {
 				ino.file.pending = map[uint64]*pendingExtent{}
@@ -457,11 +484,18 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 			ino.file.pending[idx] = &pendingExtent{ref: ref}
 			free = true
 		}
-		ino.uploaded.Broadcast()
-		ino.mu.Unlock()
+		// Return the buffer before waking waiters on ino.uploaded, so that
+		// once a commit has seen every upload finish, the pool has them
+		// all back (lock order: inode.mu before bufferPool.mu).
 		if free {
 			fs.bufs.put(d.buf)
+		} else {
+			// The extent stays dirty and evictable again: a getter waiting
+			// for this upload to free a buffer must retry.
+			fs.bufs.wake()
 		}
+		ino.uploaded.Broadcast()
+		ino.mu.Unlock()
 	}()
 }
 
@@ -510,28 +544,35 @@ func (fs *FS) evictOne() bool {
 	return true
 }
 
-// truncateLocked sets the working size; the caller holds ino.ioMu
-// exclusively and ino.mu, and no upload of ino is in flight.
+// truncate sets the working size; the caller holds ino.ioMu exclusively.
 func (fs *FS) truncate(ctx context.Context, ino *inode, size uint64) error {
 	E := uint64(fs.extSize)
 	ino.mu.Lock()
-	for ino.file.uploading > 0 {
-		ino.uploaded.Wait()
-	}
 	old := ino.file.size
+	for {
+		for ino.file.uploading > 0 {
+			ino.uploaded.Wait()
+		}
+		if size >= old || size%E == 0 || ino.file.dirtyExt[size/E] != nil {
+			break
+		}
+		src := ino.sourceLocked(size / E)
+		if !src.hasRef && src.inline == nil {
+			break
+		}
+		// The extent holding the new end needs a dirty buffer with its
+		// content. Getting one may evict (start uploads of) this inode's
+		// extents, and waiting for those releases ino.mu, when the new
+		// buffer itself may be evicted: wait, then check again, so the
+		// changes below are made with no upload of ino in flight.
+		ino.mu.Unlock()
+		if _, err := fs.dirtyBuffer(ctx, ino, size/E, 0, 0); err != nil {
+			return err
+		}
+	}
 	if size < old && size%E != 0 {
 		// The extent holding the new end keeps only bytes below it.
 		idx := size / E
-		if ino.file.dirtyExt[idx] == nil {
-			src := ino.sourceLocked(idx)
-			if src.hasRef || src.inline != nil {
-				ino.mu.Unlock()
-				_, err := fs.dirtyBuffer(ctx, ino, idx, 0, 0)
-				if err != nil {
-					return err
-				}
-			}
-		}
 		if d := ino.file.dirtyExt[idx]; d != nil {
 			keep := int(size % E)
 			if d.n > keep {
@@ -546,7 +587,7 @@ func (fs *FS) truncate(ctx context.Context, ino *inode, size uint64) error {
 		for idx, d := range ino.file.dirtyExt {
 			if idx >= first {
 				delete(ino.file.dirtyExt, idx)
-				fs.bufs.put(d.buf)
+				fs.bufs.put(d.buf) // not uploading: see the loop above
 			}
 		}
 		if ino.file.pending == nil {
@@ -558,14 +599,17 @@ func (fs *FS) truncate(ctx context.Context, ino *inode, size uint64) error {
 			}
 		}
 		if ino.cur.Inline && first == 0 {
+			ino.noteBaseLocked(0)
 			ino.file.pending[0] = &pendingExtent{}
 		}
 		for _, x := range ino.cur.Extents {
 			if x.Index >= first {
+				ino.noteBaseLocked(x.Index)
 				ino.file.pending[x.Index] = &pendingExtent{}
 			}
 		}
 	}
+	ino.noteTruncateLocked(size, E)
 	ino.file.size = size
 	ino.file.sizeDirty = true
 	ino.file.mtime = now()
@@ -590,6 +634,50 @@ func (fs *FS) commitFile(ctx context.Context, ino *inode, mutate func(n *format.
 	defer ino.ioMu.Unlock()
 	ctx = context.WithoutCancel(ctx)
 
+	for rebases := 0; ; rebases++ {
+		err := fs.commitFileOnce(ctx, ino, mutate)
+		if errors.Is(err, ErrNotExist) {
+			fs.discardIfDeletedLocked(ino)
+		}
+		if !errors.Is(err, errRebase) {
+			return err
+		}
+		// Another host committed a version first while this host has
+		// uncommitted data: re-apply it onto the winner's content, then
+		// prepare and commit again.
+		if rebases >= maxCommitAttempts {
+			return fmt.Errorf("commit inode %016x: %w", ino.id, ErrConflict)
+		}
+		if err := fs.rebase(ctx, ino); err != nil {
+			return err
+		}
+	}
+}
+
+// discardIfDeletedLocked drops the uncommitted changes of a file whose
+// current version is a tombstone (another host deleted it: W7, losing to a
+// tombstone means the inode is gone). Kept, they would pin write-back
+// memory and be retried by every write-back tick and sync, forever. The
+// caller holds ino.commitMu and ino.ioMu exclusively.
+func (fs *FS) discardIfDeletedLocked(ino *inode) {
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	if ino.cur.Kind != format.KindTombstone {
+		return
+	}
+	dropDirtyLocked(fs, ino)
+	ino.file = fileState{uploading: ino.file.uploading}
+	ino.dirtySince = time.Time{}
+}
+
+// errRebase: the version a commit was prepared on is no longer current.
+var errRebase = errors.New("rebase needed")
+
+// commitFileOnce prepares the file's data (inline bytes, or every extent
+// uploaded) on the current version and commits it; it returns errRebase
+// when it lost the race to a version that changed under its dirty data.
+// The caller holds ino.commitMu and ino.ioMu exclusively.
+func (fs *FS) commitFileOnce(ctx context.Context, ino *inode, mutate func(n *format.Inode) error) error {
 	ino.mu.Lock()
 	isFile := ino.cur.Kind == format.KindFile
 	size := ino.file.size
@@ -610,6 +698,12 @@ func (fs *FS) commitFile(ctx context.Context, ino *inode, mutate func(n *format.
 		}
 	}
 	return fs.casLoop(ctx, ino, func() (*format.Inode, error) {
+		if isFile && dirty && ino.file.builtOn != nil && ino.file.builtOn != ino.cur {
+			// Another host's version became current under the local
+			// changes (this commit lost the race, or an earlier one did and
+			// its rebase failed): see commitFile.
+			return nil, errRebase
+		}
 		next := baseVersion(ino.cur)
 		cur := ino.cur
 		if cur.Kind == format.KindFile {
@@ -634,13 +728,27 @@ func (fs *FS) commitFile(ctx context.Context, ino *inode, mutate func(n *format.
 		}
 		return next, nil
 	}, func(n *format.Inode, at time.Time) {
-		for _, d := range ino.file.dirtyExt {
-			fs.bufs.put(d.buf)
-		}
-		ino.file = fileState{}
+		// Dirty buffers remain only when the file was stored inline; one of
+		// them may be uploading, started by eviction while ino.mu was free.
+		// Its upload returns its buffer (startUploadLocked) and still
+		// counts in uploading, so both survive the reset.
+		dropDirtyLocked(fs, ino)
+		ino.file = fileState{uploading: ino.file.uploading}
 		ino.dirtySince = time.Time{}
 		ino.setCurLocked(n, at, nil)
 	})
+}
+
+// dropDirtyLocked forgets every dirty buffer of ino, returning to the pool
+// those not being uploaded (an upload in flight returns its own buffer when
+// it finds it dropped). ino.mu is held.
+func dropDirtyLocked(fs *FS, ino *inode) {
+	for idx, d := range ino.file.dirtyExt {
+		delete(ino.file.dirtyExt, idx)
+		if !d.uploading {
+			fs.bufs.put(d.buf)
+		}
+	}
 }
 
 // uploadAll uploads every dirty extent of ino and waits for all uploads.
@@ -719,9 +827,7 @@ func (fs *FS) tombstone(ctx context.Context, ino *inode) error {
 	for ino.file.uploading > 0 {
 		ino.uploaded.Wait()
 	}
-	for _, d := range ino.file.dirtyExt {
-		fs.bufs.put(d.buf)
-	}
+	dropDirtyLocked(fs, ino)
 	ino.file = fileState{}
 	ino.dirtySince = time.Time{}
 	ino.mu.Unlock()

@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/cache"
@@ -105,6 +106,9 @@ type FS struct {
 	cache   *cache.Cache
 	bufs    *bufferPool
 	upSem   chan struct{}
+	// writeSeq orders writes to dirty extents across inodes (eviction
+	// picks the least recently written).
+	writeSeq atomic.Uint64
 
 	mu     sync.Mutex
 	inodes map[uint64]*inode

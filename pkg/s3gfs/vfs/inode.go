@@ -157,11 +157,10 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 	ino.mu.Lock()
 	cur := ino.cur
 	ino.mu.Unlock()
+	// A key that is not a version key (a stray object sorting first) must
+	// not make the inode unreadable: the walk below logs and skips it.
 	_, newest, err := fs.keys.ParseInode(page.Objects[0].Key)
-	if err != nil {
-		return fmt.Errorf("inode %016x: %w: %v", ino.id, ErrCorrupt, err)
-	}
-	if cur != nil && cur.Version == newest {
+	if err == nil && cur != nil && cur.Version == newest {
 		ino.mu.Lock()
 		ino.checked = time.Now()
 		ino.mu.Unlock()

@@ -445,12 +445,21 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		if oldParent != newParent {
 			return fmt.Errorf("exchange across directories: %w", ErrInvalid)
 		}
+		if te.Child == se.Child {
+			return nil // two names of one inode: nothing to swap
+		}
 		return fs.applyDir(ctx, src, &dirChange{ops: []dirOp{
-			{name: oldName, child: te.Child, kind: te.ChildKind, replaceDir: se.Child},
-			{name: newName, child: se.Child, kind: se.ChildKind, replaceDir: te.Child},
+			{name: oldName, child: te.Child, kind: te.ChildKind, replaceDir: se.Child, exchange: true},
+			{name: newName, child: se.Child, kind: se.ChildKind, replaceDir: te.Child, exchange: true},
 		}})
 	}
 	noReplace := flags&RenameNoReplace != 0
+	if targetExists && !noReplace && te.Child == se.Child {
+		// Both names refer to one inode (hard links): POSIX rename does
+		// nothing. (Going on would remove oldName without dropping the
+		// inode's link count.)
+		return nil
+	}
 	var replaceDir uint64
 	if targetExists && !noReplace && te.Child != se.Child {
 		switch {

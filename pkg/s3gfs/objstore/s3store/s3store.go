@@ -246,7 +246,6 @@ func (s *Store) release() { <-s.sem }
 //
 // Any error other than ErrExists leaves open whether the object was
 // written (as with every remote write whose response is lost).
-//
 func (s *Store) PutIfAbsent(ctx context.Context, key string, body []byte) (objstore.ObjectInfo, error) {
 	const op = "put-if-absent"
 	var attempts atomic.Int32
@@ -314,11 +313,17 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, ifAbsent
 // comes from, at most a second apart. An exact value would cost a HEAD per
 // write, doubling the latency of every commit; no caller needs it.
 func (s *Store) infoAfterPut(ctx context.Context, op, key string, body []byte, out *s3.PutObjectOutput) (objstore.ObjectInfo, error) {
+	etag := trimETag(aws.ToString(out.ETag))
 	t := responseDate(out.ResultMetadata)
 	if t.IsZero() {
-		t = storeTime(aws.Time(time.Now()))
+		// No Date header (not seen from real stores): ask the store, never
+		// the local clock.
+		if info, err := s.head(ctx, key, etag); err == nil {
+			return info, nil
+		}
+		return objstore.ObjectInfo{}, s.wrap(op, key, errors.New("written, but the store reported no time for it"))
 	}
-	return objstore.ObjectInfo{Key: key, Size: int64(len(body)), LastModified: t, ETag: trimETag(aws.ToString(out.ETag))}, nil
+	return objstore.ObjectInfo{Key: key, Size: int64(len(body)), LastModified: t, ETag: etag}, nil
 }
 
 // ownWrite returns key's info if it holds exactly body (by its MD5 ETag),

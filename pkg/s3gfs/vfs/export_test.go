@@ -1,0 +1,36 @@
+package vfs
+
+// Test-only accessors for package vfs_test.
+
+// BufferPoolUsage reports the bytes of write-back buffers handed out and the
+// pool's limit.
+func (fs *FS) BufferPoolUsage() (used, limit int64) {
+	fs.bufs.mu.Lock()
+	defer fs.bufs.mu.Unlock()
+	return fs.bufs.used, fs.bufs.limit
+}
+
+// BufferPoolPeak reports the most bytes of write-back buffers ever handed
+// out at once.
+func (fs *FS) BufferPoolPeak() int64 {
+	fs.bufs.mu.Lock()
+	defer fs.bufs.mu.Unlock()
+	return fs.bufs.peak
+}
+
+// InodeVersion reports the version this host holds as current for id, and
+// the version number its next commit will claim (0, 0 when not loaded).
+func (fs *FS) InodeVersion(id uint64) (cur, next uint64) {
+	fs.mu.Lock()
+	ino := fs.inodes[id]
+	fs.mu.Unlock()
+	if ino == nil {
+		return 0, 0
+	}
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	if ino.cur == nil {
+		return 0, ino.nextVersion
+	}
+	return ino.cur.Version, ino.nextVersion
+}
