@@ -40,6 +40,9 @@ type mountFlags struct {
 	background bool
 	logFile    string
 	debugFUSE  bool
+	syncEvery  durationFlag
+	hostExpiry durationFlag
+	nodeName   string
 }
 
 func runMount(ctx context.Context, args []string, stderr io.Writer) error {
@@ -49,7 +52,8 @@ mountpoint is unmounted (umount MOUNTPOINT) or the process gets SIGINT or
 SIGTERM; then it writes back everything and exits 0. With --background it
 returns as soon as the mount is ready. Any number of hosts may mount one
 volume read-write at once.`, stderr)
-	m := mountFlags{cacheSize: 128 << 20, bufferSize: 256 << 20}
+	m := mountFlags{cacheSize: 128 << 20, bufferSize: 256 << 20, syncEvery: durationFlag(time.Second), hostExpiry: durationFlag(3 * time.Minute)}
+	m.nodeName, _ = os.Hostname()
 	m.store.register(fs)
 	m.log.register(fs)
 	fs.BoolVar(&m.readOnly, "read-only", false, "mount read-only")
@@ -61,6 +65,9 @@ volume read-write at once.`, stderr)
 	fs.BoolVar(&m.background, "background", false, "return once the mount is ready, leaving it served by a background process")
 	fs.StringVar(&m.logFile, "log-file", "", "append logs to this file (default: standard error; with --background, logs after start-up are discarded unless this is set)")
 	fs.BoolVar(&m.debugFUSE, "debug-fuse", false, "log every FUSE request")
+	fs.Var(&m.syncEvery, "sync-interval", "how often to write this host's ping and pick up other hosts' changes")
+	fs.Var(&m.hostExpiry, "host-expiry", "stop serving (fence) when the ping could not be renewed for this long; at least 3 sync intervals; the reaper waits this long for a silent host")
+	fs.StringVar(&m.nodeName, "node-name", m.nodeName, "machine name recorded in the ping (shown by s3gfs hosts)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -76,6 +83,15 @@ volume read-write at once.`, stderr)
 	mnt := pos[1]
 	if st, err := os.Stat(mnt); err != nil || !st.IsDir() {
 		return fmt.Errorf("%w: mountpoint %s is not an existing directory", errUsage, mnt)
+	}
+	if m.syncEvery < durationFlag(10*time.Millisecond) {
+		return fmt.Errorf("%w: --sync-interval %s is too short (at least 10ms)", errUsage, time.Duration(m.syncEvery))
+	}
+	if m.hostExpiry < 3*m.syncEvery || m.hostExpiry > durationFlag(24*time.Hour) {
+		return fmt.Errorf("%w: --host-expiry %s must be at least three sync intervals and at most 24h", errUsage, time.Duration(m.hostExpiry))
+	}
+	if len(m.nodeName) > 253 {
+		return fmt.Errorf("%w: --node-name is longer than 253 bytes", errUsage)
 	}
 	var hostID uint64
 	if m.hostID != "" {
@@ -127,6 +143,7 @@ func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mount
 	engine, err := vfs.New(vol, vfs.Options{
 		HostID: hostID, ReadOnly: m.readOnly, BufferSize: int64(m.bufferSize),
 		CacheSize: int64(m.cacheSize), CacheDir: m.cacheDir, Logger: log,
+		SyncInterval: time.Duration(m.syncEvery), HostExpiry: time.Duration(m.hostExpiry), NodeName: m.nodeName,
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,13 +39,14 @@ func Mount(dir string, engine *vfs.FS, o MountOptions) (*fuse.Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	root := &Node{fsys: &fsys{engine: engine, log: o.Logger}, id: format.RootID}
+	f := &fsys{engine: engine, log: o.Logger, nodes: map[uint64]*fs.Inode{}}
+	root := &Node{fsys: f, id: format.RootID}
 	opts := []string{"default_permissions"}
 	if o.ReadOnly {
 		opts = append(opts, "ro")
 	}
 	neg := time.Duration(0) // other hosts may create names at any time
-	return fs.Mount(dir, root, &fs.Options{
+	server, err := fs.Mount(dir, root, &fs.Options{
 		EntryTimeout:    &o.Timeout,
 		AttrTimeout:     &o.Timeout,
 		NegativeTimeout: &neg,
@@ -64,12 +66,54 @@ func Mount(dir string, engine *vfs.FS, o MountOptions) (*fuse.Server, error) {
 			Debug:        o.Debug,
 		},
 	})
+	if err != nil {
+		return nil, err
+	}
+	f.register(format.RootID, root.EmbeddedInode())
+	engine.SetInvalidator(f)
+	return server, nil
 }
 
 // fsys is shared by every node of one mount.
 type fsys struct {
 	engine *vfs.FS
 	log    *slog.Logger
+
+	mu    sync.Mutex
+	nodes map[uint64]*fs.Inode // the kernel's live inodes, for invalidation
+}
+
+func (f *fsys) register(id uint64, in *fs.Inode) {
+	f.mu.Lock()
+	f.nodes[id] = in
+	f.mu.Unlock()
+}
+
+func (f *fsys) forget(id uint64) {
+	f.mu.Lock()
+	delete(f.nodes, id)
+	f.mu.Unlock()
+}
+
+func (f *fsys) node(id uint64) *fs.Inode {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nodes[id]
+}
+
+// InvalidateInode drops the kernel's cached attributes and pages of an
+// inode another host changed (vfs.Invalidator).
+func (f *fsys) InvalidateInode(id uint64) {
+	if in := f.node(id); in != nil {
+		in.NotifyContent(0, 0) // ENOENT just means the kernel has forgotten it
+	}
+}
+
+// InvalidateEntry drops the kernel's cached lookup of parent/name.
+func (f *fsys) InvalidateEntry(parent uint64, name string) {
+	if in := f.node(parent); in != nil {
+		in.NotifyEntry(name)
+	}
 }
 
 // errno maps an engine error to the errno the kernel gets. This is the one

@@ -47,7 +47,9 @@ func (n *Node) engine() *vfs.FS { return n.fsys.engine }
 // child returns the kernel inode for attributes a, filling out.
 func (n *Node) child(ctx context.Context, a vfs.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(a, &out.Attr)
-	return n.NewInode(ctx, &Node{fsys: n.fsys, id: a.Ino}, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+	in := n.NewInode(ctx, &Node{fsys: n.fsys, id: a.Ino}, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+	n.fsys.register(a.Ino, in)
+	return in
 }
 
 func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
@@ -289,7 +291,10 @@ func (n *Node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall
 // fallocKeepSize is FALLOC_FL_KEEP_SIZE.
 const fallocKeepSize = 0x1
 
-func (n *Node) OnForget() { n.engine().Forget(n.id) }
+func (n *Node) OnForget() {
+	n.fsys.forget(n.id)
+	n.engine().Forget(n.id)
+}
 
 // handle is an open file.
 type handle struct {

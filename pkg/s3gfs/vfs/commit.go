@@ -43,11 +43,15 @@ func (fs *FS) casLoop(ctx context.Context, ino *inode, build func() (*format.Ino
 		if err != nil {
 			return fmt.Errorf("encode inode %016x: %w", ino.id, err)
 		}
+		if err := fs.checkFenced(); err != nil {
+			return err // a fenced host commits nothing (protocol invariant 8)
+		}
 		info, err := fs.store.PutIfAbsent(ctx, fs.keys.Inode(ino.id, next.Version), obj)
 		if err == nil {
 			ino.mu.Lock()
 			installed(next, info.LastModified)
 			ino.mu.Unlock()
+			fs.noteCommitted(ino.id, next.Version)
 			return nil
 		}
 		if !errors.Is(err, objstore.ErrExists) {

@@ -145,6 +145,9 @@ func (fs *FS) Open(ctx context.Context, id uint64, writable bool) (h *Handle, ke
 		}
 	}
 	ino.open++
+	fs.mu.Lock()
+	fs.openSet[ino] = struct{}{}
+	fs.mu.Unlock()
 	keep := !ino.changed
 	ino.changed = false
 	return &Handle{ino: ino, writable: writable}, keep, nil
@@ -156,6 +159,11 @@ func (fs *FS) Release(ctx context.Context, h *Handle) error {
 	ino.mu.Lock()
 	ino.open--
 	last := ino.open == 0
+	if last {
+		fs.mu.Lock() // lock order: inode.mu may be held while taking FS.mu
+		delete(fs.openSet, ino)
+		fs.mu.Unlock()
+	}
 	unlinked := last && ino.unlinked
 	ino.mu.Unlock()
 	if !last || fs.opts.ReadOnly {
@@ -190,6 +198,9 @@ func (fs *FS) Fsync(ctx context.Context, h *Handle) error {
 func (fs *FS) Read(ctx context.Context, h *Handle, dest []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, ErrInvalid
+	}
+	if err := fs.checkFenced(); err != nil {
+		return 0, err
 	}
 	n, err := fs.readAt(ctx, h.ino, dest, uint64(off))
 	if err == nil && n > 0 {
@@ -335,6 +346,9 @@ func (fs *FS) fetchExtent(ctx context.Context, id uint64, ref format.ExtentRef) 
 // Write writes data at off.
 func (fs *FS) Write(ctx context.Context, h *Handle, data []byte, off int64) (int, error) {
 	if err := fs.writable(); err != nil {
+		return 0, err
+	}
+	if err := fs.checkFenced(); err != nil {
 		return 0, err
 	}
 	if off < 0 {

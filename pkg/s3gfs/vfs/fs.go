@@ -21,10 +21,21 @@
 //
 // # Locking
 //
-// FS.mu guards the inode table. inode.commitMu serialises the commits of one
-// inode and is taken before inode.mu, which guards the inode's in-memory
-// state. No goroutine holds two inodes' mu at once. I/O is never done while
-// holding FS.mu; it may be done while holding an inode's commitMu.
+// FS.mu guards the inode table and the open set; it may be taken while
+// holding an inode's mu, never the other way round. inode.commitMu
+// serialises the commits of one inode and is taken before inode.mu, which
+// guards the inode's in-memory state. No goroutine holds two inodes' mu at
+// once. I/O is never done while holding FS.mu; it may be done while holding
+// an inode's commitMu.
+//
+// # Hosts
+//
+// Every SyncInterval a host writes its ping (format.Ping): liveness for the
+// reaper, and a feed of the versions it committed. It reads the pings that
+// changed and revalidates exactly the cached inodes they announce (sync.go).
+// A host that cannot renew its ping within HostExpiry fences itself: it
+// returns ErrFenced instead of serving or committing, until a ping succeeds
+// and its caches are revalidated.
 package vfs
 
 import (
@@ -63,7 +74,29 @@ type Options struct {
 	Readahead int
 	// Uploads bounds the extent uploads in flight.
 	Uploads int
-	Logger  *slog.Logger
+	// SyncInterval is how often the host writes its ping and follows the
+	// other hosts' changes. Zero disables syncing (single-host unit tests).
+	SyncInterval time.Duration
+	// HostExpiry is how long the host may go without renewing its ping
+	// before it fences itself; at least three sync intervals.
+	HostExpiry time.Duration
+	// NodeName names the machine in the ping (for people).
+	NodeName string
+	Logger   *slog.Logger
+}
+
+// Validate checks options that have no safe default.
+func (o *Options) Validate() error {
+	if o.SyncInterval < 0 || o.HostExpiry < 0 {
+		return fmt.Errorf("negative sync interval or host expiry")
+	}
+	if o.SyncInterval > 0 && o.HostExpiry < 3*o.SyncInterval {
+		return fmt.Errorf("host expiry %s must be at least three sync intervals (%s)", o.HostExpiry, 3*o.SyncInterval)
+	}
+	if o.HostExpiry > 24*time.Hour {
+		return fmt.Errorf("host expiry %s exceeds 24h", o.HostExpiry)
+	}
+	return nil
 }
 
 func (o *Options) defaults() {
@@ -90,6 +123,9 @@ func (o *Options) defaults() {
 	if o.Uploads <= 0 {
 		o.Uploads = 8
 	}
+	if o.SyncInterval > 0 && o.HostExpiry == 0 {
+		o.HostExpiry = max(3*time.Minute, 3*o.SyncInterval)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -110,8 +146,12 @@ type FS struct {
 	// picks the least recently written).
 	writeSeq atomic.Uint64
 
-	mu     sync.Mutex
-	inodes map[uint64]*inode
+	mu      sync.Mutex
+	inodes  map[uint64]*inode
+	openSet map[*inode]struct{} // inodes with open handles (for the ping)
+	inv     Invalidator
+
+	sync syncer
 
 	fetches singleflight
 
@@ -123,6 +163,9 @@ type FS struct {
 // New opens the engine over an opened volume.
 func New(vol *volume.Volume, o Options) (*FS, error) {
 	o.defaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	c, err := cache.New(o.CacheSize, o.CacheDir)
 	if err != nil {
 		return nil, err
@@ -136,7 +179,8 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 		log:    o.Logger.With("volume", vol.URL.String(), "host", fmt.Sprintf("%016x", o.HostID)),
 		cache:  c,
 		upSem:  make(chan struct{}, o.Uploads),
-		inodes: map[uint64]*inode{},
+		inodes:  map[uint64]*inode{},
+		openSet: map[*inode]struct{}{},
 		stop:   make(chan struct{}),
 	}
 	fs.bufs = newBufferPool(o.BufferSize, ext)
@@ -146,6 +190,15 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 	if !o.ReadOnly {
 		fs.loopDone.Add(1)
 		go fs.writebackLoop()
+	}
+	if o.SyncInterval > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		fs.startSync()
+		if err := fs.Sync(ctx); err != nil {
+			fs.Close(ctx)
+			return nil, fmt.Errorf("first sync (this host's ping): %w", err)
+		}
 	}
 	return fs, nil
 }
@@ -167,7 +220,15 @@ func (fs *FS) Close(ctx context.Context) error {
 	fs.mu.Unlock()
 	close(fs.stop)
 	fs.loopDone.Wait()
-	return fs.SyncAll(ctx)
+	err := fs.SyncAll(ctx)
+	if fs.sync.kick != nil {
+		// A last ping announces the final commits. The ping stays: peers
+		// read its feed, and the reaper removes it once it has lapsed.
+		if perr := fs.writePing(ctx); perr != nil {
+			fs.log.Warn("final ping failed", "err", perr)
+		}
+	}
+	return err
 }
 
 // SyncAll commits every inode with uncommitted changes.

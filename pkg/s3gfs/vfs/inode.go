@@ -46,6 +46,12 @@ type inode struct {
 	// uploaded is signalled (with mu) when an extent upload finishes.
 	uploaded *sync.Cond
 
+	// stale: another host announced a newer version (see sync.go).
+	stale bool
+	// last is the final live version of a tombstoned inode, so an open
+	// descriptor of a removed directory can still be fstat'ed.
+	last *format.Inode
+
 	open       int       // open handles on this host
 	unlinked   bool      // nlink reached 0 while open: tombstone at last release
 	dirtySince time.Time // when uncommitted changes first appeared
@@ -75,12 +81,23 @@ func (fs *FS) inode(ctx context.Context, id uint64) (*inode, error) {
 		fs.inodes[id] = ino
 	}
 	fs.mu.Unlock()
+	if err := fs.checkFenced(); err != nil {
+		return nil, err
+	}
 	ino.mu.Lock()
 	loaded := ino.cur != nil
+	// A version another host announced is fetched at the next use, unless
+	// open handles here still read the version they opened.
+	stale := loaded && ino.stale && ino.open == 0 && !ino.dirtyLocked()
 	ino.mu.Unlock()
-	if !loaded {
+	if !loaded || stale {
 		ino.commitMu.Lock()
 		err := fs.refresh(ctx, ino)
+		if err == nil {
+			ino.mu.Lock()
+			ino.stale = false
+			ino.mu.Unlock()
+		}
 		ino.commitMu.Unlock()
 		if err != nil {
 			if errors.Is(err, ErrNotExist) {
@@ -96,7 +113,7 @@ func (fs *FS) inode(ctx context.Context, id uint64) (*inode, error) {
 	ino.mu.Lock()
 	defer ino.mu.Unlock()
 	if ino.cur.Kind == format.KindTombstone {
-		return nil, fmt.Errorf("inode %016x: %w (deleted)", id, ErrNotExist)
+		return ino, fmt.Errorf("inode %016x: %w (deleted)", id, ErrNotExist)
 	}
 	return ino, nil
 }
@@ -114,6 +131,9 @@ func (fs *FS) install(n *format.Inode, at time.Time) *inode {
 // setCurLocked installs n as the current version. For directories, entries
 // is the full entry list at n (nil for an empty or full version n).
 func (ino *inode) setCurLocked(n *format.Inode, at time.Time, entries map[string]format.Entry) {
+	if n.Kind == format.KindTombstone && ino.cur != nil && ino.cur.Kind != format.KindTombstone {
+		ino.last = ino.cur
+	}
 	ino.cur = n
 	ino.curTime = at
 	ino.checked = time.Now()

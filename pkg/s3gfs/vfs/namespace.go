@@ -28,7 +28,7 @@ func checkName(name string) error {
 func (fs *FS) dirInode(ctx context.Context, id uint64) (*inode, error) {
 	ino, err := fs.inode(ctx, id)
 	if err != nil {
-		return nil, err
+		return ino, err // ino is returned for a removed directory (see removedAttr)
 	}
 	ino.mu.Lock()
 	kind := ino.cur.Kind
@@ -95,9 +95,31 @@ func (fs *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, err
 func (fs *FS) GetAttr(ctx context.Context, id uint64) (Attr, error) {
 	ino, err := fs.inode(ctx, id)
 	if err != nil {
+		if a, ok := removedAttr(ino); ok {
+			return a, nil
+		}
 		return Attr{}, err
 	}
 	return fs.attrOf(ino), nil
+}
+
+// removedAttr returns the attributes of an inode this host saw removed
+// (its last live version, with no links), for descriptors still open on
+// it, as a local filesystem reports them.
+func removedAttr(ino *inode) (Attr, bool) {
+	if ino == nil {
+		return Attr{}, false
+	}
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	if ino.cur == nil || ino.cur.Kind != format.KindTombstone || ino.last == nil {
+		return Attr{}, false
+	}
+	c := ino.last
+	return Attr{
+		Ino: ino.id, Mode: typeBits(c.Kind, c.Mode) | c.Mode&0o7777, Size: c.Size,
+		UID: c.UID, GID: c.GID, Rdev: c.Rdev, Atime: c.Atime, Mtime: c.Mtime, Ctime: ino.cur.Ctime, Version: ino.cur.Version,
+	}, true
 }
 
 func (fs *FS) attrOf(ino *inode) Attr {
@@ -501,6 +523,9 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 func (fs *FS) ReadDir(ctx context.Context, id uint64) ([]DirEntry, error) {
 	dir, err := fs.dirInode(ctx, id)
 	if err != nil {
+		if a, ok := removedAttr(dir); ok && a.IsDir() {
+			return nil, nil // a removed directory still open here lists empty
+		}
 		return nil, err
 	}
 	dir.mu.Lock()

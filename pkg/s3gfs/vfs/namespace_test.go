@@ -253,8 +253,9 @@ func TestLinkCounts(t *testing.T) {
 	if n := e.newest(id); n.Kind.String() != "tombstone" {
 		t.Fatalf("after the last unlink the newest version is a %s", n.Kind)
 	}
-	_, err = fs.GetAttr(ctx, id)
-	wantErr(t, err, vfs.ErrNotExist, "getattr of a deleted inode")
+	if at, err := fs.GetAttr(ctx, id); err != nil || at.Nlink != 0 {
+		t.Fatalf("getattr of a deleted inode: %+v, %v; want its last attributes with nlink 0", at, err)
+	}
 	_, err = fs.Link(ctx, id, root, "again")
 	wantErr(t, err, vfs.ErrNotExist, "link to a deleted inode")
 }
@@ -292,8 +293,15 @@ func TestUnlinkRmdirErrors(t *testing.T) {
 	if n := e.newest(d); n.Kind.String() != "tombstone" {
 		t.Fatalf("removed directory's newest version is a %s", n.Kind)
 	}
-	_, err := fs.ReadDir(ctx, d)
-	wantErr(t, err, vfs.ErrNotExist, "readdir of a removed directory")
+	// A descriptor still open on the removed directory lists it empty.
+	if es, err := fs.ReadDir(ctx, d); err != nil || len(es) != 0 {
+		t.Fatalf("readdir of a removed directory: %v, %v; want empty", es, err)
+	}
+	if at, err := fs.GetAttr(ctx, d); err != nil || !at.IsDir() || at.Nlink != 0 {
+		t.Fatalf("getattr of a removed directory: %+v, %v; want a directory with nlink 0", at, err)
+	}
+	_, err := fs.Lookup(ctx, d, "anything")
+	wantErr(t, err, vfs.ErrNotExist, "lookup in a removed directory")
 	_, err = fs.Mkdir(ctx, d, "x", 0o755, caller)
 	wantErr(t, err, vfs.ErrNotExist, "mkdir in a removed directory")
 	// The name can be reused.

@@ -1,0 +1,383 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+)
+
+// ErrFenced: this host could not renew its ping within the host expiry, so
+// the reaper may have passed it; it serves and commits nothing until it
+// has renewed the ping and revalidated its caches.
+var ErrFenced = errors.New("host fenced: its ping lapsed while the object store was unreachable")
+
+// Invalidator is told which inodes changed on other hosts, so the kernel's
+// caches of them can be dropped (fusefs implements it with go-fuse's
+// notify calls). It is never called with an engine lock held.
+type Invalidator interface {
+	// InvalidateInode drops cached attributes and pages of inode id.
+	InvalidateInode(id uint64)
+	// InvalidateEntry drops the cached lookup of name in directory parent.
+	InvalidateEntry(parent uint64, name string)
+}
+
+// syncer keeps this host's ping and follows the other hosts' change feeds.
+//
+// Every committed version is queued in pending. Each sync writes the ping,
+// announcing the queued changes under the ping's Seq and keeping them
+// listed for one host expiry (the feed window); then it lists the pings,
+// reads those whose ETag changed since the last sync, and revalidates
+// exactly the inodes they announce that this host has cached. A sync costs
+// one PUT, one LIST and one GET per host with news, however many inodes
+// are cached.
+type syncer struct {
+	mu       sync.Mutex
+	seq      uint64          // Seq of the last ping written
+	feed     []format.Change // announced changes still in the window
+	feedAt   []time.Time     // local time each feed entry was first announced
+	feedFrom uint64          // lowest Seq whose changes are all still listed
+	pending  []format.Change // committed, not yet announced (Seq unset)
+	lastOK   time.Time       // local send time of the last ping the store accepted
+	fenced   bool
+	noPing   bool // read-only host whose credentials cannot write a ping
+	peers    map[uint64]uint64 // host id -> last ping Seq processed
+	etags    map[string]string // ping key -> ETag processed
+	start    time.Time
+	kick     chan struct{}
+	lastPing time.Time
+}
+
+func (fs *FS) startSync() {
+	s := &fs.sync
+	s.peers = map[uint64]uint64{}
+	s.etags = map[string]string{}
+	s.feedFrom = 1
+	s.start = time.Now()
+	s.lastOK = time.Now()
+	s.kick = make(chan struct{}, 1)
+	fs.loopDone.Add(1)
+	go fs.syncLoop()
+}
+
+// noteCommitted queues a version this host committed for the next ping.
+func (fs *FS) noteCommitted(id, version uint64) {
+	s := &fs.sync
+	if s.kick == nil {
+		return
+	}
+	s.mu.Lock()
+	s.pending = append(s.pending, format.Change{Inode: id, Version: version})
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// checkFenced returns ErrFenced while this host is fenced.
+func (fs *FS) checkFenced() error {
+	s := &fs.sync
+	if s.kick == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.fenced && time.Since(s.lastOK) >= fs.opts.HostExpiry {
+		s.fenced = true
+		fs.log.Error("ping not renewed within the host expiry: fencing this host until the store is reachable", "expiry", fs.opts.HostExpiry)
+	}
+	if s.fenced {
+		return ErrFenced
+	}
+	return nil
+}
+
+// syncLoop writes the ping and follows other hosts every SyncInterval, and
+// soon after local commits.
+func (fs *FS) syncLoop() {
+	defer fs.loopDone.Done()
+	s := &fs.sync
+	tick := time.NewTicker(fs.opts.SyncInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-fs.stop:
+			return
+		case <-tick.C:
+		case <-s.kick:
+			// Debounce bursts of commits into one ping.
+			if d := fs.opts.SyncInterval/8 - time.Since(s.lastPing); d > 0 {
+				select {
+				case <-fs.stop:
+					return
+				case <-time.After(d):
+				}
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), fs.opts.SyncInterval*4+10*time.Second)
+		if err := fs.Sync(ctx); err != nil {
+			fs.log.Warn("sync failed", "err", err)
+		}
+		cancel()
+	}
+}
+
+// Sync writes this host's ping and applies the changes other hosts have
+// announced since the last sync.
+func (fs *FS) Sync(ctx context.Context) error {
+	wasFenced := fs.checkFenced() != nil
+	if err := fs.writePing(ctx); err != nil {
+		if fs.opts.ReadOnly && errors.Is(err, objstore.ErrAccessDenied) {
+			// Read-only credentials may not write: serve without a ping (the
+			// reaper cannot see this host; see docs) rather than fence.
+			s := &fs.sync
+			s.mu.Lock()
+			if !s.noPing {
+				fs.log.Warn("cannot write a ping with these credentials; the reaper will not know this read-only host", "err", err)
+			}
+			s.noPing = true
+			s.lastOK = time.Now()
+			s.mu.Unlock()
+			return fs.followPeers(ctx)
+		}
+		return err
+	}
+	if wasFenced {
+		fs.unfence()
+	}
+	return fs.followPeers(ctx)
+}
+
+// oldestHeld is the store time of the oldest version an open handle reads.
+func (fs *FS) oldestHeld() time.Time {
+	fs.mu.Lock()
+	open := make([]*inode, 0, len(fs.openSet))
+	for ino := range fs.openSet {
+		open = append(open, ino)
+	}
+	fs.mu.Unlock()
+	var oldest time.Time
+	for _, ino := range open {
+		ino.mu.Lock()
+		t := ino.curTime
+		ino.mu.Unlock()
+		if !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
+			oldest = t
+		}
+	}
+	return oldest
+}
+
+func (fs *FS) writePing(ctx context.Context) error {
+	s := &fs.sync
+	oldest := fs.oldestHeld()
+	s.mu.Lock()
+	seq := s.seq + 1
+	now := time.Now()
+	for _, c := range s.pending {
+		c.Seq = seq
+		s.feed = append(s.feed, c)
+		s.feedAt = append(s.feedAt, now)
+	}
+	s.pending = nil
+	// Drop changes announced more than a host expiry ago, or beyond the cap.
+	drop := 0
+	for drop < len(s.feed) && (now.Sub(s.feedAt[drop]) > fs.opts.HostExpiry || len(s.feed)-drop > format.MaxPingChanges) {
+		drop++
+	}
+	if drop > 0 {
+		s.feedFrom = s.feed[drop-1].Seq + 1
+		s.feed = append([]format.Change(nil), s.feed[drop:]...)
+		s.feedAt = append([]time.Time(nil), s.feedAt[drop:]...)
+	}
+	for len(s.feed) > 0 && s.feed[0].Seq < s.feedFrom {
+		// A partially dropped Seq: drop the rest of it too.
+		s.feed, s.feedAt = s.feed[1:], s.feedAt[1:]
+	}
+	p := &format.Ping{
+		HostID: fs.opts.HostID, Node: fs.opts.NodeName, Start: s.start, Seq: seq,
+		Expiry: fs.opts.HostExpiry, Oldest: oldest, ReadOnly: fs.opts.ReadOnly,
+		FeedFrom: min(s.feedFrom, seq), Changes: s.feed,
+	}
+	obj, err := format.EncodePing(p)
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode ping: %w", err)
+	}
+	sent := time.Now()
+	s.lastPing = sent
+	if _, err := fs.store.Put(ctx, fs.keys.Ping(fs.opts.HostID), obj); err != nil {
+		return fmt.Errorf("write ping: %w", err)
+	}
+	s.mu.Lock()
+	s.seq = seq
+	s.lastOK = sent
+	s.mu.Unlock()
+	return nil
+}
+
+// unfence revalidates everything after a lapse: every cached inode is
+// marked stale and the kernel's caches are dropped.
+func (fs *FS) unfence() {
+	for _, ino := range fs.snapshotInodes() {
+		ino.mu.Lock()
+		ino.checked = time.Time{}
+		ino.stale = true
+		ino.mu.Unlock()
+		if inv := fs.invalidator(); inv != nil {
+			inv.InvalidateInode(ino.id)
+		}
+	}
+	s := &fs.sync
+	s.mu.Lock()
+	s.fenced = false
+	s.peers = map[uint64]uint64{}
+	s.etags = map[string]string{}
+	s.mu.Unlock()
+	fs.log.Info("ping renewed: host unfenced, caches revalidated")
+}
+
+// followPeers reads the pings that changed and revalidates what they name.
+func (fs *FS) followPeers(ctx context.Context) error {
+	s := &fs.sync
+	own := fs.keys.Ping(fs.opts.HostID)
+	changed := map[uint64]bool{}
+	all := false
+	after := ""
+	for {
+		page, err := fs.store.List(ctx, fs.keys.PingsPrefix(), after, 0)
+		if err != nil {
+			return fmt.Errorf("list pings: %w", err)
+		}
+		for _, o := range page.Objects {
+			s.mu.Lock()
+			seen := s.etags[o.Key] == o.ETag
+			s.mu.Unlock()
+			if o.Key == own || seen {
+				continue
+			}
+			obj, info, err := fs.store.Get(ctx, o.Key)
+			if errors.Is(err, objstore.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read ping: %w", err)
+			}
+			p, err := format.DecodePing(obj)
+			if err != nil {
+				fs.log.Error("ignoring unreadable ping", "key", o.Key, "err", err)
+				continue
+			}
+			s.mu.Lock()
+			last := s.peers[p.HostID]
+			if last != 0 && p.FeedFrom > last+1 {
+				all = true // its feed moved past what we saw: we missed changes
+			}
+			for _, c := range p.Changes {
+				if c.Seq > last {
+					changed[c.Inode] = true
+				}
+			}
+			s.peers[p.HostID] = p.Seq
+			s.etags[o.Key] = info.ETag
+			s.mu.Unlock()
+		}
+		if !page.Truncated || len(page.Objects) == 0 {
+			break
+		}
+		after = page.Objects[len(page.Objects)-1].Key
+	}
+	if all {
+		fs.log.Warn("missed part of another host's change feed; revalidating every cached inode")
+		for _, ino := range fs.snapshotInodes() {
+			changed[ino.id] = true
+		}
+	}
+	for id := range changed {
+		fs.revalidate(ctx, id)
+	}
+	return nil
+}
+
+// revalidate brings a cached inode changed by another host up to date and
+// drops the kernel's caches of it (and, for a directory, of exactly the
+// names that changed). Inodes open on this host keep the version they
+// opened until their last close.
+func (fs *FS) revalidate(ctx context.Context, id uint64) {
+	fs.mu.Lock()
+	ino := fs.inodes[id]
+	fs.mu.Unlock()
+	if ino == nil {
+		return
+	}
+	ino.mu.Lock()
+	busy := ino.open > 0 || ino.dirtyLocked() || ino.cur == nil
+	var before map[string]format.Entry
+	if !busy && ino.cur.Kind == format.KindDir {
+		before = make(map[string]format.Entry, len(ino.entries))
+		for k, v := range ino.entries {
+			before[k] = v
+		}
+	}
+	if busy {
+		ino.stale = true // refreshed at its next idle open or lookup
+	}
+	ino.mu.Unlock()
+	inv := fs.invalidator()
+	if busy {
+		if inv != nil {
+			inv.InvalidateInode(id)
+		}
+		return
+	}
+	ino.commitMu.Lock()
+	err := fs.refresh(ctx, ino)
+	ino.commitMu.Unlock()
+	if err != nil && !errors.Is(err, ErrNotExist) {
+		fs.log.Warn("revalidate changed inode", "inode", fmt.Sprintf("%016x", id), "err", err)
+		ino.mu.Lock()
+		ino.stale = true
+		ino.mu.Unlock()
+	}
+	if inv == nil {
+		return
+	}
+	inv.InvalidateInode(id)
+	if before != nil {
+		ino.mu.Lock()
+		var names []string
+		for name, e := range before {
+			if n, ok := ino.entries[name]; !ok || n.Child != e.Child {
+				names = append(names, name)
+			}
+		}
+		for name := range ino.entries {
+			if _, ok := before[name]; !ok {
+				names = append(names, name)
+			}
+		}
+		ino.mu.Unlock()
+		for _, name := range names {
+			inv.InvalidateEntry(id, name)
+		}
+	}
+}
+
+// SetInvalidator installs the kernel-cache invalidator.
+func (fs *FS) SetInvalidator(inv Invalidator) {
+	fs.mu.Lock()
+	fs.inv = inv
+	fs.mu.Unlock()
+}
+
+func (fs *FS) invalidator() Invalidator {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.inv
+}
+
