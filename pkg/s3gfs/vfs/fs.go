@@ -176,12 +176,12 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 	}
 	fs := &FS{
 		vol: vol, store: vol.Store, keys: vol.Keys, extSize: ext, opts: o,
-		log:    o.Logger.With("volume", vol.URL.String(), "host", fmt.Sprintf("%016x", o.HostID)),
-		cache:  c,
-		upSem:  make(chan struct{}, o.Uploads),
+		log:     o.Logger.With("volume", vol.URL.String(), "host", fmt.Sprintf("%016x", o.HostID)),
+		cache:   c,
+		upSem:   make(chan struct{}, o.Uploads),
 		inodes:  map[uint64]*inode{},
 		openSet: map[*inode]struct{}{},
-		stop:   make(chan struct{}),
+		stop:    make(chan struct{}),
 	}
 	fs.bufs = newBufferPool(o.BufferSize, ext)
 	if _, err := fs.inode(context.Background(), format.RootID); err != nil {

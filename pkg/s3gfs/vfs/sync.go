@@ -44,7 +44,7 @@ type syncer struct {
 	pending  []format.Change // committed, not yet announced (Seq unset)
 	lastOK   time.Time       // local send time of the last ping the store accepted
 	fenced   bool
-	noPing   bool // read-only host whose credentials cannot write a ping
+	noPing   bool              // read-only host whose credentials cannot write a ping
 	peers    map[uint64]uint64 // host id -> last ping Seq processed
 	etags    map[string]string // ping key -> ETag processed
 	start    time.Time
@@ -380,4 +380,3 @@ func (fs *FS) invalidator() Invalidator {
 	defer fs.mu.Unlock()
 	return fs.inv
 }
-

@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -77,6 +78,7 @@ type Store struct {
 
 	mu    sync.Mutex
 	objs  map[string]object
+	index []string // every key, sorted
 	now   func() time.Time
 	last  time.Time // the latest LastModified handed out
 	hooks Hooks
@@ -119,7 +121,7 @@ func (s *Store) SetHooks(h Hooks) {
 func (s *Store) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sortedKeys("")
+	return slices.Clone(s.sortedKeys(""))
 }
 
 // Bucket names the bucket this store addresses.
@@ -156,6 +158,9 @@ func (s *Store) put(ctx context.Context, op Op, key string, body []byte) (objsto
 			LastModified: s.tick(),
 			ETag:         hex.EncodeToString(sum[:]),
 		},
+	}
+	if _, ok := s.objs[key]; !ok {
+		s.indexAdd(key)
 	}
 	s.objs[key] = o
 	if err := s.after(op, key); err != nil {
@@ -262,17 +267,28 @@ func (s *Store) List(ctx context.Context, prefix, startAfter string, max int) (o
 	return page, nil
 }
 
-// sortedKeys returns the keys under prefix in byte order. Called with s.mu
-// held. (Linear in the store's size: fine for tests.)
-func (s *Store) sortedKeys(prefix string) []string {
-	var keys []string
-	for k := range s.objs {
-		if strings.HasPrefix(k, prefix) {
-			keys = append(keys, k)
-		}
+// indexAdd and indexRemove keep s.index, every key in byte order (as S3
+// orders keys), up to date. Called with s.mu held.
+func (s *Store) indexAdd(key string) {
+	i := sort.SearchStrings(s.index, key)
+	s.index = slices.Insert(s.index, i, key)
+}
+
+func (s *Store) indexRemove(key string) {
+	if i := sort.SearchStrings(s.index, key); i < len(s.index) && s.index[i] == key {
+		s.index = slices.Delete(s.index, i, i+1)
 	}
-	sort.Strings(keys) // Go strings compare bytewise, as S3 orders keys
-	return keys
+}
+
+// sortedKeys returns the keys under prefix in byte order (a view of the
+// index: callers must not keep it past s.mu). Called with s.mu held.
+func (s *Store) sortedKeys(prefix string) []string {
+	i := sort.SearchStrings(s.index, prefix)
+	j := i
+	for j < len(s.index) && strings.HasPrefix(s.index[j], prefix) {
+		j++
+	}
+	return s.index[i:j:j]
 }
 
 // Delete removes key; a missing key is not an error.
@@ -281,6 +297,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	defer s.mu.Unlock()
 	if err := s.before(ctx, OpDelete, key); err != nil {
 		return err
+	}
+	if _, ok := s.objs[key]; ok {
+		s.indexRemove(key)
 	}
 	delete(s.objs, key)
 	return s.after(OpDelete, key)
@@ -301,6 +320,9 @@ func (s *Store) DeleteMany(ctx context.Context, keys []string) error {
 				errs = append(errs, s.wrap(OpDeleteMany, k, err))
 				continue
 			}
+		}
+		if _, ok := s.objs[k]; ok {
+			s.indexRemove(k)
 		}
 		delete(s.objs, k)
 		if err := s.after(OpDeleteMany, k); err != nil {
