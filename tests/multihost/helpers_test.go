@@ -5,6 +5,7 @@
 package multihost
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,3 +188,5 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() err
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
