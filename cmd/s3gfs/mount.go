@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/fusefs"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/hosts"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
 )
@@ -43,6 +44,7 @@ type mountFlags struct {
 	syncEvery  durationFlag
 	hostExpiry durationFlag
 	nodeName   string
+	asOf       string
 }
 
 func runMount(ctx context.Context, args []string, stderr io.Writer) error {
@@ -68,6 +70,7 @@ volume read-write at once.`, stderr)
 	fs.Var(&m.syncEvery, "sync-interval", "how often to write this host's ping and pick up other hosts' changes")
 	fs.Var(&m.hostExpiry, "host-expiry", "stop serving (fence) when the ping could not be renewed for this long; at least 3 sync intervals; the reaper waits this long for a silent host")
 	fs.StringVar(&m.nodeName, "node-name", m.nodeName, "machine name recorded in the ping (shown by s3gfs hosts)")
+	fs.StringVar(&m.asOf, "as-of", "", "mount read-only exactly as the volume was at this time (RFC 3339, e.g. 2026-11-25T14:00:00Z; the object store's clock)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -93,6 +96,13 @@ volume read-write at once.`, stderr)
 	if len(m.nodeName) > 253 {
 		return fmt.Errorf("%w: --node-name is longer than 253 bytes", errUsage)
 	}
+	var asOf time.Time
+	if m.asOf != "" {
+		if asOf, err = time.Parse(time.RFC3339Nano, m.asOf); err != nil {
+			return fmt.Errorf("%w: --as-of %q is not an RFC 3339 time such as 2026-11-25T14:00:00Z", errUsage, m.asOf)
+		}
+		m.readOnly = true
+	}
 	var hostID uint64
 	if m.hostID != "" {
 		if hostID, err = strconv.ParseUint(m.hostID, 16, 64); err != nil || hostID == 0 {
@@ -115,7 +125,7 @@ volume read-write at once.`, stderr)
 	if m.background && os.Getenv(readyFDEnv) == "" {
 		return daemonize(args, stderr)
 	}
-	err = serve(ctx, u, mnt, hostID, m, log)
+	err = serve(ctx, u, mnt, hostID, asOf, m, log)
 	if fd := os.Getenv(readyFDEnv); fd != "" && err != nil {
 		reportReady(fd, err)
 	}
@@ -123,7 +133,7 @@ volume read-write at once.`, stderr)
 }
 
 // serve mounts the volume and blocks until it is unmounted.
-func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mountFlags, log *slog.Logger) error {
+func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, asOf time.Time, m mountFlags, log *slog.Logger) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// A soft limit derived from the configured bounds makes the garbage
 		// collector reclaim upload and download copies before the heap
@@ -140,7 +150,13 @@ func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mount
 	if err != nil {
 		return err
 	}
+	if !asOf.IsZero() {
+		if err := checkAsOf(ctx, vol, asOf); err != nil {
+			return err
+		}
+	}
 	engine, err := vfs.New(vol, vfs.Options{
+		AsOf:   asOf,
 		HostID: hostID, ReadOnly: m.readOnly, BufferSize: int64(m.bufferSize),
 		CacheSize: int64(m.cacheSize), CacheDir: m.cacheDir, Logger: log,
 		SyncInterval: time.Duration(m.syncEvery), HostExpiry: time.Duration(m.hostExpiry), NodeName: m.nodeName,
@@ -246,4 +262,24 @@ func detachStdio() {
 		syscall.Dup2(int(null.Fd()), fd)
 	}
 	null.Close()
+}
+
+// checkAsOf refuses a point in time the volume cannot show: before it was
+// created, or in the future by the store's clock.
+func checkAsOf(ctx context.Context, vol *volume.Volume, asOf time.Time) error {
+	now, err := hosts.ServerNow(ctx, vol.Store)
+	if err != nil {
+		return fmt.Errorf("read the store's clock: %w", err)
+	}
+	// Stores report times to the second: the volume exists from the second
+	// its header was written.
+	created := vol.Created.Truncate(time.Second)
+	if asOf.Before(created) {
+		return fmt.Errorf("%w: --as-of %s is before the volume existed: %s can go back to %s (its creation)",
+			errUsage, asOf.Format(time.RFC3339), vol.URL, created.Format(time.RFC3339))
+	}
+	if asOf.After(now) {
+		return fmt.Errorf("%w: --as-of %s is in the future (the store's clock reads %s)", errUsage, asOf.Format(time.RFC3339), now.Format(time.RFC3339))
+	}
+	return nil
 }

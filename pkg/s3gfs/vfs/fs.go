@@ -82,6 +82,10 @@ type Options struct {
 	HostExpiry time.Duration
 	// NodeName names the machine in the ping (for people).
 	NodeName string
+	// AsOf, when set, makes a read-only view of the volume as it was at
+	// that store time: every inode at its newest version whose
+	// LastModified is at or before AsOf. The view never changes.
+	AsOf time.Time
 	Logger   *slog.Logger
 }
 
@@ -100,6 +104,9 @@ func (o *Options) Validate() error {
 }
 
 func (o *Options) defaults() {
+	if !o.AsOf.IsZero() {
+		o.ReadOnly = true
+	}
 	if o.HostID == 0 {
 		o.HostID = randomID()
 	}

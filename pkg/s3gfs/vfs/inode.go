@@ -167,6 +167,15 @@ func (ino *inode) setCurLocked(n *format.Inode, at time.Time, entries map[string
 // and skipped (never served); the next commit numbers past them.
 func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 	dir := fs.keys.InodeDir(ino.id)
+	asOf := fs.opts.AsOf
+	if !asOf.IsZero() {
+		ino.mu.Lock()
+		loaded := ino.cur != nil
+		ino.mu.Unlock()
+		if loaded {
+			return nil // a point-in-time view never changes
+		}
+	}
 	page, err := fs.store.List(ctx, dir, "", 1)
 	if err != nil {
 		return fmt.Errorf("list versions of inode %016x: %w", ino.id, err)
@@ -199,6 +208,9 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 			if err != nil {
 				fs.log.Error("ignoring object with a malformed inode key", "key", obj.Key)
 				continue
+			}
+			if !asOf.IsZero() && obj.LastModified.After(asOf) {
+				continue // committed after the point in time this view shows
 			}
 			if cur != nil && v <= cur.Version {
 				// Every version newer than ours is corrupt: keep ours and
@@ -234,6 +246,9 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 			return nil
 		}
 		if !page.Truncated || len(page.Objects) == 0 {
+			if !asOf.IsZero() && skipped == 0 {
+				return fmt.Errorf("inode %016x did not exist at %s: %w", ino.id, asOf.Format(time.RFC3339), ErrNotExist)
+			}
 			return fmt.Errorf("inode %016x: no readable version: %w", ino.id, ErrCorrupt)
 		}
 		startAfter = page.Objects[len(page.Objects)-1].Key

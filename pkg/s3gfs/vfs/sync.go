@@ -143,12 +143,18 @@ func (fs *FS) Sync(ctx context.Context) error {
 			s.noPing = true
 			s.lastOK = time.Now()
 			s.mu.Unlock()
+			if !fs.opts.AsOf.IsZero() {
+				return nil
+			}
 			return fs.followPeers(ctx)
 		}
 		return err
 	}
 	if wasFenced {
 		fs.unfence()
+	}
+	if !fs.opts.AsOf.IsZero() {
+		return nil // a point-in-time view does not follow changes
 	}
 	return fs.followPeers(ctx)
 }
@@ -176,6 +182,9 @@ func (fs *FS) oldestHeld() time.Time {
 func (fs *FS) writePing(ctx context.Context) error {
 	s := &fs.sync
 	oldest := fs.oldestHeld()
+	if !fs.opts.AsOf.IsZero() {
+		oldest = fs.opts.AsOf // a point-in-time view reads versions visible at AsOf
+	}
 	s.mu.Lock()
 	seq := s.seq + 1
 	now := time.Now()
