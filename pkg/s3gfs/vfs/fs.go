@@ -85,8 +85,8 @@ type Options struct {
 	// AsOf, when set, makes a read-only view of the volume as it was at
 	// that store time: every inode at its newest version whose
 	// LastModified is at or before AsOf. The view never changes.
-	AsOf time.Time
-	Logger   *slog.Logger
+	AsOf   time.Time
+	Logger *slog.Logger
 }
 
 // Validate checks options that have no safe default.
