@@ -97,18 +97,7 @@ func abortMounts() {
 // so files of several extents are cheap.
 const testExtentSize = 256 << 10
 
-// requireFUSE skips the test without root and /dev/fuse, or fails it when
-// S3GFS_REQUIRE_FUSE=1.
-func requireFUSE(t testing.TB) {
-	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
-		msg := fmt.Sprintf("FUSE tests need root and /dev/fuse (euid %d, stat /dev/fuse: %v)", os.Geteuid(), err)
-		if os.Getenv("S3GFS_REQUIRE_FUSE") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-}
+func requireFUSE(t testing.TB) { testenv.RequireFUSE(t) }
 
 // mountOpts configure mountVolume.
 type mountOpts struct {
@@ -518,19 +507,7 @@ func statT(t testing.TB, p string) syscall.Stat_t {
 	return st
 }
 
-// isMounted reports whether dir is a mountpoint in this mount namespace.
-func isMounted(dir string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
-}
+func isMounted(dir string) bool { return testenv.IsMounted(dir) }
 
 // waitFor polls cond until it holds or timeout passes.
 func waitFor(timeout time.Duration, cond func() bool) bool {

@@ -24,41 +24,11 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// binary returns the s3gfs binary to test: $S3GFS_BIN, or one built now.
-func binary(t *testing.T) string {
-	if b := os.Getenv("S3GFS_BIN"); b != "" {
-		return b
-	}
-	out := filepath.Join(t.TempDir(), "s3gfs")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/s3gfs/s3gfs/cmd/s3gfs")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("build s3gfs: %v", err)
-	}
-	return out
-}
+func binary(t *testing.T) string { return testenv.Binary(t) }
 
-func requireFUSE(t *testing.T) {
-	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("S3GFS_REQUIRE_FUSE") == "1" {
-			t.Fatalf("FUSE tests need root and /dev/fuse")
-		}
-		t.Skip("FUSE tests need root and /dev/fuse")
-	}
-}
+func requireFUSE(t *testing.T) { testenv.RequireFUSE(t) }
 
-func isMounted(dir string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
-}
+func isMounted(dir string) bool { return testenv.IsMounted(dir) }
 
 // peakRSS returns a process's peak resident set size in bytes.
 func peakRSS(t *testing.T, pid int) int64 {

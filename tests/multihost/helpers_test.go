@@ -21,44 +21,9 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
+func binary(t *testing.T) string { return testenv.Binary(t) }
 
-// binary returns the s3gfs binary: $S3GFS_BIN, or one built once.
-func binary(t *testing.T) string {
-	if b := os.Getenv("S3GFS_BIN"); b != "" {
-		return b
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "s3gfs-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "s3gfs")
-		out, err := exec.Command("go", "build", "-o", builtBin, "github.com/s3gfs/s3gfs/cmd/s3gfs").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			builtBin = string(out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build s3gfs: %v\n%s", buildErr, builtBin)
-	}
-	return builtBin
-}
-
-func requireFUSE(t *testing.T) {
-	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("S3GFS_REQUIRE_FUSE") == "1" {
-			t.Fatalf("FUSE tests need root and /dev/fuse")
-		}
-		t.Skip("FUSE tests need root and /dev/fuse")
-	}
-}
+func requireFUSE(t *testing.T) { testenv.RequireFUSE(t) }
 
 // volumeFixture is one formatted volume on the shared test server.
 type volumeFixture struct {
@@ -160,18 +125,7 @@ func (h *host) stop() {
 	}
 }
 
-func isMounted(dir string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
-}
+func isMounted(dir string) bool { return testenv.IsMounted(dir) }
 
 // eventually retries cond until it holds or the deadline passes.
 func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
