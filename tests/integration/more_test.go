@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
 )
@@ -132,44 +129,6 @@ func TestConcurrentCreates(t *testing.T) {
 	m.remount()
 	check("after remount")
 	checkBucket(t, m)
-}
-
-// TestMmap: programs map files: executing a binary from the mount, reading
-// through a private mapping, writing through a shared one (msync, and the
-// write-back at close).
-func TestMmap(t *testing.T) {
-	t.Parallel()
-	m := mountVolume(t, mountOpts{})
-	bin, err := os.ReadFile("/bin/true")
-	must(t, "read /bin/true", err)
-	must(t, "copy /bin/true", os.WriteFile(m.path("true"), bin, 0o755))
-	if out, err := exec.Command(m.path("true")).CombinedOutput(); err != nil {
-		t.Errorf("executing a binary from the mount: %v %s", err, out)
-	}
-
-	data := bytes.Repeat([]byte("mapped "), testExtentSize/7*2) // about two extents
-	must(t, "write", os.WriteFile(m.path("f"), data, 0o644))
-	f, err := os.OpenFile(m.path("f"), os.O_RDWR, 0)
-	must(t, "open", err)
-	defer f.Close()
-	mem, err := syscall.Mmap(int(f.Fd()), 0, len(data), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
-	must(t, "mmap", err)
-	if !bytes.Equal(mem, data) {
-		t.Errorf("mapped content differs from the file at byte %d", firstDiff(mem, data))
-	}
-	copy(mem[10:], "MSYNC")
-	copy(data[10:], "MSYNC")
-	must(t, "msync", unix.Msync(mem, unix.MS_SYNC))
-	got, err := readFromStore(t, m, "f")
-	wantContent(t, "bucket after msync (file still open)", got, err, data)
-	copy(mem[testExtentSize+5:], "CLOSE")
-	copy(data[testExtentSize+5:], "CLOSE")
-	must(t, "munmap", syscall.Munmap(mem))
-	must(t, "close", f.Close())
-	got, err = readFromStore(t, m, "f")
-	wantContent(t, "bucket after munmap and close", got, err, data)
-	m.remount()
-	wantFile(t, m.path("f"), data)
 }
 
 // TestNamespaceWhileOpen: renaming or unlinking names of a file whose

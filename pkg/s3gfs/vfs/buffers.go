@@ -17,8 +17,9 @@ type bufferPool struct {
 	// freed is broadcast whenever a waiting get may now succeed or evict
 	// something: a buffer was returned (put), a buffer became evictable
 	// (noteDirty), or an upload failed and left its extent evictable again
-	// (wake).
+	// (wake). gen counts those broadcasts.
 	freed *sync.Cond
+	gen   uint64
 	limit int64
 	size  int64
 	used  int64
@@ -41,15 +42,18 @@ func (p *bufferPool) get(ctx context.Context, evict func() bool) ([]byte, error)
 			p.mu.Unlock()
 			return nil, err
 		}
+		gen := p.gen
 		p.mu.Unlock()
 		evict()
 		p.mu.Lock()
 		// Wait for an upload to finish (or a buffer to become evictable)
-		// before evicting more, but only while still over the limit: the
-		// upload evict started may already have finished and broadcast
-		// before p.mu was re-taken, and an unconditional Wait would then
-		// sleep forever. (It did: a lone writer hung in get.)
-		if p.used+p.size > p.limit {
+		// before evicting more, but only if nothing of the kind happened
+		// since before evict: the upload it started may already have
+		// finished (or failed) and broadcast before p.mu was re-taken,
+		// and a Wait would then sleep forever. (It did: writers hung in
+		// get, first after a successful upload, then after failed ones,
+		// which free nothing, so re-checking used was not enough.)
+		if p.used+p.size > p.limit && p.gen == gen {
 			p.freed.Wait()
 		}
 	}
@@ -73,6 +77,7 @@ func (p *bufferPool) put(b []byte) {
 	p.mu.Lock()
 	p.used -= p.size
 	p.free = append(p.free, b)
+	p.gen++
 	p.freed.Broadcast()
 	p.mu.Unlock()
 }
@@ -83,6 +88,7 @@ func (p *bufferPool) put(b []byte) {
 func (p *bufferPool) noteDirty(ino *inode) {
 	p.mu.Lock()
 	p.dirty[ino] = struct{}{}
+	p.gen++
 	p.freed.Broadcast()
 	p.mu.Unlock()
 }
@@ -92,6 +98,7 @@ func (p *bufferPool) noteDirty(ino *inode) {
 // no buffer was returned).
 func (p *bufferPool) wake() {
 	p.mu.Lock()
+	p.gen++
 	p.freed.Broadcast()
 	p.mu.Unlock()
 }

@@ -10,7 +10,9 @@
 // both win. A host keeps, per inode it uses, the newest version it knows
 // (inode.cur) plus its own uncommitted changes. Committing builds the next
 // version from cur and the local changes; losing the race (objstore.ErrExists)
-// means re-reading the winner and re-applying the local change on top of it.
+// means re-reading the winner and re-applying the local change on top of it
+// (for file data: this host's written byte ranges and truncation, laid over
+// the winner's content; see merge.go).
 //
 // Namespace operations (create, mkdir, link, symlink, unlink, rmdir, rename)
 // commit before they return, in the order docs/FORMAT.md prescribes (child

@@ -190,7 +190,10 @@ func (fs *FS) Mkdir(ctx context.Context, parent uint64, name string, mode uint32
 
 // Symlink creates symbolic link name in parent pointing at target.
 func (fs *FS) Symlink(ctx context.Context, parent uint64, name, target string, caller Caller) (Attr, error) {
-	if target == "" || len(target) > format.MaxSymlinkLen {
+	if target == "" { // symlink(2) answers ENOENT for an empty target
+		return Attr{}, fmt.Errorf("empty symlink target: %w", ErrNotExist)
+	}
+	if len(target) > format.MaxSymlinkLen {
 		return Attr{}, fmt.Errorf("symlink target of %d bytes: %w", len(target), ErrNameTooLong)
 	}
 	return fs.mknode(ctx, parent, name, &format.Inode{Kind: format.KindSymlink, Mode: 0o777, Nlink: 1, Target: target, Size: uint64(len(target))}, caller)

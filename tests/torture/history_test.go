@@ -1,0 +1,279 @@
+package torture
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The namespace the workers share: top-level directories (dirNames) each
+// holding leaf files named leafNames. Top-level names are only ever
+// directories and second-level names only ever files, so a path's kind
+// follows from its depth.
+var (
+	dirNames  = []string{"a", "b", "c", "d"}
+	leafNames = []string{"0", "1", "2", "3", "4"}
+)
+
+// universe lists every path a worker may create.
+func universe() (dirs, leaves []string) {
+	for _, d := range dirNames {
+		dirs = append(dirs, d)
+		for _, n := range leafNames {
+			leaves = append(leaves, d+"/"+n)
+		}
+	}
+	return dirs, leaves
+}
+
+func parentOf(p string) string {
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+func baseOf(p string) string {
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}
+
+// Kind is an operation a worker performs.
+type Kind uint8
+
+const (
+	OpMkdir     Kind = iota // mkdir Path (a top-level directory)
+	OpRmdir                 // rmdir Path
+	OpRenameDir             // rename directory Path to Path2
+	OpWrite                 // open(O_CREAT) + ftruncate(0) + write N chunks + close: the whole file
+	OpExcl                  // open(O_CREAT|O_EXCL) + write N chunks + close
+	OpOverwrite             // open (no O_CREAT) + write N chunks at chunk Off + close
+	OpRead                  // open + read everything + close
+	OpUnlink                // unlink Path
+	OpRename                // rename file Path to Path2
+)
+
+var kindNames = [...]string{"mkdir", "rmdir", "rename-dir", "write", "excl", "overwrite", "read", "unlink", "rename"}
+
+func (k Kind) String() string { return kindNames[k] }
+
+// writes reports whether the op writes file data.
+func (k Kind) writes() bool { return k == OpWrite || k == OpExcl || k == OpOverwrite }
+
+// Status is how an operation ended.
+type Status uint8
+
+const (
+	// OK: every system call succeeded.
+	OK Status = iota
+	// Failed: it failed with an error that promises no effect (ENOENT,
+	// EEXIST, ENOTEMPTY, ENOTDIR, EISDIR at its first system call), or it
+	// was a read.
+	Failed
+	// Indet: it failed in a way that leaves its effect open (EIO, or an
+	// error after the file was opened): it may take effect at any time
+	// after it started, even after it returned (write-back retries).
+	Indet
+)
+
+func (s Status) String() string { return [...]string{"ok", "failed", "indeterminate"}[s] }
+
+// never is the end of an indeterminate operation.
+const never = time.Duration(math.MaxInt64)
+
+// Op is one recorded operation. Times are since the start of the run, on
+// the test process's monotonic clock.
+type Op struct {
+	ID     int
+	Host   int
+	Kind   Kind
+	Path   string
+	Path2  string // rename target
+	Off, N int    // chunks: writes and overwrites (Off is 0 for whole writes)
+	Start  time.Duration
+	End    time.Duration // never for Indet
+	Status Status
+	Err    string
+	Ino    uint64 // inode the open file descriptor had (fstat), 0 if unknown
+	Data   []byte // what a read returned
+}
+
+func (o *Op) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "#%d h%d %s %s", o.ID, o.Host, o.Kind, o.Path)
+	if o.Path2 != "" {
+		fmt.Fprintf(&b, " -> %s", o.Path2)
+	}
+	if o.Kind.writes() {
+		fmt.Fprintf(&b, " [chunks %d+%d]", o.Off, o.N)
+	}
+	end := "∞"
+	if o.End != never {
+		end = fmtDur(o.End)
+	}
+	fmt.Fprintf(&b, " @%s..%s %s", fmtDur(o.Start), end, o.Status)
+	if o.Ino != 0 {
+		fmt.Fprintf(&b, " ino=%016x", o.Ino)
+	}
+	if o.Err != "" {
+		fmt.Fprintf(&b, " (%s)", o.Err)
+	}
+	if o.Kind == OpRead && o.Status == OK {
+		fmt.Fprintf(&b, " read=%s", summarize(o.Data))
+	}
+	return b.String()
+}
+
+func fmtDur(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+
+// File contents are made of 16-byte chunks naming the operation that wrote
+// them and their position in the file, so any byte of any file can be
+// traced to the write that produced it.
+const chunkSize = 16
+
+func chunk(op, pos int) string { return fmt.Sprintf("%07x:%07x\n", op, pos) }
+
+// content is what op writes: chunks Off..Off+N-1.
+func content(op *Op) []byte {
+	var b bytes.Buffer
+	b.Grow(op.N * chunkSize)
+	for i := 0; i < op.N; i++ {
+		b.WriteString(chunk(op.ID, op.Off+i))
+	}
+	return b.Bytes()
+}
+
+// parseChunk decodes one chunk; ok is false for anything else (zeros are
+// reported separately by the caller).
+func parseChunk(c []byte) (op, pos int, ok bool) {
+	if len(c) != chunkSize || c[7] != ':' || c[15] != '\n' {
+		return 0, 0, false
+	}
+	var a, b int
+	if _, err := fmt.Sscanf(string(c), "%07x:%07x\n", &a, &b); err != nil {
+		return 0, 0, false
+	}
+	if chunk(a, b) != string(c) {
+		return 0, 0, false
+	}
+	return a, b, true
+}
+
+func isZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// summarize describes file content compactly: which op wrote which run of
+// chunks.
+func summarize(data []byte) string {
+	if len(data) == 0 {
+		return "empty"
+	}
+	var runs []string
+	last, start, n := -2, 0, 0
+	flush := func() {
+		if n == 0 {
+			return
+		}
+		switch last {
+		case -1:
+			runs = append(runs, fmt.Sprintf("zeros@%d×%d", start, n))
+		case -3:
+			runs = append(runs, fmt.Sprintf("garbage@%d×%d", start, n))
+		default:
+			runs = append(runs, fmt.Sprintf("#%d@%d×%d", last, start, n))
+		}
+	}
+	for i := 0; i*chunkSize < len(data); i++ {
+		end := min((i+1)*chunkSize, len(data))
+		c := data[i*chunkSize : end]
+		id := -3
+		if op, _, ok := parseChunk(c); ok {
+			id = op
+		} else if isZero(c) {
+			id = -1
+		}
+		if id != last {
+			flush()
+			last, start, n = id, i, 0
+		}
+		n++
+	}
+	flush()
+	s := fmt.Sprintf("%dB[%s]", len(data), strings.Join(runs, " "))
+	if len(s) > 300 {
+		s = s[:300] + "…]"
+	}
+	return s
+}
+
+// recorder collects the history of a run.
+type recorder struct {
+	t0     time.Time
+	nextID atomic.Int64
+	mu     sync.Mutex
+	ops    []*Op
+	live   map[*Op]struct{} // started, not yet recorded (for the watchdog)
+}
+
+func newRecorder() *recorder {
+	return &recorder{t0: time.Now(), live: map[*Op]struct{}{}}
+}
+
+func (r *recorder) now() time.Duration { return time.Since(r.t0) }
+
+// begin assigns an op its id and start time.
+func (r *recorder) begin(host int, k Kind, path, path2 string) *Op {
+	op := &Op{ID: int(r.nextID.Add(1)), Host: host, Kind: k, Path: path, Path2: path2}
+	r.mu.Lock()
+	r.live[op] = struct{}{}
+	r.mu.Unlock()
+	op.Start = r.now()
+	return op
+}
+
+// finish records op with its end time.
+func (r *recorder) finish(op *Op) {
+	if op.Status == Indet {
+		op.End = never
+	} else {
+		op.End = r.now()
+	}
+	r.mu.Lock()
+	delete(r.live, op)
+	r.ops = append(r.ops, op)
+	r.mu.Unlock()
+}
+
+// oldestLive returns the op in flight for the longest time, if any.
+func (r *recorder) oldestLive() *Op {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var old *Op
+	for op := range r.live {
+		if old == nil || op.Start < old.Start {
+			old = op
+		}
+	}
+	return old
+}
+
+func (r *recorder) history() []*Op {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := append([]*Op(nil), r.ops...)
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
