@@ -18,9 +18,6 @@ func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
 func (h *hist) op(host int, k Kind, path, path2 string, start, end int, st Status, ino uint64, n int) *Op {
 	o := &Op{ID: len(h.ops) + 1, Host: host, Kind: k, Path: path, Path2: path2, Start: ms(start), End: ms(end), Status: st, Ino: ino, N: n}
-	if st == Indet {
-		o.End = never
-	}
 	h.ops = append(h.ops, o)
 	return o
 }
@@ -113,7 +110,7 @@ func TestCheckerIndeterminate(t *testing.T) {
 	h := &hist{}
 	h.op(0, OpMkdir, "a", "", 0, 5, OK, 0, 0)
 	w := h.op(1, OpExcl, "a/0", "", 10, 20, OK, 100, 1)
-	h.op(2, OpUnlink, "a/0", "", 3000, 0, Indet, 0, 0)
+	h.op(2, OpUnlink, "a/0", "", 3000, 3010, Indet, 0, 0)
 	expect(t, "unlink happened", h, tree{"a": dirNode(1)}, "")
 	expect(t, "unlink did not happen", h, tree{"a": dirNode(1), "a/0": fileNode(100, content(w))}, "")
 }
@@ -179,4 +176,20 @@ func TestCheckerRmdir(t *testing.T) {
 	h.op(1, OpExcl, "a/0", "", 10, 20, OK, 100, 1)
 	h.op(2, OpRmdir, "a", "", 30, 40, OK, 0, 0)
 	expect(t, "rmdir of a non-empty directory", h, tree{}, "precondition")
+}
+
+// An indeterminate write may still be committed after it returned (the
+// engine retries dirty data): its data is possible at any later time.
+func TestCheckerIndeterminateWriteLands(t *testing.T) {
+	h := &hist{}
+	h.op(0, OpMkdir, "a", "", 0, 5, OK, 0, 0)
+	h.op(1, OpExcl, "a/0", "", 10, 20, OK, 100, 1)
+	w := h.op(1, OpWrite, "a/0", "", 1000, 1010, Indet, 100, 2)
+	w2 := h.op(2, OpWrite, "a/0", "", 5000, 5010, OK, 100, 3)
+	expect(t, "late write-back", h, tree{"a": dirNode(1), "a/0": fileNode(100, content(w))}, "")
+	expect(t, "last write", h, tree{"a": dirNode(1), "a/0": fileNode(100, content(w2))}, "")
+	// But an indeterminate unlink can no longer happen after it returned.
+	h.op(2, OpUnlink, "a/0", "", 6000, 6010, Indet, 0, 0)
+	h.op(1, OpExcl, "a/0", "", 9000, 9010, OK, 200, 1)
+	expect(t, "indeterminate unlink long before", h, tree{"a": dirNode(1)}, "lost-namespace")
 }

@@ -69,6 +69,35 @@ import (
 // plus slack.
 const staleWindow = 2500 * time.Millisecond
 
+// indetSlack is how long after an indeterminate call returned its
+// namespace change may still land (a request the proxy was still
+// forwarding when the client gave up).
+const indetSlack = time.Second
+
+// span is when an operation may have had one kind of effect.
+type span struct {
+	op         *Op
+	start, end time.Duration
+}
+
+// bindSpan is when op may have changed bindings.
+func bindSpan(op *Op) span {
+	sp := span{op, op.Start, op.End}
+	if op.Status == Indet {
+		sp.end += indetSlack
+	}
+	return sp
+}
+
+// dataSpan is when op may have changed file contents.
+func dataSpan(op *Op) span {
+	sp := span{op, op.Start, op.End}
+	if op.Status == Indet {
+		sp.end = never
+	}
+	return sp
+}
+
 // node is one entry of a tree as a host shows it.
 type node struct {
 	Kind  byte // 'd' directory, 'f' regular file, '?' anything else, '!' listed but lstat failed
@@ -106,7 +135,7 @@ const (
 
 // mod is one operation's possible change of one path's binding.
 type mod struct {
-	op      *Op
+	span
 	eff     effKind
 	src     string // effCopy
 	removal bool   // it removes or replaces the binding the path had
@@ -184,7 +213,7 @@ type checker struct {
 	ops        []*Op
 	byID       map[int]*Op
 	mods       map[string][]*mod
-	content    map[uint64][]*Op
+	content    map[uint64][]span
 	uncertain  map[*Op]bool // ops whose directory may have been renamed under them
 	dirRenames []*Op
 	seen       map[uint64][]*Op // ops that had a descriptor of each inode
@@ -201,7 +230,7 @@ func check(history []*Op, final tree, window time.Duration, exclude string) ([]P
 		window: window, exclude: exclude,
 		byID:      map[int]*Op{},
 		mods:      map[string][]*mod{},
-		content:   map[uint64][]*Op{},
+		content:   map[uint64][]span{},
 		uncertain: map[*Op]bool{},
 		seen:      map[uint64][]*Op{},
 		memoB:     map[bkey]bstate{},
@@ -251,7 +280,7 @@ func (c *checker) renamedDirs(dir string, host int, from, to time.Duration) ([]s
 		d := queue[0]
 		queue = queue[1:]
 		for _, m := range c.dirRenames {
-			if m.Path == d && m.Host != host && m.End >= from && m.Start < to {
+			if sp := bindSpan(m); m.Path == d && m.Host != host && sp.end >= from && sp.start < to {
 				any = true
 				if !seen[m.Path2] {
 					seen[m.Path2] = true
@@ -277,25 +306,26 @@ func (c *checker) buildMods() {
 			if op.Kind == OpRmdir {
 				eff = effAbsent
 			}
-			c.add(op.Path, &mod{op: op, eff: eff, removal: op.Kind == OpRmdir})
+			c.add(op.Path, &mod{span: bindSpan(op), eff: eff, removal: op.Kind == OpRmdir})
 			for _, n := range leafNames {
-				c.add(op.Path+"/"+n, &mod{op: op, eff: effAbsent, removal: op.Kind == OpRmdir})
+				c.add(op.Path+"/"+n, &mod{span: bindSpan(op), eff: effAbsent, removal: op.Kind == OpRmdir})
 			}
 		case OpRenameDir:
-			c.add(op.Path, &mod{op: op, eff: effAbsent, removal: true})
-			c.add(op.Path2, &mod{op: op, eff: effCopy, src: op.Path, removal: true})
+			c.add(op.Path, &mod{span: bindSpan(op), eff: effAbsent, removal: true})
+			c.add(op.Path2, &mod{span: bindSpan(op), eff: effCopy, src: op.Path, removal: true})
 			for _, n := range leafNames {
-				c.add(op.Path+"/"+n, &mod{op: op, eff: effAbsent, removal: true})
-				c.add(op.Path2+"/"+n, &mod{op: op, eff: effCopy, src: op.Path + "/" + n, removal: true})
+				c.add(op.Path+"/"+n, &mod{span: bindSpan(op), eff: effAbsent, removal: true})
+				c.add(op.Path2+"/"+n, &mod{span: bindSpan(op), eff: effCopy, src: op.Path + "/" + n, removal: true})
 			}
 		case OpWrite, OpExcl, OpUnlink, OpRename:
+			bs := bindSpan(op)
 			paths := []string{op.Path}
 			if op.Kind == OpRename {
 				paths = append(paths, op.Path2)
 			}
 			var elsewhere []string
 			for _, p := range paths {
-				if dirs, any := c.renamedDirs(parentOf(p), op.Host, op.Start-c.window, op.End); any {
+				if dirs, any := c.renamedDirs(parentOf(p), op.Host, bs.start-c.window, bs.end); any {
 					c.uncertain[op] = true
 					for _, d := range dirs {
 						elsewhere = append(elsewhere, d+"/"+baseOf(p))
@@ -305,49 +335,50 @@ func (c *checker) buildMods() {
 			if c.uncertain[op] {
 				c.stats.staleParents++
 				for _, p := range append(paths, elsewhere...) {
-					c.add(p, &mod{op: op, eff: effUnknown, removal: true})
+					c.add(p, &mod{span: bs, eff: effUnknown, removal: true})
 				}
-				continue
+				break
 			}
 			switch op.Kind {
 			case OpWrite, OpExcl:
-				c.add(op.Path, &mod{op: op, eff: effFile})
+				c.add(op.Path, &mod{span: bindSpan(op), eff: effFile})
 			case OpUnlink:
-				c.add(op.Path, &mod{op: op, eff: effAbsent, removal: true})
+				c.add(op.Path, &mod{span: bindSpan(op), eff: effAbsent, removal: true})
 			case OpRename:
-				c.add(op.Path, &mod{op: op, eff: effAbsent, removal: true})
-				c.add(op.Path2, &mod{op: op, eff: effCopy, src: op.Path, removal: true})
+				c.add(op.Path, &mod{span: bindSpan(op), eff: effAbsent, removal: true})
+				c.add(op.Path2, &mod{span: bindSpan(op), eff: effCopy, src: op.Path, removal: true})
 			}
 		}
 		if op.Kind.writes() && op.Ino != 0 {
-			c.content[op.Ino] = append(c.content[op.Ino], op)
+			c.content[op.Ino] = append(c.content[op.Ino], dataSpan(op))
 		}
 	}
 }
 
-// last finds, among the ops that started before t, the one that decides
-// the state at t: every one of them ended before t, and the last to end
-// overlaps none of the others. ok is false when the state is unknown;
-// none is true when no op started before t. items are sorted by start.
-func last[T any](items []T, opOf func(T) *Op, t time.Duration) (x T, ok, none bool) {
-	n := sort.Search(len(items), func(i int) bool { return opOf(items[i]).Start >= t })
+// last finds, among the spans that started before t, the one that
+// decides the state at t: every one of them ended before t, and the last
+// to end overlaps none of the others. ok is false when the state is
+// unknown; none is true when nothing started before t. items are sorted by
+// start.
+func last[T any](items []T, spanOf func(T) span, t time.Duration) (x T, ok, none bool) {
+	n := sort.Search(len(items), func(i int) bool { return spanOf(items[i]).start >= t })
 	before := items[:n]
 	if len(before) == 0 {
 		return x, false, true
 	}
 	best := -1
 	for i, it := range before {
-		o := opOf(it)
-		if o.End >= t {
+		sp := spanOf(it)
+		if sp.end >= t {
 			return x, false, false
 		}
-		if best < 0 || o.End > opOf(before[best]).End {
+		if best < 0 || sp.end > spanOf(before[best]).end {
 			best = i
 		}
 	}
-	X := opOf(before[best])
+	X := spanOf(before[best])
 	for i, it := range before {
-		if i != best && opOf(it) != X && opOf(it).End >= X.Start {
+		if sp := spanOf(it); i != best && sp.op != X.op && sp.end >= X.start {
 			return x, false, false
 		}
 	}
@@ -367,12 +398,12 @@ func (c *checker) stateAt(path string, t time.Duration) bstate {
 
 func (c *checker) computeState(path string, t time.Duration) bstate {
 	ms := c.mods[path]
-	X, ok, none := last(ms, func(m *mod) *Op { return m.op }, t)
+	X, ok, none := last(ms, func(m *mod) span { return m.span }, t)
 	if none {
 		return bstate{k: 'a'} // every path starts absent
 	}
-	if !ok {
-		return bstate{k: 'u'}
+	if !ok || X.op.Status != OK {
+		return bstate{k: 'u'} // unknown, or an indeterminate op may or may not have happened
 	}
 	switch X.eff {
 	case effAbsent:
@@ -386,7 +417,7 @@ func (c *checker) computeState(path string, t time.Duration) bstate {
 			// window, it may have written the old file and left the path
 			// as it was.
 			for _, m := range ms {
-				if m != X && m.removal && m.op.Host != X.op.Host && m.op.End >= X.op.Start-c.window {
+				if m != X && m.removal && m.op.Host != X.op.Host && m.end >= X.start-c.window {
 					return bstate{k: 'u'}
 				}
 			}
@@ -394,11 +425,11 @@ func (c *checker) computeState(path string, t time.Duration) bstate {
 		return bstate{k: 'f', ino: X.op.Ino}
 	case effCopy:
 		for _, m := range c.mods[X.src] {
-			if m.op != X.op && m.op.Start < X.op.End && m.op.End >= X.op.Start {
+			if m.op != X.op && m.start < X.end && m.end >= X.start {
 				return bstate{k: 'u'} // the source changed during the rename
 			}
 		}
-		s := c.stateAt(X.src, X.op.Start)
+		s := c.stateAt(X.src, X.start)
 		if s.k == 'a' {
 			return bstate{k: 'u'} // the rename should have failed: reported by checkOps
 		}
@@ -413,7 +444,7 @@ func (c *checker) computeState(path string, t time.Duration) bstate {
 func (c *checker) stableState(path string, from, to time.Duration, except *Op) bstate {
 	from = max(from, 0)
 	for _, m := range c.mods[path] {
-		if m.op != except && m.op.Start < to && m.op.End >= from {
+		if m.op != except && m.start < to && m.end >= from {
 			return bstate{k: 'u'}
 		}
 	}
@@ -432,10 +463,11 @@ func (c *checker) contentAt(ino uint64, t time.Duration) cstate {
 }
 
 func (c *checker) computeContent(ino uint64, t time.Duration) cstate {
-	X, ok, _ := last(c.content[ino], func(o *Op) *Op { return o }, t)
+	sp, ok, _ := last(c.content[ino], func(sp span) span { return sp }, t)
 	if !ok {
 		return cstate{k: 'u'}
 	}
+	X := sp.op
 	data := content(X)
 	if X.Kind != OpOverwrite {
 		return cstate{k: 'e', data: data, by: X}
@@ -515,7 +547,7 @@ func (c *checker) describeContent(ino uint64) string {
 		fmt.Fprintf(&b, "\n      … %d earlier", from)
 	}
 	for _, o := range ops[from:] {
-		fmt.Fprintf(&b, "\n      %v", o)
+		fmt.Fprintf(&b, "\n      %v", o.op)
 	}
 	return b.String()
 }
@@ -615,8 +647,8 @@ func (c *checker) trace(what string, ino uint64, data []byte, before time.Durati
 // that started past the end of the file (an overwrite beyond a size that
 // shrank meanwhile).
 func (c *checker) holePossible(ino uint64, i int) bool {
-	for _, o := range c.content[ino] {
-		if o.Kind == OpOverwrite && o.Off > i {
+	for _, sp := range c.content[ino] {
+		if o := sp.op; o.Kind == OpOverwrite && o.Off > i {
 			return true
 		}
 	}
@@ -628,10 +660,7 @@ func (c *checker) checkFinal(final tree) {
 	dirs, leaves := universe()
 	end := time.Duration(0)
 	for _, op := range c.ops {
-		end = max(end, op.Start)
-		if op.End != never {
-			end = max(end, op.End)
-		}
+		end = max(end, bindSpan(op).end)
 	}
 	end++
 	for _, p := range append(dirs, leaves...) {
@@ -684,25 +713,28 @@ func (c *checker) checkChunks(path string, n node) {
 		return
 	}
 	size := 0
-	for _, o := range ops {
-		size = max(size, o.Off+o.N)
+	for _, sp := range ops {
+		size = max(size, sp.op.Off+sp.op.N)
 	}
 	reported := 0
 	for i := 0; i < size && reported < 2; i++ {
-		var cands, affect []*Op
+		var cands []*Op
+		var affect []span
 		maxStart := time.Duration(-1)
-		for _, o := range ops {
+		for _, sp := range ops {
+			o := sp.op
 			if o.Kind == OpOverwrite && (i < o.Off || i >= o.Off+o.N) {
 				continue // does not touch position i
 			}
-			affect = append(affect, o)
+			affect = append(affect, sp)
 			if o.Status == OK {
 				maxStart = max(maxStart, o.Start)
 			}
 		}
 		all := true
-		for _, o := range affect {
-			if o.End < maxStart {
+		for _, sp := range affect {
+			o := sp.op
+			if sp.end < maxStart {
 				continue // strictly followed by a successful write of i
 			}
 			cands = append(cands, o)
@@ -851,8 +883,8 @@ func (c *checker) checkRead(X *Op) {
 		return
 	}
 	c.trace(X.String(), X.Ino, X.Data, X.End)
-	for _, o := range c.content[X.Ino] {
-		if o.Start < X.End && o.End >= X.Start {
+	for _, sp := range c.content[X.Ino] {
+		if sp.start < X.End && sp.end >= X.Start {
 			return // a write overlapped the read
 		}
 	}

@@ -16,7 +16,7 @@ import (
 // directories and second-level names only ever files, so a path's kind
 // follows from its depth.
 var (
-	dirNames  = []string{"a", "b", "c", "d"}
+	dirNames  = []string{"a", "b", "c", "d", "e"}
 	leafNames = []string{"0", "1", "2", "3", "4"}
 )
 
@@ -78,14 +78,15 @@ const (
 	// was a read.
 	Failed
 	// Indet: it failed in a way that leaves its effect open (EIO, or an
-	// error after the file was opened): it may take effect at any time
-	// after it started, even after it returned (write-back retries).
+	// error after the file was opened). Its namespace change may or may
+	// not have happened while it ran; its file data may even be committed
+	// after it returned (the engine keeps dirty data and retries).
 	Indet
 )
 
 func (s Status) String() string { return [...]string{"ok", "failed", "indeterminate"}[s] }
 
-// never is the end of an indeterminate operation.
+// never is a time after every other.
 const never = time.Duration(math.MaxInt64)
 
 // Op is one recorded operation. Times are since the start of the run, on
@@ -98,7 +99,7 @@ type Op struct {
 	Path2  string // rename target
 	Off, N int    // chunks: writes and overwrites (Off is 0 for whole writes)
 	Start  time.Duration
-	End    time.Duration // never for Indet
+	End    time.Duration // when its last system call returned
 	Status Status
 	Err    string
 	Ino    uint64 // inode the open file descriptor had (fstat), 0 if unknown
@@ -114,11 +115,7 @@ func (o *Op) String() string {
 	if o.Kind.writes() {
 		fmt.Fprintf(&b, " [chunks %d+%d]", o.Off, o.N)
 	}
-	end := "∞"
-	if o.End != never {
-		end = fmtDur(o.End)
-	}
-	fmt.Fprintf(&b, " @%s..%s %s", fmtDur(o.Start), end, o.Status)
+	fmt.Fprintf(&b, " @%s..%s %s", fmtDur(o.Start), fmtDur(o.End), o.Status)
 	if o.Ino != 0 {
 		fmt.Fprintf(&b, " ino=%016x", o.Ino)
 	}
@@ -246,11 +243,7 @@ func (r *recorder) begin(host int, k Kind, path, path2 string) *Op {
 
 // finish records op with its end time.
 func (r *recorder) finish(op *Op) {
-	if op.Status == Indet {
-		op.End = never
-	} else {
-		op.End = r.now()
-	}
+	op.End = r.now()
 	r.mu.Lock()
 	delete(r.live, op)
 	r.ops = append(r.ops, op)

@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,7 +47,19 @@ func (fs *FS) casLoop(ctx context.Context, ino *inode, build func() (*format.Ino
 		if err := fs.checkFenced(); err != nil {
 			return err // a fenced host commits nothing (protocol invariant 8)
 		}
-		info, err := fs.store.PutIfAbsent(ctx, fs.keys.Inode(ino.id, next.Version), obj)
+		key := fs.keys.Inode(ino.id, next.Version)
+		info, err := fs.store.PutIfAbsent(ctx, key, obj)
+		if errors.Is(err, objstore.ErrExists) {
+			// A store may answer "exists" to a create that did land: a
+			// retried request meeting its own first attempt, or a race
+			// answered 409. The object then holds exactly our bytes (no other
+			// host writes this writer id and these times): that is a win, and
+			// re-applying the change on top of itself would fail it.
+			if got, ginfo, gerr := fs.store.Get(ctx, key); gerr == nil && bytes.Equal(got, obj) {
+				fs.log.Debug("conditional create reported a conflict but holds our object", "key", key)
+				info, err = ginfo, nil
+			}
+		}
 		if err == nil {
 			ino.mu.Lock()
 			installed(next, info.LastModified)

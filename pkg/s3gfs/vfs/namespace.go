@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -167,15 +168,26 @@ func (fs *FS) newChild(ctx context.Context, dir *inode, n *format.Inode, caller 
 		}
 	}
 	dir.mu.Unlock()
-	obj, err := format.EncodeInode(n)
-	if err != nil {
-		return nil, err
+	for {
+		obj, err := format.EncodeInode(n)
+		if err != nil {
+			return nil, err
+		}
+		key := fs.keys.Inode(n.ID, 1)
+		info, err := fs.store.PutIfAbsent(context.WithoutCancel(ctx), key, obj)
+		if errors.Is(err, objstore.ErrExists) {
+			if got, ginfo, gerr := fs.store.Get(ctx, key); gerr == nil && bytes.Equal(got, obj) {
+				info, err = ginfo, nil // our own create, reported as a conflict (see casLoop)
+			} else {
+				n.ID = randomID() // a 64-bit id collision (W8): draw another
+				continue
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create inode: %w", err)
+		}
+		return fs.install(n, info.LastModified), nil
 	}
-	info, err := fs.store.PutIfAbsent(context.WithoutCancel(ctx), fs.keys.Inode(n.ID, 1), obj)
-	if err != nil {
-		return nil, fmt.Errorf("create inode: %w", err)
-	}
-	return fs.install(n, info.LastModified), nil
 }
 
 // link adds name -> child to dir, failing with ErrExist when name exists.
@@ -250,7 +262,10 @@ func (fs *FS) Create(ctx context.Context, parent uint64, name string, mode uint3
 	if err != nil {
 		return Attr{}, nil, err
 	}
-	h, _, err := fs.Open(ctx, a.Ino, true)
+	// The name is committed: an interrupt (the kernel cancels ctx when the
+	// caller gets a signal) must not turn that into a failure, or the
+	// caller's retried O_EXCL open would find its own file and fail.
+	h, _, err := fs.Open(context.WithoutCancel(ctx), a.Ino, true)
 	if err != nil {
 		return Attr{}, nil, err
 	}
@@ -308,7 +323,7 @@ func (fs *FS) Link(ctx context.Context, id, parent uint64, name string) (Attr, e
 		return Attr{}, err
 	}
 	if err := fs.link(ctx, dir, name, ino, kind); err != nil {
-		if derr := fs.dropLink(ctx, ino); derr != nil {
+		if derr := fs.dropLink(context.WithoutCancel(ctx), ino); derr != nil {
 			fs.log.Error("could not undo link count after a failed link", "inode", fmt.Sprintf("%016x", id), "err", derr)
 		}
 		return Attr{}, err
@@ -356,7 +371,7 @@ func (fs *FS) Unlink(ctx context.Context, parent uint64, name string) error {
 	if err := fs.applyDir(ctx, dir, ch); err != nil {
 		return err
 	}
-	return fs.dropReplaced(ctx, ch.replaced)
+	return fs.dropReplaced(context.WithoutCancel(ctx), ch.replaced) // the name is gone: finish even if interrupted
 }
 
 // dropReplaced drops the link of every non-directory a change removed.
@@ -519,7 +534,7 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 			fs.log.Warn("rename: could not remove the old name after adding the new one", "name", oldName, "err", err)
 		}
 	}
-	return fs.dropReplaced(ctx, replaced)
+	return fs.dropReplaced(context.WithoutCancel(ctx), replaced)
 }
 
 // ReadDir lists directory id, sorted by name.
@@ -730,5 +745,3 @@ func (fs *FS) StatFS() StatFS {
 	const pib = 1 << 50
 	return StatFS{Blocks: pib / 4096, Bfree: pib / 4096, Files: 1 << 40, Ffree: 1 << 40, Bsize: 4096, NameLen: format.MaxNameLen}
 }
-
-var _ = objstore.ErrExists

@@ -324,42 +324,37 @@ func (fs *FS) revalidate(ctx context.Context, id uint64) {
 	if ino == nil {
 		return
 	}
+	inv := fs.invalidator()
+	// commitMu keeps this host's own commits out of the window between the
+	// two snapshots: only what the refresh brings in is invalidated, never a
+	// name this host is creating at this moment (the kernel would see its
+	// own fresh entry vanish and an O_EXCL open retry fail with EEXIST).
+	ino.commitMu.Lock()
 	ino.mu.Lock()
 	busy := ino.open > 0 || ino.dirtyLocked() || ino.cur == nil
-	var before map[string]format.Entry
-	if !busy && ino.cur.Kind == format.KindDir {
-		before = make(map[string]format.Entry, len(ino.entries))
-		for k, v := range ino.entries {
-			before[k] = v
-		}
-	}
 	if busy {
 		ino.stale = true // refreshed at its next idle open or lookup
-	}
-	ino.mu.Unlock()
-	inv := fs.invalidator()
-	if busy {
+		ino.mu.Unlock()
+		ino.commitMu.Unlock()
 		if inv != nil {
 			inv.InvalidateInode(id)
 		}
 		return
 	}
-	ino.commitMu.Lock()
+	version := ino.cur.Version
+	var before map[string]format.Entry
+	if ino.cur.Kind == format.KindDir {
+		before = make(map[string]format.Entry, len(ino.entries))
+		for k, v := range ino.entries {
+			before[k] = v
+		}
+	}
+	ino.mu.Unlock()
 	err := fs.refresh(ctx, ino)
-	ino.commitMu.Unlock()
-	if err != nil && !errors.Is(err, ErrNotExist) {
-		fs.log.Warn("revalidate changed inode", "inode", fmt.Sprintf("%016x", id), "err", err)
-		ino.mu.Lock()
-		ino.stale = true
-		ino.mu.Unlock()
-	}
-	if inv == nil {
-		return
-	}
-	inv.InvalidateInode(id)
-	if before != nil {
-		ino.mu.Lock()
-		var names []string
+	ino.mu.Lock()
+	changed := ino.cur.Version != version
+	var names []string
+	if changed && before != nil {
 		for name, e := range before {
 			if n, ok := ino.entries[name]; !ok || n.Child != e.Child {
 				names = append(names, name)
@@ -370,10 +365,21 @@ func (fs *FS) revalidate(ctx context.Context, id uint64) {
 				names = append(names, name)
 			}
 		}
-		ino.mu.Unlock()
-		for _, name := range names {
-			inv.InvalidateEntry(id, name)
-		}
+	}
+	if err != nil && !errors.Is(err, ErrNotExist) {
+		ino.stale = true
+	}
+	ino.mu.Unlock()
+	ino.commitMu.Unlock()
+	if err != nil && !errors.Is(err, ErrNotExist) {
+		fs.log.Warn("revalidate changed inode", "inode", fmt.Sprintf("%016x", id), "err", err)
+	}
+	if inv == nil || !changed {
+		return
+	}
+	inv.InvalidateInode(id)
+	for _, name := range names {
+		inv.InvalidateEntry(id, name)
 	}
 }
 
