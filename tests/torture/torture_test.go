@@ -15,6 +15,10 @@
 //	S3GFS_TORTURE_SEED      the seed (default: from the clock; logged)
 //	S3GFS_TORTURE_DURATION  how long the workers run (default 20s);
 //	                        `make torture` runs it for 10 minutes
+//	S3GFS_TORTURE_AVOID     operations to leave out, comma-separated: op
+//	                        kinds (rename-dir, rmdir, ...; replaced by reads)
+//	                        or xdir-rename (file renames stay in their
+//	                        directory); to look past a known bug
 //
 // A seed fixes every worker's sequence of choices and every proxy's fault
 // draws; timing still varies from run to run, so replaying a seed repeats
@@ -120,6 +124,13 @@ func TestTorture(t *testing.T) {
 	}
 	seed := seedFromEnv(t)
 	dur := durationFromEnv(t)
+	avoid := map[string]bool{}
+	if s := os.Getenv("S3GFS_TORTURE_AVOID"); s != "" {
+		for _, a := range strings.Split(s, ",") {
+			avoid[strings.TrimSpace(a)] = true
+		}
+		t.Logf("leaving out: %s", s)
+	}
 	t.Logf("seed %d, duration %v (replay the workload with S3GFS_TORTURE_SEED=%d S3GFS_TORTURE_DURATION=%v)", seed, dur, seed, dur)
 	c := newCluster(t, seed)
 	for i := 0; i < numHosts; i++ {
@@ -136,7 +147,7 @@ func TestTorture(t *testing.T) {
 	for i, h := range c.hosts {
 		g := newGate()
 		r.gates = append(r.gates, g)
-		w := &worker{h: h, rec: r.rec, rng: rand.New(rand.NewPCG(seed, uint64(i)+1)), gate: g}
+		w := &worker{h: h, rec: r.rec, rng: rand.New(rand.NewPCG(seed, uint64(i)+1)), gate: g, avoid: avoid}
 		wg.Add(1)
 		go func() { defer wg.Done(); w.run(stop) }()
 	}

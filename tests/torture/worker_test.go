@@ -12,10 +12,11 @@ import (
 
 // worker performs random operations on one host's mount and records them.
 type worker struct {
-	h    *host
-	rec  *recorder
-	rng  *rand.Rand
-	gate *gate
+	h     *host
+	rec   *recorder
+	rng   *rand.Rand
+	gate  *gate
+	avoid map[string]bool // S3GFS_TORTURE_AVOID
 }
 
 // gate lets the test pause a worker between two operations.
@@ -120,6 +121,9 @@ func (w *worker) step() Status {
 		}
 		r -= x.w
 	}
+	if w.avoid[k.String()] {
+		k = OpRead
+	}
 	switch k {
 	case OpMkdir:
 		d := w.dir()
@@ -140,7 +144,7 @@ func (w *worker) step() Status {
 		a := w.leaf()
 		b := a
 		for b == a {
-			if w.rng.IntN(2) == 0 {
+			if w.rng.IntN(2) == 0 || w.avoid["xdir-rename"] {
 				b = parentOf(a) + "/" + leafNames[w.rng.IntN(len(leafNames))]
 			} else {
 				b = w.leaf()

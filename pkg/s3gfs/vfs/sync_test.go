@@ -94,15 +94,15 @@ func syncEvery(interval, expiry time.Duration) func(*vfs.Options) {
 // hosts did meanwhile.
 func TestFencedHostServesNothingUntilReachable(t *testing.T) {
 	e := newEnv(t)
-	a, net := e.host(syncEvery(20*time.Millisecond, 100*time.Millisecond))
-	b, _ := e.host(syncEvery(20*time.Millisecond, 100*time.Millisecond))
+	a, net := e.host(syncEvery(50*time.Millisecond, 500*time.Millisecond))
+	b, _ := e.host(syncEvery(50*time.Millisecond, 2*time.Second))
 	attr, h, err := a.Create(ctx, root, "f", 0o644, true, caller)
 	must(t, err)
 	write(t, a, h, []byte("from a"), 0)
 	must(t, a.Release(ctx, h))
 
 	net.down.Store(true)
-	time.Sleep(200 * time.Millisecond) // two host expiries
+	time.Sleep(time.Second) // two host expiries
 	if _, err := a.GetAttr(ctx, attr.Ino); !errors.Is(err, vfs.ErrFenced) {
 		t.Fatalf("getattr on a partitioned host after its expiry: %v, want ErrFenced", err)
 	}
