@@ -529,9 +529,25 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 			return err
 		}
 		replaced = ch.replaced
-		if err := fs.applyDir(ctx, src, &dirChange{ops: []dirOp{remove}}); err != nil {
-			// The file now has both names; report, but the rename happened.
+		err := fs.applyDir(ctx, src, &dirChange{ops: []dirOp{remove}})
+		if errors.Is(err, ErrNotExist) {
+			// Another host renamed or unlinked the source after this host
+			// looked it up: the rename did not happen. Take the new name
+			// back (restoring a file it replaced) and report ENOENT.
+			undo := dirOp{name: newName, remove: true, child: se.Child}
+			if len(replaced) > 0 && replaced[0].ChildKind != format.KindDir {
+				r := replaced[0]
+				undo = dirOp{name: newName, child: r.Child, kind: r.ChildKind, exchange: true, replaceDir: se.Child}
+			}
+			if uerr := fs.applyDir(context.WithoutCancel(ctx), dst, &dirChange{ops: []dirOp{undo}}); uerr != nil && !errors.Is(uerr, ErrNotExist) {
+				fs.log.Error("rename: could not take back the new name after the source vanished", "name", newName, "err", uerr)
+			}
+			return fmt.Errorf("rename source %q changed on another host: %w", oldName, ErrNotExist)
+		}
+		if err != nil {
+			// Both names now exist (W6 allows that after a failure); report.
 			fs.log.Warn("rename: could not remove the old name after adding the new one", "name", oldName, "err", err)
+			return err
 		}
 	}
 	return fs.dropReplaced(context.WithoutCancel(ctx), replaced)
