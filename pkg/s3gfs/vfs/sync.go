@@ -36,6 +36,7 @@ type Invalidator interface {
 // one PUT, one LIST and one GET per host with news, however many inodes
 // are cached.
 type syncer struct {
+	running  sync.Mutex // held for a whole Sync
 	mu       sync.Mutex
 	seq      uint64          // Seq of the last ping written
 	feed     []format.Change // announced changes still in the window
@@ -111,7 +112,10 @@ func (fs *FS) syncLoop() {
 		case <-tick.C:
 		case <-s.kick:
 			// Debounce bursts of commits into one ping.
-			if d := fs.opts.SyncInterval/8 - time.Since(s.lastPing); d > 0 {
+			s.mu.Lock()
+			last := s.lastPing // written by writePing, maybe in another goroutine's Sync
+			s.mu.Unlock()
+			if d := fs.opts.SyncInterval/8 - time.Since(last); d > 0 {
 				select {
 				case <-fs.stop:
 					return
@@ -130,6 +134,10 @@ func (fs *FS) syncLoop() {
 // Sync writes this host's ping and applies the changes other hosts have
 // announced since the last sync.
 func (fs *FS) Sync(ctx context.Context) error {
+	// One sync at a time: two concurrent pings could carry one Seq with
+	// different changes, and a peer would miss the second's.
+	fs.sync.running.Lock()
+	defer fs.sync.running.Unlock()
 	wasFenced := fs.checkFenced() != nil
 	if err := fs.writePing(ctx); err != nil {
 		if fs.opts.ReadOnly && errors.Is(err, objstore.ErrAccessDenied) {
@@ -219,7 +227,9 @@ func (fs *FS) writePing(ctx context.Context) error {
 		return fmt.Errorf("encode ping: %w", err)
 	}
 	sent := time.Now()
-	s.lastPing = sent
+	s.mu.Lock()
+	s.lastPing = sent // read by syncLoop: guarded by s.mu (a data race under -race otherwise)
+	s.mu.Unlock()
 	if _, err := fs.store.Put(ctx, fs.keys.Ping(fs.opts.HostID), obj); err != nil {
 		return fmt.Errorf("write ping: %w", err)
 	}

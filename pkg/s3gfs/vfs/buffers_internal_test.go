@@ -1,0 +1,76 @@
+package vfs
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// getWithin runs p.get and fails the test if it does not return in time.
+func getWithin(t *testing.T, p *bufferPool, evict func() bool) []byte {
+	t.Helper()
+	got := make(chan []byte, 1)
+	go func() {
+		b, err := p.get(context.Background(), evict)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- b
+	}()
+	select {
+	case b := <-got:
+		return b
+	case <-time.After(5 * time.Second):
+		t.Fatal("bufferPool.get missed a wake-up and hung")
+		return nil
+	}
+}
+
+// Every event that lets a waiting get make progress may happen between
+// its call to evict and its wait; none may be missed.
+func TestBufferPoolNoLostWakeup(t *testing.T) {
+	const size = 4096
+	events := map[string]func(p *bufferPool, held [][]byte) func() bool{
+		// evict starts an upload that finishes (returns its buffer) at once.
+		"upload finished": func(p *bufferPool, held [][]byte) func() bool {
+			return func() bool { p.put(held[0]); return true }
+		},
+		// evict's upload fails at once (frees nothing); the next evict
+		// succeeds.
+		"upload failed": func(p *bufferPool, held [][]byte) func() bool {
+			calls := 0
+			return func() bool {
+				calls++
+				if calls == 1 {
+					p.wake()
+				} else {
+					p.put(held[0])
+				}
+				return true
+			}
+		},
+		// nothing was evictable, but a buffer became so meanwhile.
+		"buffer became evictable": func(p *bufferPool, held [][]byte) func() bool {
+			calls := 0
+			return func() bool {
+				calls++
+				if calls == 1 {
+					p.noteDirty(newInode(7))
+					return false
+				}
+				p.put(held[0])
+				return true
+			}
+		},
+	}
+	for name, mk := range events {
+		t.Run(name, func(t *testing.T) {
+			p := newBufferPool(2*size, size)
+			held := [][]byte{getWithin(t, p, nil), getWithin(t, p, nil)}
+			b := getWithin(t, p, mk(p, held))
+			if len(b) != size || p.used != 2*size || p.peak != 2*size {
+				t.Fatalf("got %d bytes; used %d peak %d", len(b), p.used, p.peak)
+			}
+		})
+	}
+}
