@@ -416,8 +416,14 @@ func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
 	if e.ChildKind != format.KindDir {
 		return ErrNotDir
 	}
+	if _, err := fs.inode(ctx, e.Child); errors.Is(err, ErrNotExist) {
+		// Another host removed it: only its entry may remain (it hides it
+		// and removes it); this rmdir did not remove anything.
+		go fs.applyDir(context.Background(), dir, &dirChange{ops: []dirOp{{name: name, remove: true, child: e.Child}}})
+		return ErrNotExist
+	}
 	if err := fs.removeEmptyDir(ctx, e.Child); err != nil {
-		return err
+		return err // ErrNotExist when another host's tombstone won the race
 	}
 	err = fs.applyDir(ctx, dir, &dirChange{ops: []dirOp{{name: name, remove: true, child: e.Child, wantDir: 1}}})
 	if errors.Is(err, ErrNotExist) {
