@@ -4,8 +4,10 @@
 // added latency, 503 SlowDown and 500 InternalError answers (with S3's XML
 // error body), connections dropped before the request reaches the server,
 // after the server handled it (the response is lost: the client cannot
-// tell whether a write happened), or in the middle of a response body, and
-// a partition switch that closes every connection and refuses new ones.
+// tell whether a write happened), or in the middle of a response body; a
+// partition switch that resets every connection and every new one; and a
+// pause switch that holds every request and response, as a network that
+// drops packets does while TCP connections survive, until it is lifted.
 //
 // One proxy per client (per mounted host) makes "partition one host" simply
 // "partition its proxy".
@@ -72,16 +74,17 @@ type Stats struct {
 	DropsAfter    int64
 	DropsMidBody  int64
 	Refused       int64 // connections or requests refused while partitioned
+	Held          int64 // requests or responses held by a pause
 	UpstreamFails int64 // requests the proxy could not forward (server down)
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("requests=%d forwarded=%d 503=%d 500=%d drop-before=%d drop-after=%d drop-mid-body=%d refused=%d upstream-failures=%d",
-		s.Requests, s.Forwarded, s.SlowDowns, s.InternalErrs, s.DropsBefore, s.DropsAfter, s.DropsMidBody, s.Refused, s.UpstreamFails)
+	return fmt.Sprintf("requests=%d forwarded=%d 503=%d 500=%d drop-before=%d drop-after=%d drop-mid-body=%d refused=%d held=%d upstream-failures=%d",
+		s.Requests, s.Forwarded, s.SlowDowns, s.InternalErrs, s.DropsBefore, s.DropsAfter, s.DropsMidBody, s.Refused, s.Held, s.UpstreamFails)
 }
 
 type stats struct {
-	requests, forwarded, slowDowns, internalErrs, dropsBefore, dropsAfter, dropsMidBody, refused, upstreamFails atomic.Int64
+	requests, forwarded, slowDowns, internalErrs, dropsBefore, dropsAfter, dropsMidBody, refused, held, upstreamFails atomic.Int64
 }
 
 // Proxy is one running fault-injecting proxy.
@@ -95,6 +98,7 @@ type Proxy struct {
 	faults      Faults
 	rng         *rand.Rand
 	partitioned bool
+	paused      chan struct{} // closed when the pause is lifted; nil when not paused
 	conns       map[net.Conn]struct{}
 
 	st     stats
@@ -177,8 +181,9 @@ func (p *Proxy) Faults() Faults {
 }
 
 // Partition cuts (on) or heals (off) the proxy. While it is cut, every
-// open connection is closed (with a reset) and every new one is closed as
-// soon as it is accepted, so no request gets through in either direction.
+// open connection is closed with a reset, and so is every new one as soon
+// as it is accepted, so no request gets through in either direction and
+// clients fail fast.
 func (p *Proxy) Partition(on bool) {
 	p.mu.Lock()
 	p.partitioned = on
@@ -191,6 +196,41 @@ func (p *Proxy) Partition(on bool) {
 	p.mu.Unlock()
 	for _, c := range cut {
 		reset(c)
+	}
+}
+
+// Pause holds (on) every request before it is forwarded and every
+// response before it is relayed, without closing any connection, until
+// it is lifted (off); then they all go through. A client without request
+// timeouts hangs meanwhile; one whose request was held sees it reach the
+// server only after the pause, however long after it gave up waiting.
+func (p *Proxy) Pause(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case on && p.paused == nil:
+		p.paused = make(chan struct{})
+	case !on && p.paused != nil:
+		close(p.paused)
+		p.paused = nil
+	}
+}
+
+// hold waits while the proxy is paused; it returns false if the request
+// was abandoned meanwhile.
+func (p *Proxy) hold(r *http.Request) bool {
+	p.mu.Lock()
+	ch := p.paused
+	p.mu.Unlock()
+	if ch == nil {
+		return true
+	}
+	p.st.held.Add(1)
+	select {
+	case <-ch:
+		return true
+	case <-r.Context().Done():
+		return false
 	}
 }
 
@@ -212,6 +252,7 @@ func (p *Proxy) Stats() Stats {
 		DropsAfter:    p.st.dropsAfter.Load(),
 		DropsMidBody:  p.st.dropsMidBody.Load(),
 		Refused:       p.st.refused.Load(),
+		Held:          p.st.held.Load(),
 		UpstreamFails: p.st.upstreamFails.Load(),
 	}
 }
@@ -308,6 +349,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hangUp(w)
 		return
 	}
+	if !p.hold(r) {
+		return
+	}
 	delay, act := p.decide()
 	if delay > 0 {
 		t := time.NewTimer(delay)
@@ -342,6 +386,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
+	if !p.hold(r) {
+		return
+	}
 	if p.Partitioned() {
 		// Cut while the request was at the server: its answer is lost.
 		p.st.refused.Add(1)

@@ -227,6 +227,42 @@ func TestPartition(t *testing.T) {
 	}
 }
 
+func TestPause(t *testing.T) {
+	b := newBackend(t)
+	p := newProxy(t, b.srv.URL, 1)
+	p.Pause(true)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		resp, err := client().Get(p.URL() + "/x")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a request went through a pause: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if b.hits.Load() != 0 {
+		t.Fatal("the server saw a request during the pause")
+	}
+	p.Pause(false)
+	if err := <-done; err != nil {
+		t.Fatalf("after the pause: %v", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("answered after %v", d)
+	}
+	if s := p.Stats(); s.Held != 1 || s.Forwarded != 1 {
+		t.Fatalf("stats %v", s)
+	}
+}
+
 // outcomes runs n sequential requests and returns what each got.
 func outcomes(t *testing.T, p *faultproxy.Proxy, n int) string {
 	var b strings.Builder

@@ -1,6 +1,8 @@
 package torture
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -162,11 +164,11 @@ func TestCheckerCloseToOpen(t *testing.T) {
 	w2 := h.op(1, OpWrite, "a/0", "", 100, 120, OK, 100, 2)
 	r := h.op(2, OpRead, "a/0", "", 200, 210, OK, 100, 0)
 	final := tree{"a": dirNode(1), "a/0": fileNode(100, content(w2))}
-	r.Data = content(w2)
+	r.Data = encode(content(w2))
 	expect(t, "fresh read", h, final, "")
-	r.Data = content(w1)
+	r.Data = encode(content(w1))
 	expect(t, "stale read", h, final, "stale-read")
-	r.Data = []byte("garbage garbage!")
+	r.Data = encode([]byte("garbage garbage!"))
 	expect(t, "garbage read", h, final, "provenance")
 }
 
@@ -192,4 +194,57 @@ func TestCheckerIndeterminateWriteLands(t *testing.T) {
 	h.op(2, OpUnlink, "a/0", "", 6000, 6010, Indet, 0, 0)
 	h.op(1, OpExcl, "a/0", "", 9000, 9010, OK, 200, 1)
 	expect(t, "indeterminate unlink long before", h, tree{"a": dirNode(1)}, "lost-namespace")
+}
+
+// Runs must describe exactly the bytes they stand for.
+func TestRuns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for iter := 0; iter < 300; iter++ {
+		var want []byte
+		var rs runs
+		for k := 0; k < 6; k++ {
+			op := &Op{ID: 1 + rng.IntN(5), Off: rng.IntN(40), N: rng.IntN(30)}
+			data := content(op)
+			off := op.Off * chunkSize
+			if len(want) < off+len(data) {
+				want = append(want, make([]byte, off+len(data)-len(want))...)
+			}
+			copy(want[off:], data)
+			rs = rs.overlay(op.ID, op.Off, op.N, 0)
+		}
+		if got := rs.bytes(); !bytes.Equal(got, want) {
+			t.Fatalf("overlay: %v is not %v", rs, encode(want))
+		}
+		if !encode(want).equal(rs) {
+			t.Fatalf("encode: %v, overlay: %v", encode(want), rs)
+		}
+		garbage := append(append([]byte(nil), want...), "tail"...)
+		if !bytes.Equal(encode(garbage).bytes(), garbage) {
+			t.Fatalf("garbage round trip")
+		}
+	}
+}
+
+// An op that started while X ran may have taken effect before X did.
+func TestCheckerPreconditionOverlap(t *testing.T) {
+	h := &hist{}
+	h.op(0, OpMkdir, "a", "", 0, 5, OK, 0, 0)
+	h.op(1, OpExcl, "a/0", "", 10, 20, OK, 100, 1)
+	h.op(1, OpUnlink, "a/0", "", 100, 110, OK, 0, 0)
+	h.op(0, OpUnlink, "a/0", "", 112, 500, OK, 0, 0)
+	h.op(1, OpWrite, "a/0", "", 200, 230, OK, 200, 2)
+	expect(t, "unlink of a name created while it ran", h, tree{"a": dirNode(1)}, "")
+	h.ops[4].Start, h.ops[4].End = ms(600), ms(630)
+	expect(t, "unlink of a name gone throughout", h, tree{"a": dirNode(1), "a/0": fileNode(200, content(h.ops[4]))}, "precondition")
+}
+
+// rename(2) of two names the kernel resolves (one through a stale cached
+// entry) to one inode succeeds without reaching the filesystem.
+func TestCheckerKernelNoopRename(t *testing.T) {
+	h := &hist{}
+	h.op(0, OpMkdir, "a", "", 0, 5, OK, 0, 0)
+	w := h.op(1, OpExcl, "a/3", "", 10, 20, OK, 100, 1)
+	h.op(1, OpRename, "a/3", "a/0", 1000, 1005, OK, 0, 0)
+	h.op(2, OpRename, "a/3", "a/0", 1260, 1260, OK, 0, 0)
+	expect(t, "stale rename", h, tree{"a": dirNode(1), "a/0": fileNode(100, content(w))}, "")
 }

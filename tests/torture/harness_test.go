@@ -303,7 +303,13 @@ func formatTree(tr tree) string {
 	sort.Strings(keys)
 	var b strings.Builder
 	for _, k := range keys {
-		fmt.Fprintf(&b, "  %s: %s\n", k, tr[k])
+		n := tr[k]
+		switch n.Kind {
+		case 'f':
+			fmt.Fprintf(&b, "  %s f %016x %d %v\n", k, n.Ino, n.Nlink, encode(n.Data))
+		default:
+			fmt.Fprintf(&b, "  %s %c %016x %d %s\n", k, n.Kind, n.Ino, n.Nlink, n.Err)
+		}
 	}
 	return b.String()
 }

@@ -103,7 +103,7 @@ type Op struct {
 	Status Status
 	Err    string
 	Ino    uint64 // inode the open file descriptor had (fstat), 0 if unknown
-	Data   []byte // what a read returned
+	Data   runs   // what a read returned
 }
 
 func (o *Op) String() string {
@@ -123,12 +123,12 @@ func (o *Op) String() string {
 		fmt.Fprintf(&b, " (%s)", o.Err)
 	}
 	if o.Kind == OpRead && o.Status == OK {
-		fmt.Fprintf(&b, " read=%s", summarize(o.Data))
+		fmt.Fprintf(&b, " read=%s", o.Data)
 	}
 	return b.String()
 }
 
-func fmtDur(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+func fmtDur(d time.Duration) string { return fmt.Sprintf("%.6fs", d.Seconds()) }
 
 // File contents are made of 16-byte chunks naming the operation that wrote
 // them and their position in the file, so any byte of any file can be
@@ -174,46 +174,169 @@ func isZero(b []byte) bool {
 
 // summarize describes file content compactly: which op wrote which run of
 // chunks.
-func summarize(data []byte) string {
-	if len(data) == 0 {
+func summarize(data []byte) string { return encode(data).String() }
+
+// run is a stretch of file content: n chunks written by op (at positions
+// pos..pos+n-1, which are also their positions in the file when the
+// content is right), n chunks of zeros (op 0), or bytes that are neither
+// (op -1, lit).
+type run struct {
+	op, pos, n int
+	lit        []byte
+}
+
+// runs is file content in a compact form: a file of 100,000 chunks written
+// by one op is one run.
+type runs []run
+
+// encode turns bytes into runs.
+func encode(data []byte) runs {
+	var rs runs
+	for i := 0; i*chunkSize < len(data); i++ {
+		c := data[i*chunkSize : min((i+1)*chunkSize, len(data))]
+		if op, pos, ok := parseChunk(c); ok {
+			rs = rs.add(run{op: op, pos: pos, n: 1})
+		} else if len(c) == chunkSize && isZero(c) {
+			rs = rs.add(run{op: 0, pos: i, n: 1})
+		} else {
+			rs = rs.add(run{op: -1, pos: i, n: 1, lit: append([]byte(nil), c...)})
+		}
+	}
+	return rs
+}
+
+// add appends r, merging it with the last run when it continues it.
+func (rs runs) add(r run) runs {
+	if r.n == 0 {
+		return rs
+	}
+	if k := len(rs) - 1; k >= 0 {
+		l := &rs[k]
+		if l.op == r.op && l.pos+l.n == r.pos && (r.op != -1 || len(l.lit) == l.n*chunkSize) {
+			l.n += r.n
+			l.lit = append(l.lit, r.lit...)
+			return rs
+		}
+	}
+	return append(rs, r)
+}
+
+// chunks is the length in chunks (a trailing partial chunk counts).
+func (rs runs) chunks() int {
+	n := 0
+	for _, r := range rs {
+		n += r.n
+	}
+	return n
+}
+
+// bytes materializes the content.
+func (rs runs) bytes() []byte {
+	var b bytes.Buffer
+	for _, r := range rs {
+		switch {
+		case r.op > 0:
+			for k := 0; k < r.n; k++ {
+				b.WriteString(chunk(r.op, r.pos+k))
+			}
+		case r.op == 0:
+			b.Write(make([]byte, r.n*chunkSize))
+		default:
+			b.Write(r.lit)
+		}
+	}
+	return b.Bytes()
+}
+
+// equal reports whether two contents are the same (runs are kept merged,
+// so equal contents have equal runs).
+func (rs runs) equal(o runs) bool {
+	if len(rs) != len(o) {
+		return false
+	}
+	for i := range rs {
+		if rs[i].op != o[i].op || rs[i].pos != o[i].pos || rs[i].n != o[i].n || !bytes.Equal(rs[i].lit, o[i].lit) {
+			return false
+		}
+	}
+	return true
+}
+
+// at returns the run holding chunk i and i's offset in it.
+func (rs runs) at(i int) (run, int, bool) {
+	for _, r := range rs {
+		if i < r.n {
+			return r, i, true
+		}
+		i -= r.n
+	}
+	return run{}, 0, false
+}
+
+// overlay returns rs with chunks off..off+n-1 replaced by op's; chunks of
+// op fill (0 for zeros, unknownOp) fill any gap past the end.
+func (rs runs) overlay(op, off, n, fill int) runs {
+	var out runs
+	i := 0
+	for _, r := range rs {
+		if i < off {
+			keep := min(r.n, off-i)
+			head := r
+			head.n = keep
+			if r.op == -1 {
+				head.lit = r.lit[:min(len(r.lit), keep*chunkSize)]
+			}
+			out = out.add(head)
+		}
+		i += r.n
+	}
+	if i < off {
+		out = out.add(run{op: fill, pos: i, n: off - i})
+	}
+	out = out.add(run{op: op, pos: off, n: n})
+	i = 0
+	for _, r := range rs {
+		if end := i + r.n; end > off+n {
+			skip := max(0, off+n-i)
+			tail := r
+			tail.n -= skip
+			if r.op >= 0 {
+				tail.pos += skip
+			} else {
+				tail.pos += skip
+				tail.lit = r.lit[min(len(r.lit), skip*chunkSize):]
+			}
+			out = out.add(tail)
+		}
+		i += r.n
+	}
+	return out
+}
+
+func (rs runs) String() string {
+	if len(rs) == 0 {
 		return "empty"
 	}
-	var runs []string
-	last, start, n := -2, 0, 0
-	flush := func() {
-		if n == 0 {
-			return
-		}
-		switch last {
-		case -1:
-			runs = append(runs, fmt.Sprintf("zeros@%d×%d", start, n))
-		case -3:
-			runs = append(runs, fmt.Sprintf("garbage@%d×%d", start, n))
+	var parts []string
+	size, at := 0, 0
+	for _, r := range rs {
+		switch {
+		case r.op > 0:
+			parts = append(parts, fmt.Sprintf("#%d@%d×%d", r.op, r.pos, r.n))
+			size += r.n * chunkSize
+		case r.op == 0:
+			parts = append(parts, fmt.Sprintf("zeros@%d×%d", at, r.n))
+			size += r.n * chunkSize
 		default:
-			runs = append(runs, fmt.Sprintf("#%d@%d×%d", last, start, n))
+			parts = append(parts, fmt.Sprintf("garbage@%d:%q", at, r.lit[:min(len(r.lit), 32)]))
+			size += len(r.lit)
 		}
+		at += r.n
 	}
-	for i := 0; i*chunkSize < len(data); i++ {
-		end := min((i+1)*chunkSize, len(data))
-		c := data[i*chunkSize : end]
-		id := -3
-		if op, _, ok := parseChunk(c); ok {
-			id = op
-		} else if isZero(c) {
-			id = -1
-		}
-		if id != last {
-			flush()
-			last, start, n = id, i, 0
-		}
-		n++
+	if len(parts) > 12 {
+		parts = append(parts[:12], fmt.Sprintf("… %d more runs", len(parts)-12))
 	}
-	flush()
-	s := fmt.Sprintf("%dB[%s]", len(data), strings.Join(runs, " "))
-	if len(s) > 300 {
-		s = s[:300] + "…]"
-	}
-	return s
+	return fmt.Sprintf("%dB[%s]", size, strings.Join(parts, " "))
 }
 
 // recorder collects the history of a run.

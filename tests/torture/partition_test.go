@@ -13,14 +13,24 @@ import (
 // rather than serving what it cached or committing; once healed it
 // recovers by itself and serves what the others wrote meanwhile.
 //
-// v's worker is paused first, so that no operation of the recorded
-// history straddles the cut; the probes use the probe directory.
-func (r *run) partition(v *host, g *gate) {
+// With stall false the cut refuses connections (v's requests fail fast),
+// and v's worker is paused first, so that no operation of the recorded
+// history straddles the cut. With stall true the network stalls instead
+// (faultproxy Pause: requests hang until it comes back) and v's worker
+// goes on, its operations hanging across the stall. The probes use the
+// probe directory.
+func (r *tortureRun) partition(v *host, g *gate, stall bool) {
 	other := r.c.hosts[(v.idx+1)%len(r.c.hosts)]
-	g.pause()
-	defer g.resume()
+	if !stall {
+		g.pause()
+		defer g.resume()
+	}
 	r.probeN++
 	n := r.probeN
+	kind := "cut off from the store"
+	if stall {
+		kind = "network stalled"
+	}
 
 	// Warm v's caches: the probe file read and held open, the directory
 	// listed.
@@ -36,9 +46,13 @@ func (r *run) partition(v *host, g *gate) {
 	os.ReadDir(v.path(probeDir))
 	os.Stat(v.path("a"))
 
-	v.proxy.Partition(true)
+	if stall {
+		v.proxy.Pause(true)
+	} else {
+		v.proxy.Partition(true)
+	}
 	cut := time.Now()
-	r.note("partition %d: host %d cut off from the store (probe file held open, reading %q)", n, v.idx, before)
+	r.note("partition %d: host %d %s (probe file held open, reading %q)", n, v.idx, kind, before)
 
 	// Meanwhile another host changes what v has cached.
 	during := fmt.Sprintf("probe during partition %d", n)
@@ -86,9 +100,26 @@ func (r *run) partition(v *host, g *gate) {
 			return "", err
 		}},
 	}
+	var hung []chan struct{}
 	for _, p := range probes {
 		start := time.Now()
-		got, err := p.call()
+		type res struct {
+			got string
+			err error
+		}
+		ch := make(chan res, 1)
+		done := make(chan struct{})
+		go func() { got, err := p.call(); ch <- res{got, err}; close(done) }()
+		var got string
+		var err error
+		select {
+		case x := <-ch:
+			got, err = x.got, x.err
+		case <-time.After(3 * time.Second):
+			r.fail("partition %d: fenced host %d: %s hung for 3s instead of failing with EIO", n, v.idx, p.what)
+			hung = append(hung, done)
+			continue
+		}
 		took := time.Since(start).Round(time.Millisecond)
 		switch {
 		case err == nil:
@@ -101,17 +132,26 @@ func (r *run) partition(v *host, g *gate) {
 	}
 	// A read through the descriptor held open may be served from the
 	// kernel's page cache: noted, not judged.
-	buf := make([]byte, 64)
-	k, err := held.ReadAt(buf, 0)
-	r.note("partition %d: read through the held descriptor while fenced: %q, %v", n, buf[:k], err)
+	if len(hung) == 0 {
+		buf := make([]byte, 64)
+		k, err := held.ReadAt(buf, 0)
+		r.note("partition %d: read through the held descriptor while fenced: %q, %v", n, buf[:k], err)
+	}
 
-	// Close it before healing: a descriptor open on v pins the version it
-	// opened for every other open on v as well (TestOpenSeesOtherHostsWriteWhileHeld),
-	// which is not what this phase checks.
-	held.Close()
-
-	v.proxy.Partition(false)
+	if stall {
+		v.proxy.Pause(false)
+	} else {
+		v.proxy.Partition(false)
+	}
 	healed := time.Now()
+	for _, h := range hung {
+		<-h
+	}
+	// Close the held descriptor before reading again: a descriptor open on
+	// v pins the version it opened for every other open on v as well
+	// (TestOpenSeesOtherHostsWriteWhileHeld), which is not what this phase
+	// checks.
+	held.Close()
 	r.note("partition %d: healed after %v", n, healed.Sub(cut).Round(time.Millisecond))
 
 	// v recovers on its own: the first read that succeeds must show what

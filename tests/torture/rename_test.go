@@ -126,3 +126,49 @@ func TestCrossDirRenameOfUnlinkedName(t *testing.T) {
 	t.Fatalf("host a unlinked %s; then host b's rename of %s over %s succeeded (want ENOENT, %s untouched).\n"+
 		"  now %s on host a reads %q, %v", src(i), src(i), dst(i), dst(i), dst(i), got, err)
 }
+
+// TestFailedRenameKeepsTargetDirectory: a rename onto an empty directory
+// that fails (here with ENOENT, because another host renamed the source
+// away a moment before) must leave the target directory alone. Found by
+// the torture test (seed 11: a directory vanished with no successful
+// operation removing it; a later mkdir of it then succeeded).
+func TestFailedRenameKeepsTargetDirectory(t *testing.T) {
+	knownBug(t, "a cross-directory rename whose source vanished takes its new name back but cannot restore a target directory it already removed")
+	if testing.Short() {
+		t.Skip("multi-host FUSE test")
+	}
+	c := newCluster(t, 1)
+	a, b := c.mount(0), c.mount(1)
+	for i := 0; i < 6; i++ {
+		src, moved, target := fmt.Sprintf("src%d", i), fmt.Sprintf("moved%d", i), fmt.Sprintf("target%d", i)
+		for _, d := range []string{src, target} {
+			if err := os.Mkdir(a.path(d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, 10*time.Second, "directories visible on host b", func() error {
+			for _, d := range []string{src, target} {
+				if _, err := os.Stat(b.path(d)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err := os.Rename(a.path(src), a.path(moved)); err != nil {
+			t.Fatal(err)
+		}
+		err := syscall.Rename(b.path(src), b.path(target))
+		if err == nil {
+			t.Logf("attempt %d: host b's rename succeeded (a stale view let it move %s's inode): not this bug", i, src)
+			continue
+		}
+		if !errors.Is(err, syscall.ENOENT) {
+			t.Fatalf("rename on host b: %v", err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if _, err := os.Stat(a.path(target)); err != nil {
+			t.Fatalf("host b's rename %s -> %s failed with ENOENT (%s had been renamed away by host a), yet it destroyed %s: stat on host a: %v",
+				src, target, src, target, err)
+		}
+	}
+}

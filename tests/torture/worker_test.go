@@ -309,7 +309,9 @@ func (w *worker) read(p string) Status {
 	ino, _, err := inoOf(f)
 	if err == nil {
 		op.Ino = ino
-		op.Data, err = io.ReadAll(f)
+		var data []byte
+		data, err = io.ReadAll(f)
+		op.Data = encode(data)
 	}
 	if err != nil {
 		op.Err, op.Status = errText(err), Failed
