@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/smithy-go"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
@@ -517,9 +519,22 @@ func (s *Store) List(ctx context.Context, prefix, startAfter string, max int) (o
 		return objstore.ListPage{}, s.wrap("list", prefix, err)
 	}
 	defer s.release()
-	out, err := s.client.ListObjectsV2(ctx, in)
-	if err != nil {
-		return objstore.ListPage{}, s.wrap("list", prefix, classify(err))
+	var out *s3.ListObjectsV2Output
+	for attempt := 1; ; attempt++ {
+		var err error
+		out, err = s.client.ListObjectsV2(ctx, in)
+		if err == nil {
+			break
+		}
+		// A 200 whose XML body was cut off mid-stream fails to decode; the
+		// SDK does not retry that, so retry here like a cut GET body.
+		var de *smithy.DeserializationError
+		if !errors.As(err, &de) || ctx.Err() != nil || attempt >= s.maxAttempts {
+			return objstore.ListPage{}, s.wrap("list", prefix, classify(err))
+		}
+		if err := s.sleepBackoff(ctx, attempt, err); err != nil {
+			return objstore.ListPage{}, s.wrap("list", prefix, err)
+		}
 	}
 	page := objstore.ListPage{
 		Objects:   make([]objstore.ObjectInfo, 0, len(out.Contents)),
