@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -85,10 +86,9 @@ func (ino *inode) committedSourceLocked(idx uint64) source {
 		}
 		return source{}
 	}
-	for _, x := range ino.cur.Extents { // TODO: binary search for huge files
-		if x.Index == idx {
-			return source{ref: x, hasRef: true}
-		}
+	xs := ino.cur.Extents // sorted by Index (format rule)
+	if i := sort.Search(len(xs), func(i int) bool { return xs[i].Index >= idx }); i < len(xs) && xs[i].Index == idx {
+		return source{ref: xs[i], hasRef: true}
 	}
 	return source{}
 }
