@@ -34,7 +34,15 @@ func (r *tortureRun) partition(v *host, g *gate, stall bool) {
 
 	// Warm v's caches: the probe file read and held open, the directory
 	// listed.
-	held, err := os.OpenFile(v.path(probeDir+"/f"), os.O_RDWR, 0)
+	// (v may be fenced for a moment by the injected faults: retry.)
+	var held *os.File
+	var err error
+	for i := 0; i < 30; i++ {
+		if held, err = os.OpenFile(v.path(probeDir+"/f"), os.O_RDWR, 0); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		r.fail("partition %d: host %d cannot open the probe file before the partition: %v", n, v.idx, err)
 		return
@@ -54,14 +62,23 @@ func (r *tortureRun) partition(v *host, g *gate, stall bool) {
 	cut := time.Now()
 	r.note("partition %d: host %d %s (probe file held open, reading %q)", n, v.idx, kind, before)
 
-	// Meanwhile another host changes what v has cached.
+	// Meanwhile another host changes what v has cached. (It may itself
+	// be fenced for a moment by the injected faults: retry.)
 	during := fmt.Sprintf("probe during partition %d", n)
-	if err := os.WriteFile(other.path(probeDir+"/f"), []byte(during), 0o644); err != nil {
-		r.fail("partition %d: host %d could not write the probe file: %v", n, other.idx, err)
+	retry := func(what string, f func() error) {
+		var err error
+		for i := 0; i < 20; i++ {
+			if err = f(); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		r.fail("partition %d: host %d could not %s: %v", n, other.idx, what, err)
 	}
-	if err := os.WriteFile(other.path(fmt.Sprintf("%s/new%d", probeDir, n)), []byte("x"), 0o644); err != nil {
-		r.fail("partition %d: host %d could not create a probe file: %v", n, other.idx, err)
-	}
+	retry("write the probe file", func() error { return os.WriteFile(other.path(probeDir+"/f"), []byte(during), 0o644) })
+	retry("create a probe file", func() error {
+		return os.WriteFile(other.path(fmt.Sprintf("%s/new%d", probeDir, n)), []byte("x"), 0o644)
+	})
 
 	// Past the expiry, plus the kernel's one-second caches.
 	time.Sleep(time.Until(cut.Add(hostExpiry + 1200*time.Millisecond)))
