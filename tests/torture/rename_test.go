@@ -198,7 +198,7 @@ func TestFailedRenameTransientName(t *testing.T) {
 	}
 	// A slow store for host a widens the window between its rename's two
 	// directory commits.
-	a.proxy.SetFaults(faultproxy.Faults{Latency: 400 * time.Millisecond})
+	a.proxy.SetFaults(faultproxy.Faults{Latency: 100 * time.Millisecond})
 	for i := 0; i < 6; i++ {
 		x, w, y, q := fmt.Sprintf("d1/x%d", i), fmt.Sprintf("d3/w%d", i), fmt.Sprintf("d2/y%d", i), fmt.Sprintf("d2/q%d", i)
 		if err := os.WriteFile(b.path(x), []byte("the file"), 0o644); err != nil {
@@ -208,16 +208,15 @@ func TestFailedRenameTransientName(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, 10*time.Second, "x on host a", func() error { _, err := os.Stat(a.path(x)); return err })
-		// b moves the file away; a, whose view still has x, renames x
-		// across directories: it adds y, fails to remove x, takes y back.
+		// a renames x across directories: it adds y, then removes x. In
+		// between, b moves x away (so a's removal fails and a takes y
+		// back) and renames q over the transient y.
+		errc := make(chan error, 1)
+		go func() { errc <- syscall.Rename(a.path(x), a.path(y)) }()
+		time.Sleep(time.Duration(300+100*i) * time.Millisecond)
 		if err := os.Rename(b.path(x), b.path(w)); err != nil {
 			t.Fatal(err)
 		}
-		errc := make(chan error, 1)
-		go func() { errc <- syscall.Rename(a.path(x), a.path(y)) }()
-		// Meanwhile b renames q over y (at first y does not exist in b's
-		// view; the commit meets a's version and re-applies on it).
-		time.Sleep(time.Duration(500+100*i) * time.Millisecond)
 		errB := syscall.Rename(b.path(q), b.path(y))
 		errA := <-errc
 		time.Sleep(1500 * time.Millisecond)
