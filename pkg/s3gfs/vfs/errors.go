@@ -18,7 +18,6 @@ var (
 	ErrAttrRange   = errors.New("attribute value too large")
 	ErrTooBig      = errors.New("file too large")
 	ErrNotSupp     = errors.New("operation not supported")
-	ErrStale       = errors.New("stale file handle")
 	// ErrConflict: a commit kept losing the race for the next version
 	// (the store is too contended or something keeps changing the inode).
 	ErrConflict = errors.New("too many concurrent changes to one inode")
