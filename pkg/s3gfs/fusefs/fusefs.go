@@ -176,3 +176,14 @@ func fillAttr(a vfs.Attr, out *fuse.Attr) {
 	out.Mtime, out.Mtimensec = uint64(a.Mtime/1e9), uint32(a.Mtime%1e9)
 	out.Ctime, out.Ctimensec = uint64(a.Ctime/1e9), uint32(a.Ctime%1e9)
 }
+
+// mutation strips the kernel's interrupt from the context of a request
+// that changes the volume. go-fuse cancels a request's context when the
+// kernel forwards a signal (FUSE_INTERRUPT), and Go programs receive
+// signals all the time (the runtime preempts goroutines with SIGURG). A
+// change the store may already have accepted must run to its end and
+// report what happened: answering EINTR halfway would leave, say, a rename
+// half done and reported as failed, or an O_EXCL create committed and
+// reported as not, and a retry would then fail with EEXIST. Lookups and
+// reads keep the cancellation: they change nothing.
+func mutation(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

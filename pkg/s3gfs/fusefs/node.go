@@ -91,7 +91,7 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		ns := t.UnixNano()
 		s.Mtime = &ns
 	}
-	a, err := n.engine().SetAttr(ctx, n.id, s)
+	a, err := n.engine().SetAttr(mutation(ctx), n.id, s)
 	if err != nil {
 		return n.fsys.errno("setattr", err)
 	}
@@ -100,7 +100,7 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 }
 
 func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	a, h, err := n.engine().Create(ctx, n.id, name, mode, flags&syscall.O_EXCL != 0, callerOf(ctx))
+	a, h, err := n.engine().Create(mutation(ctx), n.id, name, mode, flags&syscall.O_EXCL != 0, callerOf(ctx))
 	if err != nil {
 		return nil, nil, 0, n.fsys.errno("create", err)
 	}
@@ -132,7 +132,7 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.engine().Mkdir(ctx, n.id, name, mode, callerOf(ctx))
+	a, err := n.engine().Mkdir(mutation(ctx), n.id, name, mode, callerOf(ctx))
 	if err != nil {
 		return nil, n.fsys.errno("mkdir", err)
 	}
@@ -140,7 +140,7 @@ func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 func (n *Node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.engine().Mknod(ctx, n.id, name, mode, dev, callerOf(ctx))
+	a, err := n.engine().Mknod(mutation(ctx), n.id, name, mode, dev, callerOf(ctx))
 	if err != nil {
 		return nil, n.fsys.errno("mknod", err)
 	}
@@ -148,7 +148,7 @@ func (n *Node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 }
 
 func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.engine().Symlink(ctx, n.id, name, target, callerOf(ctx))
+	a, err := n.engine().Symlink(mutation(ctx), n.id, name, target, callerOf(ctx))
 	if err != nil {
 		return nil, n.fsys.errno("symlink", err)
 	}
@@ -168,7 +168,7 @@ func (n *Node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if !ok {
 		return nil, syscall.EXDEV
 	}
-	a, err := n.engine().Link(ctx, t.id, n.id, name)
+	a, err := n.engine().Link(mutation(ctx), t.id, n.id, name)
 	if err != nil {
 		return nil, n.fsys.errno("link", err)
 	}
@@ -176,11 +176,11 @@ func (n *Node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 }
 
 func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
-	return n.fsys.errno("unlink", n.engine().Unlink(ctx, n.id, name))
+	return n.fsys.errno("unlink", n.engine().Unlink(mutation(ctx), n.id, name))
 }
 
 func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return n.fsys.errno("rmdir", n.engine().Rmdir(ctx, n.id, name))
+	return n.fsys.errno("rmdir", n.engine().Rmdir(mutation(ctx), n.id, name))
 }
 
 func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
@@ -188,7 +188,7 @@ func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if !ok || np.fsys != n.fsys {
 		return syscall.EXDEV
 	}
-	return n.fsys.errno("rename", n.engine().Rename(ctx, n.id, name, np.id, newName, flags))
+	return n.fsys.errno("rename", n.engine().Rename(mutation(ctx), n.id, name, np.id, newName, flags))
 }
 
 func (n *Node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
@@ -223,11 +223,11 @@ func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 }
 
 func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return n.fsys.errno("setxattr", n.engine().SetXattr(ctx, n.id, attr, data, flags))
+	return n.fsys.errno("setxattr", n.engine().SetXattr(mutation(ctx), n.id, attr, data, flags))
 }
 
 func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	return n.fsys.errno("removexattr", n.engine().RemoveXattr(ctx, n.id, attr))
+	return n.fsys.errno("removexattr", n.engine().RemoveXattr(mutation(ctx), n.id, attr))
 }
 
 func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
@@ -272,7 +272,7 @@ func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size u
 	if end <= a.Size {
 		return 0
 	}
-	_, err = n.engine().SetAttr(ctx, n.id, vfs.SetAttr{Size: &end})
+	_, err = n.engine().SetAttr(mutation(ctx), n.id, vfs.SetAttr{Size: &end})
 	return n.fsys.errno("fallocate", err)
 }
 
@@ -319,7 +319,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	n, err := h.fsys.engine.Write(ctx, h.h, data, off)
+	n, err := h.fsys.engine.Write(mutation(ctx), h.h, data, off)
 	if err != nil {
 		return uint32(n), h.fsys.errno("write", err)
 	}
@@ -327,13 +327,13 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 }
 
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	return h.fsys.errno("flush", h.fsys.engine.Flush(ctx, h.h))
+	return h.fsys.errno("flush", h.fsys.engine.Flush(mutation(ctx), h.h))
 }
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	return h.fsys.errno("fsync", h.fsys.engine.Fsync(ctx, h.h))
+	return h.fsys.errno("fsync", h.fsys.engine.Fsync(mutation(ctx), h.h))
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
-	return h.fsys.errno("release", h.fsys.engine.Release(ctx, h.h))
+	return h.fsys.errno("release", h.fsys.engine.Release(mutation(ctx), h.h))
 }

@@ -248,14 +248,34 @@ func (fs *FS) mknode(ctx context.Context, parent uint64, name string, n *format.
 }
 
 // Create creates and opens regular file name in parent. Without exclusive,
-// an existing file of that name is opened instead.
+// an existing file of that name is opened instead; when another host
+// removes that file between the two steps, the create is tried again, so
+// open(O_CREAT) never fails with ENOENT because of a race it can win.
 func (fs *FS) Create(ctx context.Context, parent uint64, name string, mode uint32, exclusive bool, caller Caller) (Attr, *Handle, error) {
-	a, err := fs.mknode(ctx, parent, name, &format.Inode{Kind: format.KindFile, Mode: mode & 0o7777, Nlink: 1, Inline: true}, caller)
-	if errors.Is(err, ErrExist) && !exclusive {
-		if a, err = fs.Lookup(ctx, parent, name); err != nil {
-			return Attr{}, nil, err
+	const attempts = 8
+	for i := 1; ; i++ {
+		a, h, err := fs.createOnce(ctx, parent, name, mode, exclusive, caller)
+		if exclusive || !errors.Is(err, errCreateRace) || i == attempts {
+			if errors.Is(err, errCreateRace) {
+				err = ErrNotExist
+			}
+			return a, h, err
 		}
-		if a.IsDir() {
+	}
+}
+
+// errCreateRace: the file an open(O_CREAT) found was removed before it
+// could be opened.
+var errCreateRace = fmt.Errorf("file removed while being opened: %w", ErrNotExist)
+
+func (fs *FS) createOnce(ctx context.Context, parent uint64, name string, mode uint32, exclusive bool, caller Caller) (Attr, *Handle, error) {
+	a, err := fs.mknode(ctx, parent, name, &format.Inode{Kind: format.KindFile, Mode: mode & 0o7777, Nlink: 1, Inline: true}, caller)
+	created := err == nil
+	if errors.Is(err, ErrExist) && !exclusive {
+		if a, err = fs.Lookup(ctx, parent, name); errors.Is(err, ErrNotExist) {
+			return Attr{}, nil, errCreateRace
+		}
+		if err == nil && a.IsDir() {
 			return Attr{}, nil, ErrIsDir
 		}
 	}
@@ -266,6 +286,9 @@ func (fs *FS) Create(ctx context.Context, parent uint64, name string, mode uint3
 	// caller gets a signal) must not turn that into a failure, or the
 	// caller's retried O_EXCL open would find its own file and fail.
 	h, _, err := fs.Open(context.WithoutCancel(ctx), a.Ino, true)
+	if errors.Is(err, ErrNotExist) && !created {
+		return Attr{}, nil, errCreateRace
+	}
 	if err != nil {
 		return Attr{}, nil, err
 	}
@@ -507,6 +530,7 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		return nil
 	}
 	var replaceDir uint64
+	var replacedDir *format.Inode // the empty target directory, as it was
 	if targetExists && !noReplace && te.Child != se.Child {
 		switch {
 		case te.ChildKind == format.KindDir && se.ChildKind != format.KindDir:
@@ -514,6 +538,9 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		case te.ChildKind != format.KindDir && se.ChildKind == format.KindDir:
 			return ErrNotDir
 		case te.ChildKind == format.KindDir:
+			if replacedDir, err = fs.snapshotDir(ctx, te.Child); err != nil {
+				return err
+			}
 			if err := fs.removeEmptyDir(ctx, te.Child); err != nil {
 				return err
 			}
@@ -522,41 +549,137 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 	}
 	put := dirOp{name: newName, child: se.Child, kind: se.ChildKind, noReplace: noReplace, replaceDir: replaceDir}
 	remove := dirOp{name: oldName, remove: true, child: se.Child}
-	var replaced []format.Entry
 	if src == dst {
 		ch := &dirChange{ops: []dirOp{remove, put}}
 		if err := fs.applyDir(ctx, src, ch); err != nil {
+			if replacedDir != nil {
+				fs.restoreDir(ctx, dst, newName, replaceDir, replacedDir)
+			}
 			return err
 		}
-		replaced = ch.replaced[1:] // the first is the source's own entry
-	} else {
-		ch := &dirChange{ops: []dirOp{put}}
-		if err := fs.applyDir(ctx, dst, ch); err != nil {
-			return err
-		}
-		replaced = ch.replaced
-		err := fs.applyDir(ctx, src, &dirChange{ops: []dirOp{remove}})
-		if errors.Is(err, ErrNotExist) {
-			// Another host renamed or unlinked the source after this host
-			// looked it up: the rename did not happen. Take the new name
-			// back (restoring a file it replaced) and report ENOENT.
-			undo := dirOp{name: newName, remove: true, child: se.Child}
-			if len(replaced) > 0 && replaced[0].ChildKind != format.KindDir {
-				r := replaced[0]
-				undo = dirOp{name: newName, child: r.Child, kind: r.ChildKind, exchange: true, replaceDir: se.Child}
-			}
-			if uerr := fs.applyDir(context.WithoutCancel(ctx), dst, &dirChange{ops: []dirOp{undo}}); uerr != nil && !errors.Is(uerr, ErrNotExist) {
-				fs.log.Error("rename: could not take back the new name after the source vanished", "name", newName, "err", uerr)
-			}
-			return fmt.Errorf("rename source %q changed on another host: %w", oldName, ErrNotExist)
-		}
+		return fs.dropReplaced(context.WithoutCancel(ctx), ch.replaced[1:]) // the first is the source's own entry
+	}
+	return fs.renameAcross(ctx, src, dst, se, oldName, newName, put, remove, replacedDir)
+}
+
+// renameAcross moves entry se from src to dst (rule W6): the new name is
+// added first, then the old one removed, so a crash leaves both names and
+// never none. A non-directory's link count is raised for the duration
+// (rule W3, as for link), so the transient second name holds a link of its
+// own: another host replacing or unlinking that name meanwhile drops only
+// that link, never the file's last one.
+func (fs *FS) renameAcross(ctx context.Context, src, dst *inode, se format.Entry, oldName, newName string, put, remove dirOp, replacedDir *format.Inode) error {
+	// dropMoveLink gives back the link raised for the move, once one of
+	// the file's two names has gone: the old one (the move succeeded) or
+	// the transient new one taken back (it failed). When another host
+	// replaced the transient name meanwhile, it dropped that link itself.
+	dropMoveLink := func() {}
+	if se.ChildKind != format.KindDir {
+		child, err := fs.inode(ctx, se.Child)
 		if err != nil {
-			// Both names now exist (W6 allows that after a failure); report.
-			fs.log.Warn("rename: could not remove the old name after adding the new one", "name", oldName, "err", err)
 			return err
+		}
+		if err := fs.raiseLink(ctx, child); err != nil {
+			return err
+		}
+		dropMoveLink = func() {
+			if err := fs.dropLink(context.WithoutCancel(ctx), child); err != nil {
+				fs.log.Error("rename: could not lower the link count raised for the move", "inode", fmt.Sprintf("%016x", child.id), "err", err)
+			}
 		}
 	}
+	ch := &dirChange{ops: []dirOp{put}}
+	if err := fs.applyDir(ctx, dst, ch); err != nil {
+		dropMoveLink()
+		if replacedDir != nil {
+			fs.restoreDir(ctx, dst, newName, put.replaceDir, replacedDir)
+		}
+		return err
+	}
+	replaced := ch.replaced
+	err := fs.applyDir(ctx, src, &dirChange{ops: []dirOp{remove}})
+	if errors.Is(err, ErrNotExist) {
+		// Another host renamed or unlinked the source after this host
+		// looked it up: the rename did not happen. Take the new name back,
+		// restoring what it replaced, and report ENOENT.
+		ctx := context.WithoutCancel(ctx)
+		var uerr error
+		switch {
+		case replacedDir != nil:
+			uerr = fs.restoreDir(ctx, dst, newName, se.Child, replacedDir)
+		case len(replaced) > 0:
+			r := replaced[0]
+			uerr = fs.applyDir(ctx, dst, &dirChange{ops: []dirOp{{name: newName, child: r.Child, kind: r.ChildKind, exchange: true, replaceDir: se.Child}}})
+		default:
+			uerr = fs.applyDir(ctx, dst, &dirChange{ops: []dirOp{{name: newName, remove: true, child: se.Child}}})
+		}
+		switch {
+		case uerr == nil:
+			dropMoveLink()
+		case errors.Is(uerr, ErrNotExist):
+			// Another host replaced or removed the transient name already
+			// (and dropped its link): nothing to take back.
+		default:
+			fs.log.Error("rename: could not take back the new name after the source vanished", "name", newName, "err", uerr)
+		}
+		return fmt.Errorf("rename source %q changed on another host: %w", oldName, ErrNotExist)
+	}
+	if err != nil {
+		// Both names now exist (W6 allows that after a failure), and the
+		// raised link count is theirs; report.
+		fs.log.Warn("rename: could not remove the old name after adding the new one", "name", oldName, "err", err)
+		return err
+	}
+	dropMoveLink()
 	return fs.dropReplaced(context.WithoutCancel(ctx), replaced)
+}
+
+// raiseLink adds one to a non-directory's link count (rule W3).
+func (fs *FS) raiseLink(ctx context.Context, ino *inode) error {
+	return fs.commitFile(ctx, ino, func(n *format.Inode) error {
+		if n.Nlink == 0 || ino.unlinked {
+			return ErrNotExist
+		}
+		n.Nlink++
+		n.Ctime = now()
+		return nil
+	})
+}
+
+// snapshotDir returns a copy of directory id's current attributes, taken
+// before a rename replaces (and so removes) it.
+func (fs *FS) snapshotDir(ctx context.Context, id uint64) (*format.Inode, error) {
+	d, err := fs.inode(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return &format.Inode{Kind: format.KindDir, Mode: d.cur.Mode, UID: d.cur.UID, GID: d.cur.GID,
+		Xattrs: append([]format.Xattr(nil), d.cur.Xattrs...)}, nil
+}
+
+// restoreDir undoes the removal of an empty directory that a failed rename
+// replaced: the removed one is tombstoned (final, W8), so an empty
+// directory with its attributes is created in its place, where name still
+// refers to occupant (the rename's own transient entry, or the removed
+// directory when the rename did not get as far as replacing it).
+func (fs *FS) restoreDir(ctx context.Context, dst *inode, name string, occupant uint64, was *format.Inode) error {
+	ctx = context.WithoutCancel(ctx)
+	n := &format.Inode{Kind: format.KindDir, Mode: was.Mode, Base: 1, Xattrs: was.Xattrs}
+	d, err := fs.newChild(ctx, dst, n, Caller{UID: was.UID, GID: was.GID})
+	if err == nil {
+		err = fs.applyDir(ctx, dst, &dirChange{ops: []dirOp{{name: name, child: d.id, kind: format.KindDir, exchange: true, replaceDir: occupant}}})
+	}
+	switch {
+	case errors.Is(err, ErrNotExist) && d != nil:
+		// name no longer refers to occupant: another host has changed it
+		// since, so there is nothing to restore.
+		fs.Forget(d.id) // the unreferenced version 1 is left for the reaper
+	case err != nil:
+		fs.log.Error("rename: could not restore the empty directory a failed rename replaced", "name", name, "err", err)
+	}
+	return err
 }
 
 // ReadDir lists directory id, sorted by name.
