@@ -16,7 +16,6 @@ import (
 // (deleted)" and exit 1 as if data had been lost. Found by the torture
 // test (seed 11: "host 2: exit status 1").
 func TestUnmountAfterPendingFileDeleted(t *testing.T) {
-	knownBug(t, "unmount exits 1 when the only pending data belongs to a file another host deleted and the host fenced meanwhile")
 	if testing.Short() {
 		t.Skip("multi-host FUSE test")
 	}
