@@ -44,6 +44,10 @@ func (k Kind) String() string {
 		return "snapshot"
 	case KindLease:
 		return "lease"
+	case KindReaper:
+		return "reaper record"
+	case KindSettings:
+		return "settings"
 	}
 	return fmt.Sprintf("kind(%#x)", byte(k))
 }
