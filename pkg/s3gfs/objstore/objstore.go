@@ -16,6 +16,12 @@
 //     PutIfAbsent calls on one key, exactly one succeeds.
 //   - Put creates or replaces key unconditionally (used only for objects a
 //     single writer owns, such as a host's ping).
+//   - PutIfMatch replaces key only if its current ETag is etag (S3:
+//     If-Match), and reports ErrPrecondition otherwise (412, or 409
+//     ConditionalRequestConflict on a race); a missing key is ErrNotFound
+//     (or ErrPrecondition on stores that answer 412). Of racing PutIfMatch
+//     calls with one ETag, at most one succeeds. Used only for the reaper's
+//     lease.
 //   - Get and GetRange report ErrNotFound for a missing key; GetRange with a
 //     range past the end returns the bytes that exist.
 //   - List returns keys under prefix in ascending byte order, strictly after
@@ -48,6 +54,9 @@ var (
 	ErrNoBucket = errors.New("bucket does not exist")
 	// ErrAccessDenied: the credentials were refused or lack permission.
 	ErrAccessDenied = errors.New("access denied by object store")
+	// ErrPrecondition: a conditional overwrite (PutIfMatch) lost because
+	// the object is no longer the one whose ETag was given.
+	ErrPrecondition = errors.New("object changed (ETag does not match)")
 	// ErrUnavailable: the store could not be reached after retries.
 	ErrUnavailable = errors.New("object store unavailable")
 )
@@ -72,6 +81,9 @@ type Store interface {
 	PutIfAbsent(ctx context.Context, key string, body []byte) (ObjectInfo, error)
 	// Put creates or replaces key with body.
 	Put(ctx context.Context, key string, body []byte) (ObjectInfo, error)
+	// PutIfMatch replaces key with body if its ETag is etag
+	// (ErrPrecondition otherwise, ErrNotFound if it is missing).
+	PutIfMatch(ctx context.Context, key string, body []byte, etag string) (ObjectInfo, error)
 	// Get returns the whole object.
 	Get(ctx context.Context, key string) ([]byte, ObjectInfo, error)
 	// GetRange returns length bytes starting at off (fewer at the end).

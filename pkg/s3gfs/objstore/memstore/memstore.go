@@ -34,6 +34,7 @@ type Op string
 const (
 	OpPutIfAbsent Op = "put-if-absent"
 	OpPut         Op = "put"
+	OpPutIfMatch  Op = "put-if-match"
 	OpGet         Op = "get"
 	OpGetRange    Op = "get-range"
 	OpHead        Op = "head"
@@ -140,14 +141,32 @@ func (s *Store) Put(ctx context.Context, key string, body []byte) (objstore.Obje
 	return s.put(ctx, OpPut, key, body)
 }
 
+// PutIfMatch replaces key with body if its ETag is etag.
+func (s *Store) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (objstore.ObjectInfo, error) {
+	return s.putCond(ctx, OpPutIfMatch, key, body, etag)
+}
+
 func (s *Store) put(ctx context.Context, op Op, key string, body []byte) (objstore.ObjectInfo, error) {
+	return s.putCond(ctx, op, key, body, "")
+}
+
+func (s *Store) putCond(ctx context.Context, op Op, key string, body []byte, ifMatch string) (objstore.ObjectInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.before(ctx, op, key); err != nil {
 		return objstore.ObjectInfo{}, err
 	}
-	if _, ok := s.objs[key]; ok && op == OpPutIfAbsent {
+	old, ok := s.objs[key]
+	if ok && op == OpPutIfAbsent {
 		return objstore.ObjectInfo{}, s.wrap(op, key, objstore.ErrExists)
+	}
+	if op == OpPutIfMatch {
+		if !ok {
+			return objstore.ObjectInfo{}, s.wrap(op, key, objstore.ErrNotFound)
+		}
+		if old.info.ETag != ifMatch {
+			return objstore.ObjectInfo{}, s.wrap(op, key, objstore.ErrPrecondition)
+		}
 	}
 	sum := md5.Sum(body)
 	o := object{

@@ -251,7 +251,7 @@ func (s *Store) release() { <-s.sem }
 func (s *Store) PutIfAbsent(ctx context.Context, key string, body []byte) (objstore.ObjectInfo, error) {
 	const op = "put-if-absent"
 	var attempts atomic.Int32
-	out, err := s.putObject(ctx, key, body, true, &attempts)
+	out, err := s.putObject(ctx, key, body, true, "", &attempts)
 	if err != nil {
 		if errors.Is(err, objstore.ErrExists) && attempts.Load() > 1 {
 			info, err2 := s.ownWrite(ctx, key, body)
@@ -274,8 +274,36 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, body []byte) (objst
 // infoAfterPut).
 func (s *Store) Put(ctx context.Context, key string, body []byte) (objstore.ObjectInfo, error) {
 	const op = "put"
-	out, err := s.putObject(ctx, key, body, false, nil)
+	out, err := s.putObject(ctx, key, body, false, "", nil)
 	if err != nil {
+		return objstore.ObjectInfo{}, s.wrap(op, key, err)
+	}
+	return s.infoAfterPut(ctx, op, key, body, out)
+}
+
+// PutIfMatch replaces key with body if its current ETag is etag.
+//
+// It sends If-Match. S3 answers 412 PreconditionFailed when the ETag
+// differs and 409 ConditionalRequestConflict on a race; both become
+// objstore.ErrPrecondition. A missing key is objstore.ErrNotFound (AWS
+// answers 404; a store answering 412 gives ErrPrecondition). As with
+// PutIfAbsent, a retried request that ends in 412 may have met its own
+// earlier attempt: if the stored object is byte for byte body (by its MD5
+// ETag), the put succeeded.
+func (s *Store) PutIfMatch(ctx context.Context, key string, body []byte, etag string) (objstore.ObjectInfo, error) {
+	const op = "put-if-match"
+	var attempts atomic.Int32
+	out, err := s.putObject(ctx, key, body, false, etag, &attempts)
+	if err != nil {
+		if errors.Is(err, objstore.ErrExists) {
+			if attempts.Load() > 1 {
+				if info, err2 := s.ownWrite(ctx, key, body); err2 == nil {
+					return info, nil
+				}
+			}
+			// Not ErrExists: the key exists, but is not the expected object.
+			err = fmt.Errorf("%w: %v", objstore.ErrPrecondition, err)
+		}
 		return objstore.ObjectInfo{}, s.wrap(op, key, err)
 	}
 	return s.infoAfterPut(ctx, op, key, body, out)
@@ -284,7 +312,7 @@ func (s *Store) Put(ctx context.Context, key string, body []byte) (objstore.Obje
 // putObject sends one PutObject (with its retries). When attempts is not
 // nil it counts the HTTP attempts made. The error is classified but not yet
 // wrapped with op and key.
-func (s *Store) putObject(ctx context.Context, key string, body []byte, ifAbsent bool, attempts *atomic.Int32) (*s3.PutObjectOutput, error) {
+func (s *Store) putObject(ctx context.Context, key string, body []byte, ifAbsent bool, ifMatch string, attempts *atomic.Int32) (*s3.PutObjectOutput, error) {
 	in := &s3.PutObjectInput{
 		Bucket:        aws.String(s.bucket),
 		Key:           aws.String(key),
@@ -293,6 +321,9 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, ifAbsent
 	}
 	if ifAbsent {
 		in.IfNoneMatch = aws.String("*")
+	}
+	if ifMatch != "" {
+		in.IfMatch = aws.String(`"` + ifMatch + `"`)
 	}
 	var optFns []func(*s3.Options)
 	if attempts != nil {

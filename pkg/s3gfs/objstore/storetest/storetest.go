@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,6 +51,8 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"PutIfAbsent", testPutIfAbsent},
 		{"PutIfAbsentRace", testPutIfAbsentRace},
 		{"PutOverwrite", testPutOverwrite},
+		{"PutIfMatch", testPutIfMatch},
+		{"PutIfMatchRace", testPutIfMatchRace},
 		{"Missing", testMissing},
 		{"GetRange", testGetRange},
 		{"Head", testHead},
@@ -212,6 +215,74 @@ func testPutOverwrite(t *testing.T, s objstore.Store, p string) {
 	}
 	if got, _, err := s.Get(c, p+"new"); err != nil || string(got) != "n" {
 		t.Errorf("Get new = %q, %v", got, err)
+	}
+}
+
+func testPutIfMatch(t *testing.T, s objstore.Store, p string) {
+	c := ctx(t)
+	key := p + "obj"
+	v1, err := s.PutIfAbsent(c, key, []byte("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := s.PutIfMatch(c, key, []byte("two"), v1.ETag)
+	if err != nil {
+		t.Fatalf("PutIfMatch with the current ETag: %v", err)
+	}
+	checkNewInfo(t, "PutIfMatch", v2, key, 3)
+	if v2.ETag == v1.ETag {
+		t.Errorf("ETag unchanged by PutIfMatch with other content")
+	}
+	_, err = s.PutIfMatch(c, key, []byte("three"), v1.ETag)
+	if !errors.Is(err, objstore.ErrPrecondition) || errors.Is(err, objstore.ErrExists) {
+		t.Fatalf("PutIfMatch with a stale ETag: got %v, want ErrPrecondition (not ErrExists)", err)
+	}
+	checkMentions(t, err, key)
+	got, info, err := s.Get(c, key)
+	if err != nil || string(got) != "two" {
+		t.Fatalf("Get after lost PutIfMatch = %q, %v; want \"two\"", got, err)
+	}
+	sameInfo(t, "Get vs PutIfMatch", info, v2)
+	_, err = s.PutIfMatch(c, p+"missing", []byte("x"), v1.ETag)
+	if !errors.Is(err, objstore.ErrNotFound) && !errors.Is(err, objstore.ErrPrecondition) {
+		t.Fatalf("PutIfMatch of a missing key: got %v, want ErrNotFound or ErrPrecondition", err)
+	}
+	if _, _, err := s.Get(c, p+"missing"); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("failed PutIfMatch created the key: %v", err)
+	}
+}
+
+func testPutIfMatchRace(t *testing.T, s objstore.Store, p string) {
+	c := ctx(t)
+	key := p + "obj"
+	base, err := s.PutIfAbsent(c, key, []byte("base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	var wg sync.WaitGroup
+	var won atomic.Int32
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.PutIfMatch(c, key, []byte(fmt.Sprintf("writer %d", i)), base.ETag)
+			if err == nil {
+				won.Add(1)
+			} else if !errors.Is(err, objstore.ErrPrecondition) {
+				errs[i] = err
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Errorf("racing PutIfMatch: %v", err)
+		}
+	}
+	if won.Load() != 1 {
+		t.Errorf("%d racing PutIfMatch calls with one ETag succeeded, want exactly 1", won.Load())
 	}
 }
 
