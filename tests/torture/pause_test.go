@@ -17,16 +17,19 @@ import (
 // its network stalls; the stall outlasts the host expiry.
 //
 // Protocol invariant 8: a host whose ping lapsed must assume the reaper
-// has moved past it and stop committing. New operations on b do fail with
-// EIO once it is fenced. But the commit already sent has no deadline: it
-// waits out the stall, reaches the store when the network comes back,
-// long after b's ping lapsed, and the rename returns success. A reaper
-// that honoured the lapse (and its grace period for in-flight uploads)
-// may meanwhile have deleted what that version names. Store requests of
-// a commit need a deadline within the host expiry (the ping's time plus
-// the expiry), so that a commit either lands in time or is abandoned.
+// has moved past it and stop committing. New operations on b must fail
+// with EIO once it is fenced, and the commit already sent must not report
+// success: its request carries a deadline at the instant b fences itself,
+// so it either lands in time or fails with EIO.
+//
+// Known bug (checked only with S3GFS_KNOWN_BUGS=1): a request the client
+// gave up on can still reach the store when the network comes back (this
+// proxy, like a real network, delivers what it holds). Then the rename
+// is applied although b answered EIO. That is bounded by the store's own
+// check of the signature's time (15 minutes on AWS), which the reaper's
+// grace period must exceed; a server-enforced deadline (a presigned
+// conditional PUT whose expiry is the fence instant) would close it.
 func TestPausedNetwork(t *testing.T) {
-	knownBug(t, "a request sent just before the network stalls can reach the store after the host's ping lapsed; requests need a deadline bounded by the ping's expiry")
 	if testing.Short() {
 		t.Skip("multi-host FUSE test")
 	}
@@ -79,7 +82,13 @@ func TestPausedNetwork(t *testing.T) {
 	t.Logf("network stalled for %v; the rename sent as it stalled returned after %v: %v", stall.Round(100*time.Millisecond), r.took.Round(time.Millisecond), r.err)
 	time.Sleep(1500 * time.Millisecond)
 	_, err := os.Stat(a.path("d/y"))
-	if r.err == nil || err == nil {
+	if r.err == nil {
+		problems = append(problems, fmt.Sprintf("host b's rename d/x -> d/y, sent as the network stalled, returned success %v after it was sent, although b's ping lapsed %v into the stall",
+			r.took.Round(time.Millisecond), hostExpiry))
+	}
+	if err == nil && os.Getenv("S3GFS_KNOWN_BUGS") != "1" {
+		t.Logf("known bug: the abandoned rename request still reached the store after the stall (d/y exists on host a)")
+	} else if err == nil {
 		problems = append(problems, fmt.Sprintf("host b's rename d/x -> d/y, sent as the network stalled, reached the store when it came back, %v after b's ping had lapsed "+
 			"(the rename returned %v after %v; d/y on host a: %v)", (stall-hostExpiry).Round(100*time.Millisecond), r.err, r.took.Round(time.Millisecond), err))
 	}

@@ -48,7 +48,10 @@ func (fs *FS) casLoop(ctx context.Context, ino *inode, build func() (*format.Ino
 			return err // a fenced host commits nothing (protocol invariant 8)
 		}
 		key := fs.keys.Inode(ino.id, next.Version)
-		info, err := fs.store.PutIfAbsent(ctx, key, obj)
+		lctx, cancel := fs.withinLease(ctx)
+		info, err := fs.store.PutIfAbsent(lctx, key, obj)
+		err = leaseErr(lctx, err)
+		cancel()
 		if errors.Is(err, objstore.ErrExists) {
 			// A store may answer "exists" to a create that did land: a
 			// retried request meeting its own first attempt, or a race

@@ -233,11 +233,11 @@ func (fs *FS) Close(ctx context.Context) error {
 	if fs.sync.kick != nil {
 		// A last ping announces the final commits. The ping stays: peers
 		// read its feed, and the reaper removes it once it has lapsed.
-		fs.sync.running.Lock()
+		fs.sync.pinging.Lock()
 		if perr := fs.writePing(ctx); perr != nil {
 			fs.log.Warn("final ping failed", "err", perr)
 		}
-		fs.sync.running.Unlock()
+		fs.sync.pinging.Unlock()
 	}
 	return err
 }

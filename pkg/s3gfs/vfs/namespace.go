@@ -174,7 +174,13 @@ func (fs *FS) newChild(ctx context.Context, dir *inode, n *format.Inode, caller 
 			return nil, err
 		}
 		key := fs.keys.Inode(n.ID, 1)
-		info, err := fs.store.PutIfAbsent(context.WithoutCancel(ctx), key, obj)
+		if err := fs.checkFenced(); err != nil {
+			return nil, err
+		}
+		lctx, cancel := fs.withinLease(context.WithoutCancel(ctx))
+		info, err := fs.store.PutIfAbsent(lctx, key, obj)
+		err = leaseErr(lctx, err)
+		cancel()
 		if errors.Is(err, objstore.ErrExists) {
 			if got, ginfo, gerr := fs.store.Get(ctx, key); gerr == nil && bytes.Equal(got, obj) {
 				info, err = ginfo, nil // our own create, reported as a conflict (see casLoop)

@@ -36,21 +36,22 @@ type Invalidator interface {
 // one PUT, one LIST and one GET per host with news, however many inodes
 // are cached.
 type syncer struct {
-	running  sync.Mutex // held for a whole Sync
-	mu       sync.Mutex
-	seq      uint64          // Seq of the last ping written
-	feed     []format.Change // announced changes still in the window
-	feedAt   []time.Time     // local time each feed entry was first announced
-	feedFrom uint64          // lowest Seq whose changes are all still listed
-	pending  []format.Change // committed, not yet announced (Seq unset)
-	lastOK   time.Time       // local send time of the last ping the store accepted
-	fenced   bool
-	noPing   bool              // read-only host whose credentials cannot write a ping
-	peers    map[uint64]uint64 // host id -> last ping Seq processed
-	etags    map[string]string // ping key -> ETag processed
-	start    time.Time
-	kick     chan struct{}
-	lastPing time.Time
+	pinging   sync.Mutex // held while writing a ping
+	following sync.Mutex // held while following the other hosts
+	mu        sync.Mutex
+	seq       uint64          // Seq of the last ping written
+	feed      []format.Change // announced changes still in the window
+	feedAt    []time.Time     // local time each feed entry was first announced
+	feedFrom  uint64          // lowest Seq whose changes are all still listed
+	pending   []format.Change // committed, not yet announced (Seq unset)
+	lastOK    time.Time       // local send time of the last ping the store accepted
+	fenced    bool
+	noPing    bool              // read-only host whose credentials cannot write a ping
+	peers     map[uint64]uint64 // host id -> last ping Seq processed
+	etags     map[string]string // ping key -> ETag processed
+	start     time.Time
+	kick      chan struct{}
+	lastPing  time.Time
 }
 
 func (fs *FS) startSync() {
@@ -98,11 +99,45 @@ func (fs *FS) checkFenced() error {
 	return nil
 }
 
-// syncLoop writes the ping and follows other hosts every SyncInterval, and
-// soon after local commits.
+// withinLease bounds ctx by the instant this host fences itself: its last
+// accepted ping's send time plus the host expiry (P3). Every inode version
+// is created under it, so a commit either reaches the store while this
+// host is live, or is abandoned and fails with ErrFenced; it can never
+// land after the ping lapsed, when the reaper may have moved past this
+// host (protocol invariant 8). (A request the network delivers late after
+// the client gave up is still bounded by the store's own check of the
+// signature's time; docs/FORMAT.md §12 says what the reaper's grace must
+// cover.)
+func (fs *FS) withinLease(ctx context.Context) (context.Context, context.CancelFunc) {
+	s := &fs.sync
+	if s.kick == nil {
+		return context.WithCancel(ctx)
+	}
+	s.mu.Lock()
+	deadline := s.lastOK.Add(fs.opts.HostExpiry)
+	s.mu.Unlock()
+	return context.WithDeadline(ctx, deadline)
+}
+
+// leaseErr turns a commit request cut off by withinLease into ErrFenced.
+func leaseErr(ctx context.Context, err error) error {
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w (the request could not complete before the ping lapsed): %v", ErrFenced, err)
+	}
+	return err
+}
+
+// syncLoop writes the ping every SyncInterval and soon after local
+// commits. Following the other hosts runs on a loop of its own
+// (followLoop): a slow LIST or GET of their pings (a store answering 503s)
+// must never delay the renewal of this host's ping into a lapse.
 func (fs *FS) syncLoop() {
 	defer fs.loopDone.Done()
 	s := &fs.sync
+	if fs.opts.AsOf.IsZero() {
+		fs.loopDone.Add(1)
+		go fs.followLoop()
+	}
 	tick := time.NewTicker(fs.opts.SyncInterval)
 	defer tick.Stop()
 	for {
@@ -124,8 +159,28 @@ func (fs *FS) syncLoop() {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), fs.opts.SyncInterval*4+10*time.Second)
-		if err := fs.Sync(ctx); err != nil {
-			fs.log.Warn("sync failed", "err", err)
+		if err := fs.ping(ctx); err != nil {
+			fs.log.Warn("ping failed", "err", err)
+		}
+		cancel()
+	}
+}
+
+// followLoop applies the other hosts' announced changes every
+// SyncInterval.
+func (fs *FS) followLoop() {
+	defer fs.loopDone.Done()
+	tick := time.NewTicker(fs.opts.SyncInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-fs.stop:
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), fs.opts.SyncInterval*4+10*time.Second)
+		if err := fs.follow(ctx); err != nil {
+			fs.log.Warn("following other hosts failed", "err", err)
 		}
 		cancel()
 	}
@@ -134,10 +189,19 @@ func (fs *FS) syncLoop() {
 // Sync writes this host's ping and applies the changes other hosts have
 // announced since the last sync.
 func (fs *FS) Sync(ctx context.Context) error {
-	// One sync at a time: two concurrent pings could carry one Seq with
+	if err := fs.ping(ctx); err != nil {
+		return err
+	}
+	return fs.follow(ctx)
+}
+
+// ping writes this host's ping, announcing its commits; a host that was
+// fenced unfences once a ping is accepted.
+func (fs *FS) ping(ctx context.Context) error {
+	// One ping at a time: two concurrent pings could carry one Seq with
 	// different changes, and a peer would miss the second's.
-	fs.sync.running.Lock()
-	defer fs.sync.running.Unlock()
+	fs.sync.pinging.Lock()
+	defer fs.sync.pinging.Unlock()
 	wasFenced := fs.checkFenced() != nil
 	if err := fs.writePing(ctx); err != nil {
 		if fs.opts.ReadOnly && errors.Is(err, objstore.ErrAccessDenied) {
@@ -151,19 +215,23 @@ func (fs *FS) Sync(ctx context.Context) error {
 			s.noPing = true
 			s.lastOK = time.Now()
 			s.mu.Unlock()
-			if !fs.opts.AsOf.IsZero() {
-				return nil
-			}
-			return fs.followPeers(ctx)
+			return nil
 		}
 		return err
 	}
 	if wasFenced {
 		fs.unfence()
 	}
+	return nil
+}
+
+// follow applies the changes other hosts announced since the last time.
+func (fs *FS) follow(ctx context.Context) error {
 	if !fs.opts.AsOf.IsZero() {
 		return nil // a point-in-time view does not follow changes
 	}
+	fs.sync.following.Lock()
+	defer fs.sync.following.Unlock()
 	return fs.followPeers(ctx)
 }
 
