@@ -1,0 +1,336 @@
+package reaper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/hosts"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/snapshot"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
+)
+
+// CheckOptions tune Check.
+type CheckOptions struct {
+	// SkipData skips reading extents (their existence is still checked).
+	SkipData bool
+	// Progress, when set, is called as the check advances.
+	Progress func(Progress)
+}
+
+// CheckReport is what Check found.
+type CheckReport struct {
+	Inodes, Versions, Extents int
+	// Damage: each entry names an object and what is wrong with it. A
+	// volume with damage is not healthy.
+	Damage []string
+	// Warnings: objects that are not s3gfs's, or leftovers that do no harm.
+	Warnings []string
+	// Orphans: inodes no path from the root reaches now (harmless; the
+	// reaper removes them once older than its grace period and horizon).
+	Orphans []uint64
+	// Unreferenced: extents no version names (the reaper removes them).
+	Unreferenced int
+}
+
+// Healthy reports whether Check found no damage.
+func (r *CheckReport) Healthy() bool { return len(r.Damage) == 0 }
+
+// Check verifies every object of vol: every inode version and extent
+// decodes and its checksum matches, every extent a version names exists
+// and matches the length and CRC the version recorded, every directory
+// delta chain is complete, and every entry in the present state, at every
+// snapshot pin and at the reaper's horizon names an inode that exists
+// there. Pings, pins, the lease, the reaper's record and settings must
+// decode too. It changes nothing.
+func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckReport, error) {
+	r := &CheckReport{}
+	var mu sync.Mutex
+	damage := func(f string, a ...any) {
+		mu.Lock()
+		r.Damage = append(r.Damage, fmt.Sprintf(f, a...))
+		mu.Unlock()
+	}
+	prog := func(phase string, done, total int) {
+		if o.Progress != nil {
+			o.Progress(Progress{Phase: phase, Done: done, Total: total})
+		}
+	}
+	store, keys := vol.Store, vol.Keys
+	prog("list", 0, 0)
+	s, err := newScan(ctx, vol)
+	if err != nil {
+		return nil, err
+	}
+	r.Inodes = len(s.inodes)
+	for _, o := range s.strays {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not an s3gfs key", o.Key))
+	}
+	ids := make([]uint64, 0, len(s.inodes))
+	for id, in := range s.inodes {
+		ids = append(ids, id)
+		r.Versions += len(in.versions)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	extents := map[string]objstore.ObjectInfo{}
+	for _, es := range s.extents {
+		for _, e := range es {
+			extents[e.info.Key] = e.info
+			r.Extents++
+		}
+	}
+
+	// Every version decodes; every delta chain builds.
+	var done int
+	err = parallel(ctx, len(ids), func(i int) error {
+		in := s.inodes[ids[i]]
+		if err := s.load(ctx, in.id, in.versions); err != nil {
+			return err
+		}
+		for _, x := range in.versions {
+			if x.err != nil {
+				damage("%v", x.err)
+				continue
+			}
+			if x.n.Kind == format.KindDir {
+				if _, err := s.dirEntries(ctx, in, x); err != nil && x.err == nil {
+					damage("%v", err)
+				}
+			}
+		}
+		mu.Lock()
+		done++
+		d := done
+		mu.Unlock()
+		if d%1000 == 0 {
+			prog("versions", d, len(ids))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	prog("versions", len(ids), len(ids))
+
+	// Every extent named exists and matches.
+	type ref struct {
+		key string
+		ref format.ExtentRef
+		by  string
+	}
+	var refs []ref
+	named := map[string]bool{}
+	for _, id := range ids {
+		for _, x := range s.inodes[id].versions {
+			if x.n == nil || x.n.Kind != format.KindFile {
+				continue
+			}
+			for _, e := range x.n.Extents {
+				k := keys.Extent(id, e.EID)
+				if _, ok := extents[k]; !ok {
+					damage("%s names extent %s (index %d), which is missing", x.info.Key, k, e.Index)
+					continue
+				}
+				if !named[k] || !o.SkipData {
+					refs = append(refs, ref{k, e, x.info.Key})
+				}
+				named[k] = true
+			}
+		}
+	}
+	for k := range extents {
+		if !named[k] {
+			r.Unreferenced++
+		}
+	}
+	if !o.SkipData {
+		// Read each extent once; check it against every reference to it.
+		byKey := map[string][]ref{}
+		var order []string
+		for _, rf := range refs {
+			if byKey[rf.key] == nil {
+				order = append(order, rf.key)
+			}
+			byKey[rf.key] = append(byKey[rf.key], rf)
+		}
+		done = 0
+		err = parallel(ctx, len(order), func(i int) error {
+			k := order[i]
+			obj, _, err := store.Get(ctx, k)
+			if errors.Is(err, objstore.ErrNotFound) {
+				damage("%s: listed but missing when read", k)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			seen := map[format.ExtentRef]bool{}
+			for _, rf := range byKey[k] {
+				x := rf.ref
+				x.Index = 0
+				if seen[x] {
+					continue
+				}
+				seen[x] = true
+				if _, err := format.DecodeExtent(obj, rf.ref); err != nil {
+					damage("%s (named by %s): %v", k, rf.by, err)
+				}
+			}
+			mu.Lock()
+			done++
+			d := done
+			mu.Unlock()
+			if d%100 == 0 {
+				prog("extents", d, len(order))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		prog("extents", len(order), len(order))
+	}
+
+	// References resolve: now, at every pin, at the reaper's horizon.
+	now, err := hosts.ServerNow(ctx, store)
+	if err != nil {
+		return nil, fmt.Errorf("read the store's clock: %w", err)
+	}
+	views := []struct {
+		name string
+		t    time.Time
+	}{{"now", time.Time{}}}
+	pins, err := snapshot.ListKeys(ctx, store, keys)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pins {
+		obj, _, err := store.Get(ctx, p.Key)
+		if err == nil {
+			var pin *format.SnapshotPin
+			pin, err = format.DecodeSnapshotPin(obj)
+			if err == nil {
+				if name, kerr := keys.ParseSnapshot(p.Key); kerr != nil || name != pin.Name {
+					err = fmt.Errorf("%w: pin names %q", format.ErrCorrupt, pin.Name)
+				}
+			}
+		}
+		if err != nil && !errors.Is(err, objstore.ErrNotFound) {
+			damage("%s: %v", p.Key, err)
+		}
+		views = append(views, struct {
+			name string
+			t    time.Time
+		}{"snapshot " + p.Key, p.LastModified})
+	}
+	rec, err := snapshot.ReadRecord(ctx, store, keys)
+	if err != nil {
+		damage("%v", err)
+	} else if rec != nil && rec.Horizon.Before(now) {
+		views = append(views, struct {
+			name string
+			t    time.Time
+		}{"the reaper's horizon", rec.Horizon})
+	}
+	if s.inodes[format.RootID] == nil {
+		damage("the root directory (inode %016x) has no version", format.RootID)
+	}
+	reachedNow := map[uint64]bool{}
+	for vi, v := range views {
+		err := s.walk(ctx, v.t, func(id uint64, x *versionScan, parent uint64, name string) {
+			if vi == 0 {
+				reachedNow[id] = true
+			}
+			if id == format.RootID {
+				return
+			}
+			if x == nil || (x.n != nil && x.n.Kind == format.KindTombstone) {
+				if vi == 0 && recheckLive(ctx, s, id) {
+					return // created or changed since the listing
+				}
+				what := "no version"
+				if x != nil {
+					what = "a tombstone"
+				}
+				damage("entry %q of directory %016x names inode %016x, which has %s at %s", name, parent, id, what, v.name)
+			}
+		}, func(id uint64, x *versionScan, err error) {})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range ids {
+		in := s.inodes[id]
+		if reachedNow[id] {
+			continue
+		}
+		if x := in.newest(); x.n != nil && x.n.Kind == format.KindTombstone {
+			continue
+		}
+		r.Orphans = append(r.Orphans, id)
+	}
+
+	// The other objects decode.
+	hl, err := hosts.List(ctx, store, keys, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hl {
+		if h.Err != nil {
+			damage("%s: %v", h.Key, h.Err)
+		} else if id, _ := keys.ParsePing(h.Key); id != h.Ping.HostID {
+			damage("%s: holds the ping of host %016x", h.Key, h.Ping.HostID)
+		}
+	}
+	if obj, _, err := store.Get(ctx, keys.Lease()); err == nil {
+		if _, err := format.DecodeLease(obj); err != nil {
+			damage("%s: %v", keys.Lease(), err)
+		}
+	} else if !errors.Is(err, objstore.ErrNotFound) {
+		return nil, err
+	}
+	err = listAll(ctx, store, keys.SettingsPrefix(), func(o objstore.ObjectInfo) {
+		v, err := keys.ParseSettings(o.Key)
+		if err != nil {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not an s3gfs key", o.Key))
+			return
+		}
+		obj, _, err := store.Get(ctx, o.Key)
+		if err != nil {
+			damage("%s: %v", o.Key, err)
+			return
+		}
+		st, err := format.DecodeSettings(obj)
+		if err == nil && st.Version != v {
+			err = fmt.Errorf("%w: holds settings v%d", format.ErrCorrupt, st.Version)
+		}
+		if err != nil {
+			damage("%s: %v", o.Key, err)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(r.Damage)
+	return r, nil
+}
+
+// recheckLive reports whether inode id now has a version that is not a
+// tombstone (it may have been created after the listing that missed it).
+func recheckLive(ctx context.Context, s *scan, id uint64) bool {
+	page, err := s.store.List(ctx, s.keys.InodeDir(id), "", 1)
+	if err != nil || len(page.Objects) == 0 {
+		return false
+	}
+	obj, _, err := s.store.Get(ctx, page.Objects[0].Key)
+	if err != nil {
+		return false
+	}
+	n, err := format.DecodeInode(obj, s.vol.Header.ExtentSize)
+	return err == nil && n.Kind != format.KindTombstone
+}
