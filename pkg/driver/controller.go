@@ -1,0 +1,662 @@
+package driver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"crypto/sha256"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"k8s.io/klog/v2"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/hosts"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore/s3store"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/snapshot"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
+)
+
+// ControllerConfig configures the controller service.
+type ControllerConfig struct {
+	// Endpoint and Region are used when neither the StorageClass nor the
+	// secrets name one (empty: the AWS SDK's environment and defaults).
+	Endpoint string
+	Region   string
+	// ListBuckets are buckets whose volumes ListSnapshots reports without a
+	// filter, besides those this controller has served since it started.
+	ListBuckets []string
+}
+
+// controllerServer implements csi.ControllerServer.
+type controllerServer struct {
+	csi.UnimplementedControllerServer
+	cfg   ControllerConfig
+	guard *guard
+
+	mu    sync.Mutex
+	known map[loc]bool // buckets (with endpoint and region) seen, for ListSnapshots
+}
+
+func newControllerServer(cfg ControllerConfig, g *guard) *controllerServer {
+	c := &controllerServer{cfg: cfg, guard: g, known: map[loc]bool{}}
+	for _, b := range cfg.ListBuckets {
+		c.known[loc{Bucket: b}] = true
+	}
+	return c
+}
+
+// The controller keeps one small JSON record per volume, outside every
+// volume's keys, at recordsPrefix + QueryEscape("/" + volume prefix): it
+// says the volume was made by this driver, with which parameters (so that
+// a repeated CreateVolume is recognised) and from what source. No volume
+// prefix can collide with it: prefix segments start with a letter or digit.
+const recordsPrefix = ".s3gfs-csi/volumes/"
+
+func recordKey(prefix string) string { return recordsPrefix + url.QueryEscape("/"+prefix) }
+
+type volRecord struct {
+	Version       int    `json:"version"`
+	Name          string `json:"name"`
+	Prefix        string `json:"prefix"`
+	Endpoint      string `json:"endpoint,omitempty"` // StorageClass parameter (also in the volume id)
+	Region        string `json:"region,omitempty"`
+	RequiredBytes int64  `json:"requiredBytes,omitempty"`
+	LimitBytes    int64  `json:"limitBytes,omitempty"`
+	ExtentSize    uint32 `json:"extentSize"`
+	InlineLimit   uint32 `json:"inlineLimit"`
+	Retention     string `json:"retention"`
+	Retain        bool   `json:"retain,omitempty"`
+	CacheSize     int64  `json:"cacheSize,omitempty"`
+	SyncInterval  string `json:"syncInterval,omitempty"`
+	// Source is the snapshot or volume id the volume was made from.
+	Source string `json:"source,omitempty"`
+	// ReadOnlyView: the volume is the source volume at AsOf, shown by
+	// read-only mounts of SourcePrefix; it has no objects of its own.
+	ReadOnlyView bool      `json:"readOnlyView,omitempty"`
+	SourcePrefix string    `json:"sourcePrefix,omitempty"`
+	AsOf         time.Time `json:"asOf,omitzero"`
+	Created      time.Time `json:"created"`
+}
+
+// sameRequest reports whether r and o were asked for with the same
+// parameters (times chosen by the driver excepted).
+func (r volRecord) sameRequest(o volRecord) bool {
+	r.AsOf, o.AsOf, r.Created, o.Created = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	r.ExtentSize, o.ExtentSize = 0, 0 // a restore takes the source's
+	r.InlineLimit, o.InlineLimit = 0, 0
+	return r == o
+}
+
+func (c *controllerServer) remember(l loc) {
+	c.mu.Lock()
+	c.known[loc{Bucket: l.Bucket, Endpoint: l.Endpoint, Region: l.Region}] = true
+	c.mu.Unlock()
+}
+
+// openStore reaches l's bucket with the request's credentials, else the
+// plugin's own AWS environment. The location's endpoint and region (from
+// the StorageClass) win over the secrets', which win over the flags'.
+func (c *controllerServer) openStore(ctx context.Context, l loc, secrets map[string]string) (objstore.Store, error) {
+	cr, err := parseSecrets(secrets)
+	if err != nil {
+		return nil, err
+	}
+	cfg := s3store.Config{Bucket: l.Bucket, Endpoint: l.Endpoint, Region: l.Region, AccessKey: cr.AccessKeyID, SecretKey: cr.SecretAccessKey, Retries: 4}
+	if cfg.Endpoint == "" {
+		cfg.Endpoint = cr.Endpoint
+	}
+	if cfg.Endpoint == "" {
+		cfg.Endpoint = c.cfg.Endpoint
+	}
+	if cfg.Region == "" {
+		cfg.Region = cr.Region
+	}
+	if cfg.Region == "" {
+		cfg.Region = c.cfg.Region
+	}
+	st, err := s3store.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: object store: %v", objstore.ErrUnavailable, err)
+	}
+	return st, nil
+}
+
+func getRecord(ctx context.Context, store objstore.Store, prefix string) (*volRecord, error) {
+	b, _, err := store.Get(ctx, recordKey(prefix))
+	if err != nil {
+		return nil, err
+	}
+	var r volRecord
+	if err := json.Unmarshal(b, &r); err != nil || r.Version != 1 || r.Prefix != prefix {
+		return nil, fmt.Errorf("%w: volume record %s is unreadable", ErrPrecondition, recordKey(prefix))
+	}
+	return &r, nil
+}
+
+// volumeLoc places the volume called name.
+func volumeLoc(p volParams, name string) loc {
+	l := loc{Bucket: p.Bucket, Endpoint: p.Endpoint, Region: p.Region}
+	if p.BucketPerVolume {
+		stem := strings.ToLower(name)
+		if stem != name || len(p.Bucket)+1+len(name) > 63 || volume.ValidateBucket(p.Bucket+"-"+stem) != nil {
+			// Not usable in a bucket name as it is: a digest, so that
+			// distinct names stay distinct.
+			stem = digest(name)[:20]
+		}
+		l.Bucket = p.Bucket + "-" + stem
+		return l
+	}
+	l.Prefix = name
+	if p.Prefix != "" {
+		l.Prefix = p.Prefix + "/" + name
+	}
+	return l
+}
+
+func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	name := req.GetName()
+	if err := validateName("name", name); err != nil {
+		return nil, err
+	}
+	caps := req.GetVolumeCapabilities()
+	if len(caps) == 0 {
+		return nil, invalid("volume_capabilities", "missing")
+	}
+	readOnly := true
+	for _, vc := range caps {
+		if err := checkCapability("volume_capabilities", vc); err != nil {
+			return nil, err
+		}
+		readOnly = readOnly && readerOnly(vc)
+	}
+	p, err := parseParams(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	cr := req.GetCapacityRange()
+	if cr.GetRequiredBytes() < 0 || cr.GetLimitBytes() < 0 {
+		return nil, invalid("capacity_range", "negative")
+	}
+	if cr.GetLimitBytes() > 0 && cr.GetRequiredBytes() > cr.GetLimitBytes() {
+		return nil, fmt.Errorf("%w: capacity_range: required_bytes exceeds limit_bytes", ErrOutOfRange)
+	}
+	l := volumeLoc(p, name)
+	if err := l.validate("name"); err != nil {
+		return nil, err
+	}
+	want := volRecord{
+		Version: 1, Name: name, Prefix: l.Prefix, Endpoint: p.Endpoint, Region: p.Region,
+		RequiredBytes: cr.GetRequiredBytes(), LimitBytes: cr.GetLimitBytes(),
+		ExtentSize: p.ExtentSize, InlineLimit: p.InlineLimit, Retention: p.Retention.String(), Retain: p.Retain,
+		CacheSize: p.CacheSize, Created: time.Now().UTC(),
+	}
+	if p.SyncInterval > 0 {
+		want.SyncInterval = p.SyncInterval.String()
+	}
+	var src *csi.VolumeContentSource = req.GetVolumeContentSource()
+	var srcLoc loc
+	var srcSnap string
+	switch {
+	case src == nil:
+	case src.GetSnapshot() != nil:
+		want.Source = src.GetSnapshot().GetSnapshotId()
+		if srcLoc, srcSnap, err = parseSnapshotID("volume_content_source.snapshot.snapshot_id", want.Source); err != nil {
+			return nil, err
+		}
+		want.ReadOnlyView = readOnly
+	case src.GetVolume() != nil:
+		want.Source = src.GetVolume().GetVolumeId()
+		if srcLoc, err = parseVolumeID("volume_content_source.volume.volume_id", want.Source); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, invalid("volume_content_source", "neither a snapshot nor a volume")
+	}
+	if want.Source != "" && (srcLoc.Bucket != l.Bucket || srcLoc.Endpoint != l.Endpoint || srcLoc.Region != l.Region) {
+		return nil, invalid("volume_content_source", "the source must be in the same bucket (and endpoint) as the new volume; %s is in %s", name, l.Bucket)
+	}
+
+	release, err := c.guard.acquire(l.key(), "name:"+name)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	store, err := c.openStore(ctx, l, req.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
+	if bc, ok := store.(objstore.BucketCreator); ok {
+		if err := bc.EnsureBucket(ctx); err != nil {
+			return nil, fmt.Errorf("create bucket %s: %w", l.Bucket, err)
+		}
+	}
+	c.remember(l)
+
+	rec, err := getRecord(ctx, store, l.Prefix)
+	switch {
+	case err == nil:
+		if !rec.sameRequest(want) {
+			return nil, fmt.Errorf("%w: volume %q exists with other parameters, capacity or source", ErrExists, name)
+		}
+	case errors.Is(err, objstore.ErrNotFound):
+		if err := checkFree(ctx, store, l); err != nil {
+			return nil, err
+		}
+		// The source's point in time is fixed now, before anything is
+		// written, so that a retried CreateVolume continues the same copy.
+		if want.Source != "" {
+			if want.AsOf, err = c.sourceTime(ctx, store, srcLoc, srcSnap); err != nil {
+				return nil, err
+			}
+			want.SourcePrefix = srcLoc.Prefix
+		}
+		b, _ := json.Marshal(want)
+		if _, err := store.PutIfAbsent(ctx, recordKey(l.Prefix), b); err != nil {
+			if errors.Is(err, objstore.ErrExists) {
+				return nil, fmt.Errorf("%w: volume %q is being created by another request", ErrInFlight, name)
+			}
+			return nil, fmt.Errorf("write volume record: %w", err)
+		}
+		rec = &want
+	default:
+		return nil, err
+	}
+
+	if err := c.materialize(ctx, store, l, rec); err != nil {
+		return nil, err
+	}
+	vctx := map[string]string{CtxBucket: l.Bucket, CtxPrefix: l.Prefix}
+	if l.Endpoint != "" {
+		vctx[CtxEndpoint] = l.Endpoint
+	}
+	if l.Region != "" {
+		vctx[CtxRegion] = l.Region
+	}
+	if rec.ReadOnlyView {
+		vctx[CtxAsOf] = rec.AsOf.UTC().Format(time.RFC3339Nano)
+		vctx[CtxSourcePrefix] = rec.SourcePrefix
+	}
+	if rec.CacheSize > 0 {
+		vctx[CtxCacheSize] = strconv.FormatInt(rec.CacheSize, 10)
+	}
+	if rec.SyncInterval != "" {
+		vctx[CtxSyncInterval] = rec.SyncInterval
+	}
+	capacity := rec.RequiredBytes
+	if capacity == 0 {
+		capacity = rec.LimitBytes
+	}
+	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
+		VolumeId: l.VolumeID(), CapacityBytes: capacity, VolumeContext: vctx, ContentSource: src,
+	}}, nil
+}
+
+// checkFree refuses a location that would overlap a volume this driver did
+// not make: a volume at an ancestor prefix (whose keys would contain the
+// new one), or any object already under the prefix itself.
+func checkFree(ctx context.Context, store objstore.Store, l loc) error {
+	segs := []string{}
+	if l.Prefix != "" {
+		segs = strings.Split(l.Prefix, "/")
+	}
+	for i := 0; i < len(segs); i++ {
+		anc := strings.Join(segs[:i], "/")
+		keys, _ := format.NewKeys(anc)
+		if _, err := store.Head(ctx, keys.Volume()); err == nil {
+			return fmt.Errorf("%w: %s lies inside the volume s3://%s/%s, which this driver must not touch", ErrPrecondition, l.URL(), l.Bucket, anc)
+		} else if !errors.Is(err, objstore.ErrNotFound) {
+			return err
+		}
+	}
+	keys, _ := format.NewKeys(l.Prefix)
+	for _, p := range []string{keys.Volume(), keys.InodesPrefix(), keys.ExtentsPrefix(), keys.Prefix()} {
+		if p == "" {
+			continue
+		}
+		page, err := store.List(ctx, p, "", 1)
+		if err != nil {
+			return err
+		}
+		if len(page.Objects) > 0 && !strings.HasPrefix(page.Objects[0].Key, ".s3gfs-csi/") {
+			return fmt.Errorf("%w: %s already holds objects this driver did not create (%s); refusing to use it", ErrPrecondition, l.URL(), page.Objects[0].Key)
+		}
+	}
+	return nil
+}
+
+// sourceTime is the point in time a new volume copies or shows: the
+// snapshot's pin, or now (by the store's clock) for a clone.
+func (c *controllerServer) sourceTime(ctx context.Context, store objstore.Store, src loc, snap string) (time.Time, error) {
+	keys, _ := format.NewKeys(src.Prefix)
+	if snap != "" {
+		pin, err := snapshot.Get(ctx, store, keys, snap)
+		if err != nil {
+			return time.Time{}, err
+		}
+		return pin.Time, nil
+	}
+	if _, err := store.Head(ctx, keys.Volume()); err != nil {
+		if errors.Is(err, objstore.ErrNotFound) {
+			return time.Time{}, fmt.Errorf("%w: source volume %s", ErrNotFound, src.URL())
+		}
+		return time.Time{}, err
+	}
+	return hosts.ServerNow(ctx, store)
+}
+
+// materialize makes sure the volume of rec exists (finishing an
+// interrupted CreateVolume): formatted, or copied from its source.
+func (c *controllerServer) materialize(ctx context.Context, store objstore.Store, l loc, rec *volRecord) error {
+	if rec.ReadOnlyView {
+		return nil
+	}
+	keys, _ := format.NewKeys(l.Prefix)
+	opts := volume.FormatOptions{ExtentSize: rec.ExtentSize, InlineLimit: rec.InlineLimit}
+	opts.Retention, _ = time.ParseDuration(rec.Retention)
+	if rec.Source != "" {
+		srcKeys, _ := format.NewKeys(rec.SourcePrefix)
+		src, err := volume.Open(ctx, store, volume.URL{Bucket: l.Bucket, Prefix: rec.SourcePrefix}, false)
+		if err != nil {
+			return fmt.Errorf("source volume: %w", err)
+		}
+		opts.ExtentSize, opts.InlineLimit = src.Header.ExtentSize, src.Header.InlineLimit
+		if _, err := store.Head(ctx, keys.Volume()); errors.Is(err, objstore.ErrNotFound) {
+			if err := copyVolume(ctx, store, srcKeys, keys, rec.AsOf); err != nil {
+				return fmt.Errorf("copy %s as of %s: %w", src.URL, rec.AsOf.Format(time.RFC3339), err)
+			}
+		}
+	}
+	_, err := volume.Format(ctx, store, l.URL(), opts)
+	if errors.Is(err, volume.ErrExists) {
+		v, err := volume.Open(ctx, store, l.URL(), false)
+		if err != nil {
+			return err
+		}
+		if v.Header.ExtentSize != opts.ExtentSize || v.Header.InlineLimit != opts.InlineLimit || v.Header.Retention != opts.Retention.Truncate(time.Second) {
+			return fmt.Errorf("%w: the volume at %s has other parameters than its record", ErrPrecondition, l.URL())
+		}
+		return nil
+	}
+	return err
+}
+
+// copyVolume copies every inode version and extent of the source that
+// existed at asOf (the store's LastModified at or before it, FORMAT §7)
+// into dst. The destination's header is written after it, by Format, so an
+// interrupted copy leaves no mountable volume and is resumed by the retry.
+func copyVolume(ctx context.Context, store objstore.Store, src, dst format.Keys, asOf time.Time) error {
+	type job struct{ from, to string }
+	jobs := make(chan job)
+	errc := make(chan error, 1)
+	var wg sync.WaitGroup
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				body, _, err := store.Get(cctx, j.from)
+				if err == nil {
+					_, err = store.PutIfAbsent(cctx, j.to, body)
+					if errors.Is(err, objstore.ErrExists) {
+						err = nil
+					}
+				}
+				if err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
+					cancel()
+				}
+			}
+		}()
+	}
+	listErr := func() error {
+		defer close(jobs)
+		for _, prefix := range []string{src.InodesPrefix(), src.ExtentsPrefix()} {
+			after := ""
+			for {
+				page, err := store.List(cctx, prefix, after, 0)
+				if err != nil {
+					return err
+				}
+				for _, o := range page.Objects {
+					after = o.Key
+					if o.LastModified.After(asOf) {
+						continue
+					}
+					var to string
+					if id, v, err := src.ParseInode(o.Key); err == nil {
+						to = dst.Inode(id, v)
+					} else if id, eid, err := src.ParseExtent(o.Key); err == nil {
+						to = dst.Extent(id, eid)
+					} else {
+						continue // not an s3gfs object
+					}
+					select {
+					case jobs <- job{o.Key, to}:
+					case <-cctx.Done():
+						return cctx.Err()
+					}
+				}
+				if !page.Truncated {
+					break
+				}
+			}
+		}
+		return nil
+	}()
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	return listErr
+}
+
+func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	l, err := parseVolumeID("volume_id", req.GetVolumeId())
+	if errors.Is(err, ErrNotFound) {
+		return &csi.DeleteVolumeResponse{}, nil // not ours: nothing to delete
+	}
+	if err != nil {
+		return nil, err
+	}
+	release, err := c.guard.acquire(l.key())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	store, err := c.openStore(ctx, l, req.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
+	keys, _ := format.NewKeys(l.Prefix)
+	rec, err := getRecord(ctx, store, l.Prefix)
+	switch {
+	case errors.Is(err, objstore.ErrNotFound) || errors.Is(err, objstore.ErrNoBucket):
+		if _, herr := store.Head(ctx, keys.Volume()); herr == nil {
+			return nil, fmt.Errorf("%w: %s is a volume this driver did not create (no record %s); refusing to delete it", ErrPrecondition, l.URL(), recordKey(l.Prefix))
+		}
+		return &csi.DeleteVolumeResponse{}, nil
+	case err != nil:
+		return nil, err
+	}
+	if !rec.Retain && !rec.ReadOnlyView {
+		// The header first, so that no new mount starts on a volume half
+		// deleted; the record last, so that a retry still knows the
+		// prefix is this driver's.
+		if err := store.Delete(ctx, keys.Volume()); err != nil {
+			return nil, err
+		}
+		if err := deleteUnder(ctx, store, keys.Prefix()); err != nil {
+			return nil, err
+		}
+	}
+	if err := store.Delete(ctx, recordKey(l.Prefix)); err != nil {
+		return nil, err
+	}
+	klog.InfoS("deleted volume", "volumeID", l.VolumeID(), "retained", rec.Retain)
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// deleteUnder deletes every key under prefix ("" = the whole bucket, for a
+// volume with a bucket of its own), except the driver's records.
+func deleteUnder(ctx context.Context, store objstore.Store, prefix string) error {
+	after := ""
+	for {
+		page, err := store.List(ctx, prefix, after, 0)
+		if err != nil {
+			return err
+		}
+		var del []string
+		for _, o := range page.Objects {
+			after = o.Key
+			if !strings.HasPrefix(o.Key, ".s3gfs-csi/") {
+				del = append(del, o.Key)
+			}
+		}
+		if len(del) > 0 {
+			if err := store.DeleteMany(ctx, del); err != nil {
+				return err
+			}
+		}
+		if !page.Truncated {
+			return nil
+		}
+	}
+}
+
+// volumeExists reports NotFound unless the driver's record of l exists.
+func (c *controllerServer) volumeExists(ctx context.Context, l loc, secrets map[string]string) (objstore.Store, *volRecord, error) {
+	store, err := c.openStore(ctx, l, secrets)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := getRecord(ctx, store, l.Prefix)
+	if errors.Is(err, objstore.ErrNotFound) || errors.Is(err, objstore.ErrNoBucket) {
+		return nil, nil, fmt.Errorf("%w: volume %s", ErrNotFound, l.VolumeID())
+	}
+	return store, rec, err
+}
+
+func (c *controllerServer) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+	l, err := parseVolumeID("volume_id", req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetVolumeCapabilities()) == 0 {
+		return nil, invalid("volume_capabilities", "missing")
+	}
+	if _, _, err := c.volumeExists(ctx, l, req.GetSecrets()); err != nil {
+		return nil, err
+	}
+	for _, vc := range req.GetVolumeCapabilities() {
+		if err := checkCapability("volume_capabilities", vc); err != nil {
+			return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
+		}
+	}
+	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
+		VolumeContext: req.GetVolumeContext(), VolumeCapabilities: req.GetVolumeCapabilities(), Parameters: req.GetParameters(),
+	}}, nil
+}
+
+// ControllerExpandVolume records the new capacity. Capacity is advisory:
+// an s3gfs volume grows with what is stored in it.
+func (c *controllerServer) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	l, err := parseVolumeID("volume_id", req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	cr := req.GetCapacityRange()
+	if cr == nil {
+		return nil, invalid("capacity_range", "missing")
+	}
+	if cr.GetRequiredBytes() < 0 || cr.GetLimitBytes() < 0 || (cr.GetLimitBytes() > 0 && cr.GetRequiredBytes() > cr.GetLimitBytes()) {
+		return nil, fmt.Errorf("%w: capacity_range", ErrOutOfRange)
+	}
+	release, err := c.guard.acquire(l.key())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	store, rec, err := c.volumeExists(ctx, l, req.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
+	if cr.GetRequiredBytes() > rec.RequiredBytes {
+		rec.RequiredBytes, rec.LimitBytes = cr.GetRequiredBytes(), cr.GetLimitBytes()
+		b, _ := json.Marshal(rec)
+		if _, err := store.Put(ctx, recordKey(l.Prefix), b); err != nil {
+			return nil, err
+		}
+	}
+	return &csi.ControllerExpandVolumeResponse{CapacityBytes: max(rec.RequiredBytes, cr.GetRequiredBytes()), NodeExpansionRequired: false}, nil
+}
+
+func (c *controllerServer) ControllerGetCapabilities(ctx context.Context, req *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	types := []csi.ControllerServiceCapability_RPC_Type{
+		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
+		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
+		csi.ControllerServiceCapability_RPC_CLONE_VOLUME,
+		csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	}
+	types = append(types, csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT, csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS)
+	var caps []*csi.ControllerServiceCapability
+	for _, t := range types {
+		caps = append(caps, &csi.ControllerServiceCapability{Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: t}}})
+	}
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// knownLocs lists the buckets ListSnapshots scans without a filter.
+func (c *controllerServer) knownLocs() []loc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]loc, 0, len(c.known))
+	for l := range c.known {
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].VolumeID() < out[j].VolumeID() })
+	return out
+}
+
+// volumesIn lists the volumes this driver made in l's bucket.
+func volumesIn(ctx context.Context, store objstore.Store, l loc) ([]loc, error) {
+	var out []loc
+	after := ""
+	for {
+		page, err := store.List(ctx, recordsPrefix, after, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range page.Objects {
+			after = o.Key
+			p, err := url.QueryUnescape(strings.TrimPrefix(o.Key, recordsPrefix))
+			if err != nil || !strings.HasPrefix(p, "/") {
+				continue
+			}
+			v := loc{Bucket: l.Bucket, Prefix: p[1:], Endpoint: l.Endpoint, Region: l.Region}
+			if v.validate("") == nil {
+				out = append(out, v)
+			}
+		}
+		if !page.Truncated {
+			return out, nil
+		}
+	}
+}
+
+// digest is a hex digest of s.
+func digest(s string) string { return fmt.Sprintf("%x", sha256.Sum256([]byte(s))) }
