@@ -92,7 +92,7 @@ func (l *BucketLease) defaults() {
 // margin is how long before its expiry by the store's clock the holder
 // considers its lease gone: LastModified is kept to the second by S3, and
 // the holder's clock may run a little slow.
-func (l *BucketLease) margin() time.Duration { return 2*time.Second + l.Duration/10 }
+func (l *BucketLease) margin() time.Duration { return min(2*time.Second+l.Duration/10, l.Duration/2) }
 
 func (l *BucketLease) body(duration time.Duration) ([]byte, error) {
 	return format.EncodeLease(&format.Lease{Owner: l.Owner, Duration: duration, Acquired: l.acquired, Seq: l.seq})
@@ -153,6 +153,9 @@ func (l *BucketLease) Acquire(ctx context.Context) (context.Context, error) {
 		owner := "(unreadable lease object)"
 		if ls, derr := format.DecodeLease(obj); derr == nil {
 			until, owner = info.LastModified.Add(ls.Duration), ls.Owner
+			if ls.Duration == 0 {
+				until = time.Time{} // released
+			}
 		} else {
 			l.Logger.Warn("the lease object is unreadable; it counts as held for the longest lease", "key", key, "err", derr)
 		}
@@ -183,7 +186,7 @@ func (l *BucketLease) renew(ctx context.Context, sent time.Time) {
 	defer close(l.stopped)
 	validUntil := sent.Add(l.Duration - l.margin())
 	for {
-		wait := min(l.Duration/3, time.Until(validUntil))
+		wait := min(l.Duration/3, time.Until(validUntil)/2)
 		t := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
