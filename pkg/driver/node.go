@@ -229,15 +229,18 @@ func readerOnly(c *csi.VolumeCapability) bool {
 }
 
 func (n *nodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
-	l, err := parseVolumeID("volume_id", req.GetVolumeId())
-	if err != nil {
-		return nil, err
+	if req.GetVolumeId() == "" {
+		return nil, invalid("volume_id", "missing")
 	}
 	staging := req.GetStagingTargetPath()
 	if err := checkPath("staging_target_path", staging); err != nil {
 		return nil, err
 	}
 	if err := checkCapability("volume_capability", req.GetVolumeCapability()); err != nil {
+		return nil, err
+	}
+	l, err := parseVolumeID("volume_id", req.GetVolumeId())
+	if err != nil {
 		return nil, err
 	}
 	spec, err := stagedSpec(l, req.GetVolumeContext())
@@ -344,8 +347,8 @@ func (n *nodeServer) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstage
 }
 
 func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
-	if _, err := parseVolumeID("volume_id", req.GetVolumeId()); err != nil {
-		return nil, err
+	if req.GetVolumeId() == "" {
+		return nil, invalid("volume_id", "missing")
 	}
 	staging, target := req.GetStagingTargetPath(), req.GetTargetPath()
 	if err := checkPath("staging_target_path", staging); err != nil {
@@ -355,6 +358,9 @@ func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 		return nil, err
 	}
 	if err := checkCapability("volume_capability", req.GetVolumeCapability()); err != nil {
+		return nil, err
+	}
+	if _, err := parseVolumeID("volume_id", req.GetVolumeId()); err != nil {
 		return nil, err
 	}
 	ro := req.GetReadonly() || readerOnly(req.GetVolumeCapability())
@@ -435,12 +441,18 @@ func (n *nodeServer) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpub
 }
 
 func (n *nodeServer) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, invalid("volume_id", "missing")
+	}
+	p := req.GetVolumePath()
+	if p == "" {
+		return nil, invalid("volume_path", "missing")
+	}
 	if _, err := parseVolumeID("volume_id", req.GetVolumeId()); err != nil {
 		return nil, err
 	}
-	p := req.GetVolumePath()
-	if err := checkPath("volume_path", p); err != nil {
-		return nil, err
+	if checkPath("volume_path", p) != nil {
+		return nil, fmt.Errorf("%w: volume_path %q is not a clean absolute path", ErrNotFound, clip(p))
 	}
 	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: volume_path %s does not exist", ErrNotFound, p)

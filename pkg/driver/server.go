@@ -41,7 +41,7 @@ type Server struct {
 func NewControllerServer(name, version string, cfg ControllerConfig) *Server {
 	s := newServer(name, version, "controller")
 	g := newGuard()
-	csi.RegisterIdentityServer(s.grpc, &identityServer{name: name, version: version, controller: true})
+	csi.RegisterIdentityServer(s.grpc, &identityServer{name: s.Name, version: s.Version, controller: true})
 	csi.RegisterControllerServer(s.grpc, newControllerServer(cfg, g))
 	return s
 }
@@ -54,7 +54,7 @@ func NewNodeServer(name, version string, cfg NodeConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	csi.RegisterIdentityServer(s.grpc, &identityServer{name: name, version: version})
+	csi.RegisterIdentityServer(s.grpc, &identityServer{name: s.Name, version: s.Version})
 	csi.RegisterNodeServer(s.grpc, ns)
 	return s, nil
 }
@@ -62,6 +62,9 @@ func NewNodeServer(name, version string, cfg NodeConfig) (*Server, error) {
 func newServer(name, version, service string) *Server {
 	if name == "" {
 		name = DefaultDriverName
+	}
+	if version == "" {
+		version = "dev"
 	}
 	s := &Server{Name: name, Version: version, service: service, registry: prometheus.NewRegistry()}
 	s.calls = prometheus.NewCounterVec(prometheus.CounterOpts{
