@@ -27,6 +27,12 @@ var commands = []command{
 	{"format", "create a new volume in a bucket", runFormat},
 	{"mount", "mount a volume with FUSE", runMount},
 	{"hosts", "list the live and lapsed hosts of a volume", runHosts},
+	{"snapshot", "create, list or delete snapshots (pins) of a volume", runSnapshot},
+	{"gc", "run one reaper pass: delete what no one can read any more", runGC},
+	{"reaper", "run reaper passes continuously, with Prometheus metrics", runReaper},
+	{"retention", "show or set how far back a volume stays mountable", runRetention},
+	{"versions", "list the stored versions of a file or directory", runVersions},
+	{"fsck", "check a volume's objects and references", runFsck},
 	{"version", "print the version", runVersion},
 }
 

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/fusefs"
-	"github.com/s3gfs/s3gfs/pkg/s3gfs/hosts"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/snapshot"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
 )
@@ -70,7 +70,7 @@ volume read-write at once.`, stderr)
 	fs.Var(&m.syncEvery, "sync-interval", "how often to write this host's ping and pick up other hosts' changes")
 	fs.Var(&m.hostExpiry, "host-expiry", "stop serving (fence) when the ping could not be renewed for this long; at least 3 sync intervals; the reaper waits this long for a silent host")
 	fs.StringVar(&m.nodeName, "node-name", m.nodeName, "machine name recorded in the ping (shown by s3gfs hosts)")
-	fs.StringVar(&m.asOf, "as-of", "", "mount read-only exactly as the volume was at this time (RFC 3339, e.g. 2026-11-25T14:00:00Z; the object store's clock)")
+	fs.StringVar(&m.asOf, "as-of", "", "mount read-only exactly as the volume was at this time (RFC 3339, e.g. 2026-11-25T14:00:00Z; the object store's clock) or at this snapshot's pin (a snapshot name)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -96,10 +96,9 @@ volume read-write at once.`, stderr)
 	if len(m.nodeName) > 253 {
 		return fmt.Errorf("%w: --node-name is longer than 253 bytes", errUsage)
 	}
-	var asOf time.Time
 	if m.asOf != "" {
-		if asOf, err = time.Parse(time.RFC3339Nano, m.asOf); err != nil {
-			return fmt.Errorf("%w: --as-of %q is not an RFC 3339 time such as 2026-11-25T14:00:00Z", errUsage, m.asOf)
+		if _, err := time.Parse(time.RFC3339Nano, m.asOf); err != nil && snapshot.ValidateName(m.asOf) != nil {
+			return fmt.Errorf("%w: --as-of %q is neither an RFC 3339 time such as 2026-11-25T14:00:00Z nor a snapshot name", errUsage, m.asOf)
 		}
 		m.readOnly = true
 	}
@@ -125,7 +124,7 @@ volume read-write at once.`, stderr)
 	if m.background && os.Getenv(readyFDEnv) == "" {
 		return daemonize(args, stderr)
 	}
-	err = serve(ctx, u, mnt, hostID, asOf, m, log)
+	err = serve(ctx, u, mnt, hostID, m, log)
 	if fd := os.Getenv(readyFDEnv); fd != "" && err != nil {
 		reportReady(fd, err)
 	}
@@ -133,7 +132,7 @@ volume read-write at once.`, stderr)
 }
 
 // serve mounts the volume and blocks until it is unmounted.
-func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, asOf time.Time, m mountFlags, log *slog.Logger) error {
+func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mountFlags, log *slog.Logger) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// A soft limit derived from the configured bounds makes the garbage
 		// collector reclaim upload and download copies before the heap
@@ -150,8 +149,13 @@ func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, asOf ti
 	if err != nil {
 		return err
 	}
-	if !asOf.IsZero() {
-		if err := checkAsOf(ctx, vol, asOf); err != nil {
+	var asOf time.Time
+	pinned := false
+	if m.asOf != "" {
+		actx, acancel := context.WithTimeout(ctx, time.Minute)
+		asOf, pinned, err = resolveAsOf(actx, vol, m.asOf)
+		acancel()
+		if err != nil {
 			return err
 		}
 	}
@@ -163,6 +167,18 @@ func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, asOf ti
 	})
 	if err != nil {
 		return err
+	}
+	if !asOf.IsZero() {
+		// Again, now that this host's first ping announces asOf: a reaper
+		// pass records its horizon before it reads the pings, so it either
+		// sees that ping or this check sees its record (FORMAT.md §15).
+		actx, acancel := context.WithTimeout(ctx, time.Minute)
+		err := snapshot.CheckAsOf(actx, vol, asOf, pinned)
+		acancel()
+		if err != nil {
+			engine.Close(ctx)
+			return asOfErr(m.asOf, err)
+		}
 	}
 	server, err := fusefs.Mount(mnt, engine, fusefs.MountOptions{AllowOther: m.allowOther, ReadOnly: m.readOnly, Debug: m.debugFUSE, Logger: log})
 	if err != nil {
@@ -264,22 +280,26 @@ func detachStdio() {
 	null.Close()
 }
 
-// checkAsOf refuses a point in time the volume cannot show: before it was
-// created, or in the future by the store's clock.
-func checkAsOf(ctx context.Context, vol *volume.Volume, asOf time.Time) error {
-	now, err := hosts.ServerNow(ctx, vol.Store)
+// resolveAsOf turns --as-of (an RFC 3339 time or a snapshot name) into a
+// store time, and refuses a time the volume cannot show: before it
+// existed, in the future, or older than the reaper keeps.
+func resolveAsOf(ctx context.Context, vol *volume.Volume, arg string) (time.Time, bool, error) {
+	t, pin, err := snapshot.Resolve(ctx, vol.Store, vol.Keys, arg)
 	if err != nil {
-		return fmt.Errorf("read the store's clock: %w", err)
+		if errors.Is(err, snapshot.ErrNotFound) {
+			return time.Time{}, false, fmt.Errorf("%w: --as-of %q: %v", errUsage, arg, err)
+		}
+		return time.Time{}, false, err
 	}
-	// Stores report times to the second: the volume exists from the second
-	// its header was written.
-	created := vol.Created.Truncate(time.Second)
-	if asOf.Before(created) {
-		return fmt.Errorf("%w: --as-of %s is before the volume existed: %s can go back to %s (its creation)",
-			errUsage, asOf.Format(time.RFC3339), vol.URL, created.Format(time.RFC3339))
+	if err := snapshot.CheckAsOf(ctx, vol, t, pin != nil); err != nil {
+		return time.Time{}, false, asOfErr(arg, err)
 	}
-	if asOf.After(now) {
-		return fmt.Errorf("%w: --as-of %s is in the future (the store's clock reads %s)", errUsage, asOf.Format(time.RFC3339), now.Format(time.RFC3339))
+	return t, pin != nil, nil
+}
+
+func asOfErr(arg string, err error) error {
+	if errors.Is(err, snapshot.ErrTooOld) || errors.Is(err, snapshot.ErrFuture) {
+		return fmt.Errorf("%w: --as-of %s: %v", errUsage, arg, err)
 	}
-	return nil
+	return err
 }
