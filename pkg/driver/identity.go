@@ -11,7 +11,6 @@ import (
 type identityServer struct {
 	csi.UnimplementedIdentityServer
 	name, version string
-	controller    bool // this process serves the controller service
 }
 
 func (s *identityServer) GetPluginInfo(ctx context.Context, req *csi.GetPluginInfoRequest) (*csi.GetPluginInfoResponse, error) {
@@ -19,11 +18,11 @@ func (s *identityServer) GetPluginInfo(ctx context.Context, req *csi.GetPluginIn
 }
 
 func (s *identityServer) GetPluginCapabilities(ctx context.Context, req *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
-	var caps []*csi.PluginCapability
-	if s.controller {
-		caps = append(caps, &csi.PluginCapability{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{
-			Type: csi.PluginCapability_Service_CONTROLLER_SERVICE}}})
-	}
+	// Both plugins describe the driver as a whole (the CO asks the
+	// controller's identity for the controller service; csi-sanity asks
+	// the node's).
+	caps := []*csi.PluginCapability{{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{
+		Type: csi.PluginCapability_Service_CONTROLLER_SERVICE}}}}
 	// Capacity is advisory, so a volume can "grow" while it is in use.
 	caps = append(caps, &csi.PluginCapability{Type: &csi.PluginCapability_VolumeExpansion_{VolumeExpansion: &csi.PluginCapability_VolumeExpansion{
 		Type: csi.PluginCapability_VolumeExpansion_ONLINE}}})

@@ -186,6 +186,11 @@ func stopMount(ctx context.Context, target string, pid int, exited <-chan struct
 				} else if !isMountProcess(pid, target) {
 					return nil
 				}
+				if _, mounted, err := mountAt(target); err == nil && !mounted {
+					// Unmounted (lazily, if something still held it): the
+					// process exits once it has written everything back.
+					return nil
+				}
 				select {
 				case <-ctx.Done():
 					return fmt.Errorf("s3gfs mount process %d of %s did not exit: %w", pid, target, ctx.Err())

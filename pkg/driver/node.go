@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -336,6 +337,11 @@ func (n *nodeServer) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstage
 		return nil, fmt.Errorf("%w: %s has %s mounted, not s3gfs", ErrPrecondition, staging, m.FSType)
 	}
 	if mounted {
+		if others, err := bindsOf(m.MajMin, staging); err != nil {
+			return nil, err
+		} else if len(others) > 0 {
+			return nil, fmt.Errorf("%w: volume %s is still published at %s (unpublish it first)", ErrPrecondition, req.GetVolumeId(), others[0])
+		}
 		uctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		if err := n.cfg.Mounter.Unmount(uctx, staging, pid); err != nil {
@@ -376,6 +382,13 @@ func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 	}
 	if !staged || sm.FSType != fuseType {
 		return nil, fmt.Errorf("%w: volume %s is not staged at %s (call NodeStageVolume first)", ErrPrecondition, req.GetVolumeId(), staging)
+	}
+	if req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
+		if others, err := bindsOf(sm.MajMin, staging, target); err != nil {
+			return nil, err
+		} else if len(others) > 0 {
+			return nil, fmt.Errorf("%w: volume %s is single-node-single-writer and already published at %s", ErrPrecondition, req.GetVolumeId(), others[0])
+		}
 	}
 	if tm, mounted, err := mountAt(target); err != nil {
 		return nil, err
@@ -482,6 +495,7 @@ func (n *nodeServer) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCa
 	for _, c := range []csi.NodeServiceCapability_RPC_Type{
 		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
 		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 	} {
 		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: c}}})
 	}
@@ -490,4 +504,20 @@ func (n *nodeServer) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCa
 
 func (n *nodeServer) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
 	return &csi.NodeGetInfoResponse{NodeId: n.cfg.NodeID}, nil
+}
+
+// bindsOf lists the mountpoints of device majMin other than those given:
+// where a staged volume is still bind-mounted.
+func bindsOf(majMin string, except ...string) ([]string, error) {
+	ms, err := readMounts()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range ms {
+		if m.MajMin == majMin && m.FSType == fuseType && !slices.Contains(except, m.MountPoint) {
+			out = append(out, m.MountPoint)
+		}
+	}
+	return out, nil
 }

@@ -41,7 +41,7 @@ type Server struct {
 func NewControllerServer(name, version string, cfg ControllerConfig) *Server {
 	s := newServer(name, version, "controller")
 	g := newGuard()
-	csi.RegisterIdentityServer(s.grpc, &identityServer{name: s.Name, version: s.Version, controller: true})
+	csi.RegisterIdentityServer(s.grpc, &identityServer{name: s.Name, version: s.Version})
 	csi.RegisterControllerServer(s.grpc, newControllerServer(cfg, g))
 	return s
 }

@@ -220,3 +220,23 @@ func pinsOf(ctx context.Context, store objstore.Store, l loc) ([]*csi.Snapshot, 
 	}
 	return out, nil
 }
+
+func (c *controllerServer) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (*csi.GetSnapshotResponse, error) {
+	l, name, err := parseSnapshotID("snapshot_id", req.GetSnapshotId())
+	if err != nil {
+		return nil, err
+	}
+	store, err := c.openStore(ctx, l, req.GetSecrets())
+	if err != nil {
+		return nil, err
+	}
+	keys, _ := format.NewKeys(l.Prefix)
+	pin, err := snapshot.Get(ctx, store, keys, name)
+	if errors.Is(err, objstore.ErrNoBucket) {
+		return nil, fmt.Errorf("%w: snapshot %s", ErrNotFound, req.GetSnapshotId())
+	}
+	if err != nil && !errors.Is(err, snapshot.ErrCorrupt) {
+		return nil, err
+	}
+	return &csi.GetSnapshotResponse{Snapshot: snapshotEntry(l, pin)}, nil
+}
