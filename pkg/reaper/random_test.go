@@ -321,7 +321,6 @@ func pinAt(pins map[string]instant, t time.Time) (string, bool) {
 	return "", false
 }
 
-
 func slicesDelete(s []string, v string) []string {
 	out := s[:0]
 	for _, x := range s {
