@@ -54,6 +54,23 @@ func (fs *FS) dirInode(ctx context.Context, id uint64) (*inode, error) {
 	return ino, nil
 }
 
+// freshen brings directory dir up to its newest version in the store,
+// whatever the age of this host's view.
+func (fs *FS) freshen(ctx context.Context, dir *inode) error {
+	dir.commitMu.Lock()
+	err := fs.refresh(ctx, dir)
+	dir.commitMu.Unlock()
+	if err != nil {
+		return err
+	}
+	dir.mu.Lock()
+	defer dir.mu.Unlock()
+	if dir.cur.Kind == format.KindTombstone {
+		return fmt.Errorf("directory %016x: %w (removed)", dir.id, ErrNotExist)
+	}
+	return nil
+}
+
 // entry returns the entry name of dir.
 func (dir *inode) entry(name string) (format.Entry, bool) {
 	dir.mu.Lock()
@@ -513,6 +530,22 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		return nil
 	}
 	te, targetExists := dst.entry(newName)
+	if src != dst || (targetExists && te.ChildKind == format.KindDir && flags&RenameExchange == 0) {
+		// This rename takes more than one commit (a cross-directory move,
+		// or a directory it replaces is removed first), and its first
+		// step is visible to other hosts before its last one decides it.
+		// Check the source against the store first, so that a view up to
+		// one sync interval old does not start a move of a name another
+		// host already moved away (which would then fail, having shown a
+		// transient name meanwhile).
+		if err := fs.freshen(ctx, src); err != nil {
+			return err
+		}
+		if se, ok = src.entry(oldName); !ok {
+			return ErrNotExist
+		}
+		te, targetExists = dst.entry(newName)
+	}
 	if flags&RenameExchange != 0 {
 		if !targetExists {
 			return ErrNotExist
