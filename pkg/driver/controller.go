@@ -2,11 +2,11 @@ package driver
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"crypto/sha256"
 	"sort"
 	"strconv"
 	"strings"

@@ -1,11 +1,13 @@
 package driver_test
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +51,7 @@ type plugins struct {
 	node           csi.NodeClient
 	s3             *testenv.Server
 	secrets        map[string]string
+	cs, ns         *driver.Server
 }
 
 func startPlugins(t *testing.T) *plugins {
@@ -77,6 +80,7 @@ func startPlugins(t *testing.T) *plugins {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.cs, p.ns = cs, ns
 	go cs.Serve("unix://" + p.controllerSock)
 	go ns.Serve("unix://" + p.nodeSock)
 	t.Cleanup(func() { cs.Stop(); ns.Stop() })
@@ -140,4 +144,22 @@ func keysOf(t *testing.T, s3 *testenv.Server, bucket string) []string {
 			return out
 		}
 	}
+}
+
+// syncBuf is a bytes.Buffer safe for concurrent writers.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
