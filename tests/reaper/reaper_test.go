@@ -184,4 +184,4 @@ func must(t *testing.T, err error) {
 	}
 }
 
-var metricsAddrRE = regexp.MustCompile(`serving metrics addr=(\S+)`)
+var metricsAddrRE = regexp.MustCompile(`msg="serving metrics" addr=(\S+)`)
