@@ -17,13 +17,15 @@ help:
 	@echo "make test   vet, then every test: unit, S3 conformance, FUSE integration (needs root and /dev/fuse)"
 	@echo "make test-minio  the S3 conformance and FUSE integration tests against MinIO (installs it: slow the first time)"
 	@echo "make unit   the fast tests only (no S3 server, no FUSE)"
-	@echo "make build  binaries into bin/"
+	@echo "make build  binaries into bin/ (s3gfs, s3gfs-csi-controller, s3gfs-csi-node)"
 	@echo "make tools  install the pinned S3 server used by tests and make run"
 	@echo "make fuzz   run each fuzz target for FUZZTIME (default 30s)"
 	@echo "make torture  the multi-host torture test for TORTURE_DURATION (default 10m; S3GFS_TORTURE_SEED replays a seed)"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/s3gfs ./cmd/s3gfs
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/s3gfs-csi-controller ./cmd/controller
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/s3gfs-csi-node ./cmd/node
 
 tools:
 	scripts/install-tools.sh versitygw
