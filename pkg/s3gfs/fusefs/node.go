@@ -114,6 +114,11 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		return nil, 0, n.fsys.errno("open", err)
 	}
 	var ff uint32
+	if h.Direct() {
+		// The kernel's pages hold an older version that other open
+		// descriptors still read (see vfs.Handle): bypass them.
+		ff |= fuse.FOPEN_DIRECT_IO
+	}
 	if keep {
 		ff |= fuse.FOPEN_KEEP_CACHE
 	} else {

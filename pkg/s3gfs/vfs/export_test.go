@@ -1,5 +1,7 @@
 package vfs
 
+import "time"
+
 // Test-only accessors for package vfs_test.
 
 // BufferPoolUsage reports the bytes of write-back buffers handed out and the
@@ -33,4 +35,14 @@ func (fs *FS) InodeVersion(id uint64) (cur, next uint64) {
 		return 0, ino.nextVersion
 	}
 	return ino.cur.Version, ino.nextVersion
+}
+
+// OldestHeld is the store time this host's ping holds back the reaper from.
+func (fs *FS) OldestHeld() time.Time { return fs.oldestHeld() }
+
+// VersionTime is the store time of the version h reads.
+func (h *Handle) VersionTime() time.Time {
+	h.ino.mu.Lock()
+	defer h.ino.mu.Unlock()
+	return h.verTime
 }

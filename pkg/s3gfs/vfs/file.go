@@ -80,13 +80,18 @@ func (ino *inode) sourceLocked(idx uint64) source {
 // committedSourceLocked returns where extent idx's content lives in the
 // committed version cur.
 func (ino *inode) committedSourceLocked(idx uint64) source {
-	if ino.cur.Inline {
+	return versionSource(ino.cur, idx)
+}
+
+// versionSource returns where extent idx's content lives in file version v.
+func versionSource(v *format.Inode, idx uint64) source {
+	if v.Inline {
 		if idx == 0 {
-			return source{inline: ino.cur.Data}
+			return source{inline: v.Data}
 		}
 		return source{}
 	}
-	xs := ino.cur.Extents // sorted by Index (format rule)
+	xs := v.Extents // sorted by Index (format rule)
 	if i := sort.Search(len(xs), func(i int) bool { return xs[i].Index >= idx }); i < len(xs) && xs[i].Index == idx {
 		return source{ref: xs[i], hasRef: true}
 	}
@@ -98,9 +103,20 @@ func (s source) same(o source) bool {
 }
 
 // Handle is an open file.
+//
+// A handle reads the version it opened (protocol invariant 5) while other
+// hosts commit newer ones: ver is that version. An open on this host after
+// another host's commit installs the newer version as cur for itself and
+// later opens, while older handles keep reading ver, until this host
+// changes the file's content (then every handle reads cur, with the local
+// changes: descriptors of one host share what it writes).
 type Handle struct {
 	ino      *inode
 	writable bool
+	direct   bool          // bypass the kernel's page cache (see inode.mixed)
+	ver      *format.Inode // the version opened; guarded by ino.mu
+	verTime  time.Time     // its store time
+	gen      uint64        // ino.localGen at open
 	mu       sync.Mutex
 	seqEnd   int64 // end of the previous read, for readahead
 	ahead    int64 // readahead issued up to here
@@ -109,10 +125,26 @@ type Handle struct {
 // ID is the inode id the handle refers to.
 func (h *Handle) ID() uint64 { return h.ino.id }
 
-// Open opens inode id. Unless the inode is already open or dirty on this
-// host it is revalidated against the store first (close-to-open
-// consistency). keepCache reports whether the kernel may keep its cached
-// pages of the file.
+// Direct reports whether reads and writes of this handle must bypass the
+// kernel's page cache: the cache holds pages of an older version that
+// other handles on this host still read.
+func (h *Handle) Direct() bool { return h.direct }
+
+// pinnedLocked returns the older version h reads instead of cur, or nil.
+// ino.mu is held.
+func (h *Handle) pinnedLocked() *format.Inode {
+	ino := h.ino
+	if h.ver == nil || h.ver == ino.cur || h.gen != ino.localGen || ino.dirtyLocked() ||
+		h.ver.Kind != format.KindFile || ino.cur.Kind != format.KindFile {
+		return nil
+	}
+	return h.ver
+}
+
+// Open opens inode id. Unless this host has uncommitted changes of it, it
+// is revalidated against the store first (close-to-open consistency).
+// keepCache reports whether the kernel may keep its cached pages of the
+// file; Handle.Direct whether the handle must bypass them.
 func (fs *FS) Open(ctx context.Context, id uint64, writable bool) (h *Handle, keepCache bool, err error) {
 	if writable {
 		if err := fs.writable(); err != nil {
@@ -123,10 +155,14 @@ func (fs *FS) Open(ctx context.Context, id uint64, writable bool) (h *Handle, ke
 	if err != nil {
 		return nil, false, err
 	}
+	// Close-to-open: revalidate, unless this host has uncommitted changes
+	// (they are committed, and so merged with others', at close or fsync).
+	// Handles already open keep the version they opened (see Handle).
 	ino.mu.Lock()
-	idle := ino.open == 0 && !ino.dirtyLocked()
+	clean := !ino.dirtyLocked()
+	before := ino.cur
 	ino.mu.Unlock()
-	if idle {
+	if clean {
 		ino.commitMu.Lock()
 		err := fs.refresh(ctx, ino)
 		ino.commitMu.Unlock()
@@ -144,13 +180,25 @@ func (fs *FS) Open(ctx context.Context, id uint64, writable bool) (h *Handle, ke
 			return nil, false, ErrIsDir
 		}
 	}
+	if ino.open > 0 && ino.cur != before && ino.cur.Kind == format.KindFile {
+		ino.mixed = true
+	}
 	ino.open++
+	h = &Handle{ino: ino, writable: writable, direct: ino.mixed, ver: ino.cur, verTime: ino.curTime, gen: ino.localGen}
+	if ino.handles == nil {
+		ino.handles = map[*Handle]struct{}{}
+	}
+	ino.handles[h] = struct{}{}
 	fs.mu.Lock()
 	fs.openSet[ino] = struct{}{}
 	fs.mu.Unlock()
 	keep := !ino.changed
-	ino.changed = false
-	return &Handle{ino: ino, writable: writable}, keep, nil
+	if !ino.mixed {
+		// (While mixed, the older handles' pages must stay; new handles
+		// bypass them and the flag waits for the last close.)
+		ino.changed = false
+	}
+	return h, keep, nil
 }
 
 // Release closes a handle, committing the file if it was the last one.
@@ -158,11 +206,18 @@ func (fs *FS) Release(ctx context.Context, h *Handle) error {
 	ino := h.ino
 	ino.mu.Lock()
 	ino.open--
+	delete(ino.handles, h)
 	last := ino.open == 0
 	if last {
 		fs.mu.Lock() // lock order: inode.mu may be held while taking FS.mu
 		delete(fs.openSet, ino)
 		fs.mu.Unlock()
+		if ino.mixed {
+			// The kernel's pages may be of an older version: the next
+			// open drops them.
+			ino.mixed = false
+			ino.changed = true
+		}
 	}
 	unlinked := last && ino.unlinked
 	ino.mu.Unlock()
@@ -202,11 +257,47 @@ func (fs *FS) Read(ctx context.Context, h *Handle, dest []byte, off int64) (int,
 	if err := fs.checkFenced(); err != nil {
 		return 0, err
 	}
+	h.ino.mu.Lock()
+	pin := h.pinnedLocked()
+	h.ino.mu.Unlock()
+	if pin != nil {
+		return fs.readVersion(ctx, h.ino.id, pin, dest, uint64(off))
+	}
 	n, err := fs.readAt(ctx, h.ino, dest, uint64(off))
 	if err == nil && n > 0 {
 		fs.readahead(h, off, n)
 	}
 	return n, err
+}
+
+// readVersion reads [off, off+len(dest)) of committed file version v.
+func (fs *FS) readVersion(ctx context.Context, id uint64, v *format.Inode, dest []byte, off uint64) (int, error) {
+	if off >= v.Size {
+		return 0, nil
+	}
+	dest = dest[:min(uint64(len(dest)), v.Size-off)]
+	E := uint64(fs.extSize)
+	for pos := off; pos < off+uint64(len(dest)); {
+		idx := pos / E
+		within := int(pos % E)
+		n := int(min(E-uint64(within), off+uint64(len(dest))-pos))
+		out := dest[pos-off : pos-off+uint64(n)]
+		src := versionSource(v, idx)
+		switch {
+		case src.inline != nil:
+			copyClip(out, src.inline, within)
+		case src.hasRef:
+			data, err := fs.fetchExtent(ctx, id, src.ref)
+			if err != nil {
+				return 0, err
+			}
+			copyClip(out, data, within)
+		default:
+			clear(out)
+		}
+		pos += uint64(n)
+	}
+	return len(dest), nil
 }
 
 type fetchJob struct {

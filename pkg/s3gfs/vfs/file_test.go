@@ -432,12 +432,24 @@ func TestCloseToOpenTwoHosts(t *testing.T) {
 	got := make([]byte, len(v1))
 	readAt(t, b, hb, got, 0)
 	sameBytes(t, got, v1, "b's already-open handle after a's close")
-	// Observed: handles of one host share the inode's state, so a second
-	// open on b while hb is open is not revalidated and also sees v1.
-	hb2, keep, err := b.Open(ctx, id, false)
+	// Invariant 5 again: an open on b after a's close sees a's data, even
+	// while another handle on b holds the file open; that one keeps v1,
+	// and the new one bypasses the kernel's pages (which hold v1).
+	hb2, _, err := b.Open(ctx, id, false)
 	must(t, err)
-	sameBytes(t, readAll(t, b, hb2), v1, "second handle opened on b while the first is open")
-	_ = keep
+	sameBytes(t, readAll(t, b, hb2), v2, "second handle opened on b while the first is open")
+	if !hb2.Direct() {
+		t.Fatal("a handle on a newer version than an open one may use the kernel's page cache")
+	}
+	readAt(t, b, hb, got, 0)
+	sameBytes(t, got, v1, "b's first handle after a second open saw v2")
+	if hb.Direct() {
+		t.Fatal("the first handle was opened for direct I/O")
+	}
+	// While hb reads v1, b's ping holds v1's time for the reaper.
+	if held, v1Time := b.OldestHeld(), hb.VersionTime(); !held.Equal(v1Time) {
+		t.Fatalf("b holds back the reaper from %v, want v1's time %v", held, v1Time)
+	}
 	must(t, b.Release(ctx, hb2))
 	must(t, b.Release(ctx, hb))
 

@@ -48,6 +48,7 @@ func addSpan(s []span, from, to int) []span {
 // noteChangeLocked records which version the local changes are made on,
 // at the first one since the last commit. ino.mu is held.
 func (ino *inode) noteChangeLocked() {
+	ino.localGen++ // handles pinned to an older version now follow cur (see Handle)
 	if ino.file.builtOn == nil {
 		ino.file.builtOn = ino.cur
 	}

@@ -244,13 +244,20 @@ func (fs *FS) oldestHeld() time.Time {
 	}
 	fs.mu.Unlock()
 	var oldest time.Time
-	for _, ino := range open {
-		ino.mu.Lock()
-		t := ino.curTime
-		ino.mu.Unlock()
+	hold := func(t time.Time) {
 		if !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
 			oldest = t
 		}
+	}
+	for _, ino := range open {
+		ino.mu.Lock()
+		hold(ino.curTime)
+		for h := range ino.handles {
+			if h.pinnedLocked() != nil {
+				hold(h.verTime)
+			}
+		}
+		ino.mu.Unlock()
 	}
 	return oldest
 }
