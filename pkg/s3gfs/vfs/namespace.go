@@ -530,16 +530,23 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		return nil
 	}
 	te, targetExists := dst.entry(newName)
-	if src != dst || (targetExists && te.ChildKind == format.KindDir && flags&RenameExchange == 0) {
+	if src != dst || (targetExists && flags&RenameExchange == 0 && (te.ChildKind == format.KindDir || te.Child == se.Child)) {
 		// This rename takes more than one commit (a cross-directory move,
 		// or a directory it replaces is removed first), and its first
-		// step is visible to other hosts before its last one decides it.
-		// Check the source against the store first, so that a view up to
+		// step is visible to other hosts before its last one decides it;
+		// or it would do nothing, finding both names on one inode. Check
+		// both directories against the store first, so that a view up to
 		// one sync interval old does not start a move of a name another
 		// host already moved away (which would then fail, having shown a
-		// transient name meanwhile).
+		// transient name meanwhile), remove a directory that is no longer
+		// the target, or skip a rename because of a name since moved.
 		if err := fs.freshen(ctx, src); err != nil {
 			return err
+		}
+		if dst != src {
+			if err := fs.freshen(ctx, dst); err != nil {
+				return err
+			}
 		}
 		if se, ok = src.entry(oldName); !ok {
 			return ErrNotExist
