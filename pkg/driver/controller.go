@@ -11,13 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/klog/v2"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
-	"github.com/s3gfs/s3gfs/pkg/s3gfs/hosts"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore/s3store"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/snapshot"
@@ -42,11 +42,12 @@ type controllerServer struct {
 	guard *guard
 
 	mu    sync.Mutex
-	known map[loc]bool // buckets (with endpoint and region) seen, for ListSnapshots
+	known map[loc]bool        // buckets (with endpoint and region) seen, for ListSnapshots
+	jobs  map[string]*copyJob // copies in progress, by loc.key()
 }
 
 func newControllerServer(cfg ControllerConfig, g *guard) *controllerServer {
-	c := &controllerServer{cfg: cfg, guard: g, known: map[loc]bool{}}
+	c := &controllerServer{cfg: cfg, guard: g, known: map[loc]bool{}, jobs: map[string]*copyJob{}}
 	for _, b := range cfg.ListBuckets {
 		c.known[loc{Bucket: b}] = true
 	}
@@ -80,10 +81,12 @@ type volRecord struct {
 	Source string `json:"source,omitempty"`
 	// ReadOnlyView: the volume is the source volume at AsOf, shown by
 	// read-only mounts of SourcePrefix; it has no objects of its own.
-	ReadOnlyView bool      `json:"readOnlyView,omitempty"`
-	SourcePrefix string    `json:"sourcePrefix,omitempty"`
-	AsOf         time.Time `json:"asOf,omitzero"`
-	Created      time.Time `json:"created"`
+	ReadOnlyView bool   `json:"readOnlyView,omitempty"`
+	SourcePrefix string `json:"sourcePrefix,omitempty"`
+	// SourceSnapshot names the snapshot pin a read-only view mounts.
+	SourceSnapshot string    `json:"sourceSnapshot,omitempty"`
+	AsOf           time.Time `json:"asOf,omitzero"`
+	Created        time.Time `json:"created"`
 }
 
 // sameRequest reports whether r and o were asked for with the same
@@ -220,6 +223,12 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	default:
 		return nil, invalid("volume_content_source", "neither a snapshot nor a volume")
 	}
+	if want.Source != "" {
+		want.SourcePrefix = srcLoc.Prefix
+		if want.ReadOnlyView {
+			want.SourceSnapshot = srcSnap
+		}
+	}
 	if want.Source != "" && (srcLoc.Bucket != l.Bucket || srcLoc.Endpoint != l.Endpoint || srcLoc.Region != l.Region) {
 		return nil, invalid("volume_content_source", "the source must be in the same bucket (and endpoint) as the new volume; %s is in %s", name, l.Bucket)
 	}
@@ -253,10 +262,9 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 		// The source's point in time is fixed now, before anything is
 		// written, so that a retried CreateVolume continues the same copy.
 		if want.Source != "" {
-			if want.AsOf, err = c.sourceTime(ctx, store, srcLoc, srcSnap); err != nil {
+			if want.AsOf, err = c.sourceTime(ctx, store, srcLoc, srcSnap, name); err != nil {
 				return nil, err
 			}
-			want.SourcePrefix = srcLoc.Prefix
 		}
 		b, _ := json.Marshal(want)
 		if _, err := store.PutIfAbsent(ctx, recordKey(l.Prefix), b); err != nil {
@@ -283,6 +291,7 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	if rec.ReadOnlyView {
 		vctx[CtxAsOf] = rec.AsOf.UTC().Format(time.RFC3339Nano)
 		vctx[CtxSourcePrefix] = rec.SourcePrefix
+		vctx[CtxSnapshot] = rec.SourceSnapshot
 	}
 	if rec.CacheSize > 0 {
 		vctx[CtxCacheSize] = strconv.FormatInt(rec.CacheSize, 10)
@@ -333,8 +342,10 @@ func checkFree(ctx context.Context, store objstore.Store, l loc) error {
 }
 
 // sourceTime is the point in time a new volume copies or shows: the
-// snapshot's pin, or now (by the store's clock) for a clone.
-func (c *controllerServer) sourceTime(ctx context.Context, store objstore.Store, src loc, snap string) (time.Time, error) {
+// snapshot's pin, or for a clone the pin of a temporary snapshot of the
+// source (clonePin), which keeps the reaper from collecting what the copy
+// still has to read; it is deleted once the copy is complete.
+func (c *controllerServer) sourceTime(ctx context.Context, store objstore.Store, src loc, snap, name string) (time.Time, error) {
 	keys, _ := format.NewKeys(src.Prefix)
 	if snap != "" {
 		pin, err := snapshot.Get(ctx, store, keys, snap)
@@ -343,13 +354,30 @@ func (c *controllerServer) sourceTime(ctx context.Context, store objstore.Store,
 		}
 		return pin.Time, nil
 	}
-	if _, err := store.Head(ctx, keys.Volume()); err != nil {
+	if _, err := getRecord(ctx, store, src.Prefix); err != nil {
 		if errors.Is(err, objstore.ErrNotFound) {
-			return time.Time{}, fmt.Errorf("%w: source volume %s", ErrNotFound, src.URL())
+			return time.Time{}, fmt.Errorf("%w: source volume %s", ErrNotFound, src.VolumeID())
 		}
 		return time.Time{}, err
 	}
-	return hosts.ServerNow(ctx, store)
+	pin, err := snapshot.CreateWith(ctx, store, keys, clonePin(name), snapshot.Options{Creator: "s3gfs-csi", Label: "temporary: clone in progress"})
+	if err != nil && !errors.Is(err, snapshot.ErrExists) {
+		return time.Time{}, err
+	}
+	return pin.Time, nil
+}
+
+// clonePinPrefix starts the names of the driver's temporary pins; CSI
+// snapshot names may not use it, and ListSnapshots does not show them.
+const clonePinPrefix = "csi-clone-"
+
+func clonePin(volumeName string) string { return clonePinPrefix + volumeName }
+
+// copyJob is a copy from a source running in the background: a CSI call
+// that times out leaves it running, and the CO's retry waits for it again.
+type copyJob struct {
+	done chan struct{}
+	err  error
 }
 
 // materialize makes sure the volume of rec exists (finishing an
@@ -362,18 +390,66 @@ func (c *controllerServer) materialize(ctx context.Context, store objstore.Store
 	opts := volume.FormatOptions{ExtentSize: rec.ExtentSize, InlineLimit: rec.InlineLimit}
 	opts.Retention, _ = time.ParseDuration(rec.Retention)
 	if rec.Source != "" {
-		srcKeys, _ := format.NewKeys(rec.SourcePrefix)
-		src, err := volume.Open(ctx, store, volume.URL{Bucket: l.Bucket, Prefix: rec.SourcePrefix}, false)
-		if err != nil {
-			return fmt.Errorf("source volume: %w", err)
+		if _, err := store.Head(ctx, keys.Volume()); err == nil {
+			return nil // copied and formatted
 		}
-		opts.ExtentSize, opts.InlineLimit = src.Header.ExtentSize, src.Header.InlineLimit
-		if _, err := store.Head(ctx, keys.Volume()); errors.Is(err, objstore.ErrNotFound) {
-			if err := copyVolume(ctx, store, srcKeys, keys, rec.AsOf); err != nil {
-				return fmt.Errorf("copy %s as of %s: %w", src.URL, rec.AsOf.Format(time.RFC3339), err)
-			}
+		c.mu.Lock()
+		j := c.jobs[l.key()]
+		if j == nil {
+			j = &copyJob{done: make(chan struct{})}
+			c.jobs[l.key()] = j
+			go func() {
+				jctx, cancel := context.WithTimeout(context.Background(), 6*time.Hour)
+				defer cancel()
+				j.err = c.copyFromSource(jctx, store, l, rec, opts)
+				c.mu.Lock()
+				delete(c.jobs, l.key())
+				c.mu.Unlock()
+				close(j.done)
+			}()
+		}
+		c.mu.Unlock()
+		select {
+		case <-j.done:
+			return j.err
+		case <-ctx.Done():
+			return fmt.Errorf("%w (the copy from %s goes on; a retry waits for it)", ctx.Err(), rec.Source)
 		}
 	}
+	return formatOrCheck(ctx, store, l, opts)
+}
+
+// copyFromSource copies the source at rec.AsOf into l, then formats l with
+// the source's extent size and inline limit, then drops a clone's
+// temporary pin.
+func (c *controllerServer) copyFromSource(ctx context.Context, store objstore.Store, l loc, rec *volRecord, opts volume.FormatOptions) error {
+	keys, _ := format.NewKeys(l.Prefix)
+	srcKeys, _ := format.NewKeys(rec.SourcePrefix)
+	src, err := volume.Open(ctx, store, volume.URL{Bucket: l.Bucket, Prefix: rec.SourcePrefix}, false)
+	if err != nil {
+		return fmt.Errorf("source volume: %w", err)
+	}
+	opts.ExtentSize, opts.InlineLimit = src.Header.ExtentSize, src.Header.InlineLimit
+	start := time.Now()
+	n, err := copyVolume(ctx, store, srcKeys, keys, rec.AsOf)
+	if err != nil {
+		return fmt.Errorf("copy %s as of %s: %w", src.URL, rec.AsOf.Format(time.RFC3339), err)
+	}
+	klog.InfoS("copied source", "source", rec.Source, "asOf", rec.AsOf, "volume", l.VolumeID(), "objects", n, "duration", time.Since(start))
+	if err := formatOrCheck(ctx, store, l, opts); err != nil {
+		return err
+	}
+	if strings.HasPrefix(rec.Source, volumeIDTag+":") {
+		if err := snapshot.Delete(ctx, store, srcKeys, clonePin(rec.Name)); err != nil {
+			klog.ErrorS(err, "delete the temporary pin of a clone", "volume", l.VolumeID())
+		}
+	}
+	return nil
+}
+
+// formatOrCheck formats the volume at l, or checks the one already there
+// (a repeated CreateVolume) has the parameters asked for.
+func formatOrCheck(ctx context.Context, store objstore.Store, l loc, opts volume.FormatOptions) error {
 	_, err := volume.Format(ctx, store, l.URL(), opts)
 	if errors.Is(err, volume.ErrExists) {
 		v, err := volume.Open(ctx, store, l.URL(), false)
@@ -392,7 +468,26 @@ func (c *controllerServer) materialize(ctx context.Context, store objstore.Store
 // existed at asOf (the store's LastModified at or before it, FORMAT §7)
 // into dst. The destination's header is written after it, by Format, so an
 // interrupted copy leaves no mountable volume and is resumed by the retry.
-func copyVolume(ctx context.Context, store objstore.Store, src, dst format.Keys, asOf time.Time) error {
+func copyVolume(ctx context.Context, store objstore.Store, src, dst format.Keys, asOf time.Time) (int, error) {
+	// What an interrupted copy already made is not copied again.
+	have := map[string]bool{}
+	for _, prefix := range []string{dst.InodesPrefix(), dst.ExtentsPrefix()} {
+		after := ""
+		for {
+			page, err := store.List(ctx, prefix, after, 0)
+			if err != nil {
+				return 0, err
+			}
+			for _, o := range page.Objects {
+				have[o.Key] = true
+				after = o.Key
+			}
+			if !page.Truncated {
+				break
+			}
+		}
+	}
+	var copied atomic.Int64
 	type job struct{ from, to string }
 	jobs := make(chan job)
 	errc := make(chan error, 1)
@@ -409,6 +504,8 @@ func copyVolume(ctx context.Context, store objstore.Store, src, dst format.Keys,
 					_, err = store.PutIfAbsent(cctx, j.to, body)
 					if errors.Is(err, objstore.ErrExists) {
 						err = nil
+					} else if err == nil {
+						copied.Add(1)
 					}
 				}
 				if err != nil {
@@ -443,6 +540,9 @@ func copyVolume(ctx context.Context, store objstore.Store, src, dst format.Keys,
 					} else {
 						continue // not an s3gfs object
 					}
+					if have[to] {
+						continue
+					}
 					select {
 					case jobs <- job{o.Key, to}:
 					case <-cctx.Done():
@@ -459,10 +559,10 @@ func copyVolume(ctx context.Context, store objstore.Store, src, dst format.Keys,
 	wg.Wait()
 	select {
 	case err := <-errc:
-		return err
+		return int(copied.Load()), err
 	default:
 	}
-	return listErr
+	return int(copied.Load()), listErr
 }
 
 func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
@@ -478,6 +578,12 @@ func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 		return nil, err
 	}
 	defer release()
+	c.mu.Lock()
+	copying := c.jobs[l.key()] != nil
+	c.mu.Unlock()
+	if copying {
+		return nil, fmt.Errorf("%w: volume %s is still being copied from its source", ErrInFlight, l.VolumeID())
+	}
 	store, err := c.openStore(ctx, l, req.GetSecrets())
 	if err != nil {
 		return nil, err

@@ -160,6 +160,14 @@ func stagedSpec(l loc, vctx map[string]string) (MountSpec, error) {
 		}
 		spec.URL = (loc{Bucket: l.Bucket, Prefix: src}).URL().String()
 		spec.AsOf = t.UTC().Format(time.RFC3339Nano)
+		if name := vctx[CtxSnapshot]; name != "" {
+			// The pin's name, not its time: a pinned instant is never
+			// refused as older than the reaper keeps.
+			if err := validateName("volume_context "+CtxSnapshot, name); err != nil {
+				return spec, err
+			}
+			spec.AsOf = name
+		}
 		spec.ReadOnly = true
 	}
 	if c := vctx[CtxCacheSize]; c != "" {

@@ -45,6 +45,7 @@ const (
 	CtxRegion       = "region"
 	CtxAsOf         = "asOf"         // mount this point in time (read-only)
 	CtxSourcePrefix = "sourcePrefix" // with asOf: the volume whose past is shown
+	CtxSnapshot     = "snapshot"     // with asOf: the snapshot pin mounted (kept by the reaper)
 	CtxCacheSize    = "cacheSize"
 	CtxSyncInterval = "syncInterval"
 )

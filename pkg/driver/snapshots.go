@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -43,6 +44,9 @@ func (c *controllerServer) CreateSnapshot(ctx context.Context, req *csi.CreateSn
 	}
 	if err := snapshot.ValidateName(name); err != nil {
 		return nil, invalid("name", "%v", err)
+	}
+	if strings.HasPrefix(name, clonePinPrefix) {
+		return nil, invalid("name", "%q: names starting with %s are the driver's own", name, clonePinPrefix)
 	}
 	if req.GetSourceVolumeId() == "" {
 		return nil, invalid("source_volume_id", "missing")
@@ -103,6 +107,17 @@ func (c *controllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSn
 	defer release()
 	store, err := c.openStore(ctx, l, req.GetSecrets())
 	if err != nil {
+		return nil, err
+	}
+	// A read-only view restored from the snapshot mounts its pin: the
+	// snapshot stays until the view is deleted.
+	if views, err := volumesIn(ctx, store, l); err == nil {
+		for _, v := range views {
+			if rec, err := getRecord(ctx, store, v.Prefix); err == nil && rec.ReadOnlyView && rec.Source == req.GetSnapshotId() {
+				return nil, fmt.Errorf("%w: snapshot %s is in use by volume %s (a read-only view of it); delete that first", ErrPrecondition, req.GetSnapshotId(), rec.Name)
+			}
+		}
+	} else if !errors.Is(err, objstore.ErrNoBucket) {
 		return nil, err
 	}
 	keys, _ := format.NewKeys(l.Prefix)
@@ -214,7 +229,7 @@ func pinsOf(ctx context.Context, store objstore.Store, l loc) ([]*csi.Snapshot, 
 	}
 	var out []*csi.Snapshot
 	for _, p := range pins {
-		if validateName("", p.Name) == nil {
+		if validateName("", p.Name) == nil && !strings.HasPrefix(p.Name, clonePinPrefix) {
 			out = append(out, snapshotEntry(l, p))
 		}
 	}

@@ -21,9 +21,12 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/s3gfs/s3gfs/internal/testenv"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore/s3store"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -296,6 +299,12 @@ func TestTwoNodesSnapshotsAndPluginRestart(t *testing.T) {
 	if err := os.WriteFile(a3+"/x", []byte("x"), 0o644); err == nil {
 		t.Error("wrote into a read-only restore")
 	}
+	if again := create("pvc-restored-ro", rox, src); again.VolumeId != roVol.VolumeId {
+		t.Errorf("repeated CreateVolume from a snapshot gave %s, then %s", roVol.VolumeId, again.VolumeId)
+	}
+	if _, err := ctrl.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: snap.Snapshot.SnapshotId, Secrets: secrets}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("DeleteSnapshot of a snapshot a read-only view uses: %v, want FailedPrecondition", err)
+	}
 	rwVol := create("pvc-restored-rw", rwx, src)
 	b3 := publish("b", rwVol, rwx, "pod-b3", false)
 	if err := readIs(b3+"/greeting", "hello-from-a\n")(); err != nil {
@@ -307,6 +316,17 @@ func TestTwoNodesSnapshotsAndPluginRestart(t *testing.T) {
 	pod(t, "echo mine > "+b3+"/greeting")
 	if err := readIs(a1+"/greeting", "changed-after-snapshot\n")(); err != nil {
 		t.Error("writing the restored copy changed the source:", err)
+	}
+	clone := create("pvc-clone", rwx, &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: shared.VolumeId}}})
+	a4 := publish("a", clone, rwx, "pod-a4", false)
+	if err := readIs(a4+"/greeting", "changed-after-snapshot\n")(); err != nil {
+		t.Error("clone:", err)
+	}
+	if err := readIs(a4+"/after", "new\n")(); err != nil {
+		t.Error("clone:", err)
+	}
+	if list, err := ctrl.ListSnapshots(ctx, &csi.ListSnapshotsRequest{SourceVolumeId: shared.VolumeId, Secrets: secrets}); err != nil || len(list.Entries) != 1 {
+		t.Errorf("snapshots of the cloned volume (the clone's temporary pin must be gone): %v %v", list, err)
 	}
 
 	t.Log("kill both node plugins while pods keep writing")
@@ -378,13 +398,16 @@ func TestTwoNodesSnapshotsAndPluginRestart(t *testing.T) {
 		return nil
 	})
 
-	if _, err := ctrl.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: snap.Snapshot.SnapshotId, Secrets: secrets}); err != nil {
-		t.Error(err)
-	}
-	for _, v := range []*csi.Volume{shared, roVol, rwVol} {
+	for _, v := range []*csi.Volume{roVol, shared, rwVol, clone} {
 		if _, err := ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: v.VolumeId, Secrets: secrets}); err != nil {
 			t.Error(err)
 		}
+	}
+	if _, err := ctrl.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: snap.Snapshot.SnapshotId, Secrets: secrets}); err != nil {
+		t.Error(err)
+	}
+	if keys := bucketKeys(t, s3, params["bucket"]); len(keys) > 0 {
+		t.Errorf("objects left after every volume and snapshot was deleted: %q", keys)
 	}
 	resp, err := (&netHTTP{}).get("http://" + metricsAddr + "/metrics")
 	if err != nil || !strings.Contains(resp, `s3gfs_csi_operations_total{code="OK",method="CreateVolume",service="controller"}`) {
@@ -392,4 +415,21 @@ func TestTwoNodesSnapshotsAndPluginRestart(t *testing.T) {
 	}
 	mounterB.cmd.Process.Signal(syscall.SIGTERM)
 	mounterB.cmd.Wait()
+}
+
+func bucketKeys(t *testing.T, s3 *testenv.Server, bucket string) []string {
+	t.Helper()
+	store, err := s3store.New(context.Background(), s3.Config(bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	page, err := store.List(context.Background(), "", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range page.Objects {
+		out = append(out, o.Key)
+	}
+	return out
 }
