@@ -58,6 +58,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeInode -fuzztime=$(FUZZTIME) ./pkg/s3gfs/format/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeVolume -fuzztime=$(FUZZTIME) ./pkg/s3gfs/format/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeExtent -fuzztime=$(FUZZTIME) ./pkg/s3gfs/format/
+	$(GO) test -run='^$$' -fuzz=FuzzParseVolumeID -fuzztime=$(FUZZTIME) ./pkg/driver/
+	$(GO) test -run='^$$' -fuzz=FuzzParseParams -fuzztime=$(FUZZTIME) ./pkg/driver/
 
 # The randomized multi-host torture test (tests/torture) for a long run.
 # `make test` skips the tests of known, not yet fixed bugs (see
