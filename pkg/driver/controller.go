@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/klog/v2"
 
@@ -613,6 +615,13 @@ func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 	if err := store.Delete(ctx, recordKey(l.Prefix)); err != nil {
 		return nil, err
 	}
+	if l.Prefix == "" && !rec.Retain {
+		// The volume had the bucket to itself: remove the bucket too, if
+		// nothing else was put in it.
+		if err := deleteBucket(ctx, store); err != nil {
+			klog.InfoS("kept the volume's bucket", "bucket", l.Bucket, "reason", err)
+		}
+	}
 	klog.InfoS("deleted volume", "volumeID", l.VolumeID(), "retained", rec.Retain)
 	return &csi.DeleteVolumeResponse{}, nil
 }
@@ -767,3 +776,20 @@ func volumesIn(ctx context.Context, store objstore.Store, l loc) ([]loc, error) 
 
 // digest is a hex digest of s.
 func digest(s string) string { return fmt.Sprintf("%x", sha256.Sum256([]byte(s))) }
+
+// deleteBucket removes the (empty) bucket of store, when the store can.
+func deleteBucket(ctx context.Context, store objstore.Store) error {
+	page, err := store.List(ctx, "", "", 1)
+	if err != nil {
+		return err
+	}
+	if len(page.Objects) > 0 {
+		return fmt.Errorf("bucket not empty: %s", page.Objects[0].Key)
+	}
+	sc, ok := store.(interface{ Client() *s3.Client })
+	if !ok {
+		return errors.New("the store cannot delete buckets")
+	}
+	_, err = sc.Client().DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(store.Bucket())})
+	return err
+}

@@ -3,6 +3,8 @@ package driver_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -308,4 +310,50 @@ func TestSecretsNeverShown(t *testing.T) {
 	if !strings.Contains(out, "CreateVolume") || !strings.Contains(out, "stripped") {
 		t.Errorf("logs do not show the calls with their secrets stripped:\n%.3000s", out)
 	}
+}
+
+// TestBucketPerVolume: each volume gets a bucket of its own, named from the
+// StorageClass's stem and the volume name, and loses it on deletion.
+func TestBucketPerVolume(t *testing.T) {
+	p := startPlugins(t)
+	ctx := context.Background()
+	stem := "bpv-" + randomStem()
+	params := map[string]string{driver.ParamBucket: stem, driver.ParamBucketPerVolume: "true", driver.ParamOnDelete: "delete"}
+	var ids []string
+	for _, name := range []string{"pvc-0e5f9a2c", "Mixed_Case.Name"} {
+		r, err := p.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: name, Parameters: params, VolumeCapabilities: []*csi.VolumeCapability{rwx}, Secrets: p.secrets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bucket := r.Volume.VolumeContext["bucket"]
+		if !strings.HasPrefix(bucket, stem+"-") || r.Volume.VolumeContext["prefix"] != "" {
+			t.Errorf("volume %s: bucket %q prefix %q", name, bucket, r.Volume.VolumeContext["prefix"])
+		}
+		if name == "pvc-0e5f9a2c" && bucket != stem+"-pvc-0e5f9a2c" {
+			t.Errorf("bucket %q, want %s-pvc-0e5f9a2c", bucket, stem)
+		}
+		if len(keysOf(t, p.s3, bucket)) < 2 {
+			t.Errorf("bucket %s has no volume", bucket)
+		}
+		ids = append(ids, r.Volume.VolumeId)
+	}
+	for _, id := range ids {
+		if _, err := p.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id, Secrets: p.secrets}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id, Secrets: p.secrets}); err != nil {
+			t.Fatal("second DeleteVolume:", err)
+		}
+		bucket := strings.Split(id, ":")[1]
+		store, _ := s3store.New(ctx, p.s3.Config(bucket))
+		if _, err := store.List(ctx, "", "", 1); err == nil || !strings.Contains(err.Error(), "bucket does not exist") {
+			t.Errorf("bucket %s still there after DeleteVolume: %v", bucket, err)
+		}
+	}
+}
+
+func randomStem() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
