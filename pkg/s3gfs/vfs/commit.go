@@ -22,6 +22,57 @@ const maxCommitAttempts = 64
 // race refresh and build again. build runs with ino.mu held and returns nil
 // when there is nothing to write; installed runs with ino.mu held after the
 // version was created. The caller holds ino.commitMu.
+// createVersion creates an inode version object with a conditional
+// create, within this host's lease (see withinLease). It settles what a
+// failed request leaves uncertain: it reports success when the key holds
+// exactly obj (a create that landed although its response was lost, or a
+// retry that met its own first attempt; no other host writes these bytes:
+// they carry this host's id and clock), ErrExists when it holds another
+// host's object, and an error only while the store cannot say which.
+// Reporting a create that landed as failed would make the caller apply
+// its change twice, or give up on a change that was made.
+func (fs *FS) createVersion(ctx context.Context, key string, obj []byte) (objstore.ObjectInfo, error) {
+	const attempts = 4
+	var err error
+	for i := 0; i < attempts; i++ {
+		if i > 0 {
+			time.Sleep(time.Duration(50<<i) * time.Millisecond)
+		}
+		if ferr := fs.checkFenced(); ferr != nil {
+			return objstore.ObjectInfo{}, ferr
+		}
+		lctx, cancel := fs.withinLease(ctx)
+		var info objstore.ObjectInfo
+		info, err = fs.store.PutIfAbsent(lctx, key, obj)
+		err = leaseErr(lctx, err)
+		if err == nil {
+			cancel()
+			return info, nil
+		}
+		if errors.Is(err, ErrFenced) || errors.Is(err, objstore.ErrAccessDenied) || errors.Is(err, objstore.ErrNoBucket) {
+			cancel()
+			return objstore.ObjectInfo{}, err
+		}
+		got, ginfo, gerr := fs.store.Get(lctx, key)
+		gerr = leaseErr(lctx, gerr)
+		cancel()
+		switch {
+		case gerr == nil && bytes.Equal(got, obj):
+			fs.log.Debug("conditional create reported a failure but holds our object", "key", key, "err", err)
+			return ginfo, nil
+		case gerr == nil:
+			return objstore.ObjectInfo{}, fmt.Errorf("%s: %w", key, objstore.ErrExists)
+		case errors.Is(gerr, objstore.ErrNotFound) && errors.Is(err, objstore.ErrExists):
+			// "Exists" yet nothing to read: try again.
+		case errors.Is(gerr, objstore.ErrNotFound):
+			// The create did not land: it is safe to send it again.
+		case errors.Is(gerr, ErrFenced):
+			return objstore.ObjectInfo{}, gerr
+		}
+	}
+	return objstore.ObjectInfo{}, err
+}
+
 func (fs *FS) casLoop(ctx context.Context, ino *inode, build func() (*format.Inode, error), installed func(n *format.Inode, at time.Time)) error {
 	ctx = context.WithoutCancel(ctx) // a commit is never abandoned halfway by an interrupt
 	for attempt := 0; ; attempt++ {
@@ -48,21 +99,7 @@ func (fs *FS) casLoop(ctx context.Context, ino *inode, build func() (*format.Ino
 			return err // a fenced host commits nothing (protocol invariant 8)
 		}
 		key := fs.keys.Inode(ino.id, next.Version)
-		lctx, cancel := fs.withinLease(ctx)
-		info, err := fs.store.PutIfAbsent(lctx, key, obj)
-		err = leaseErr(lctx, err)
-		cancel()
-		if errors.Is(err, objstore.ErrExists) {
-			// A store may answer "exists" to a create that did land: a
-			// retried request meeting its own first attempt, or a race
-			// answered 409. The object then holds exactly our bytes (no other
-			// host writes this writer id and these times): that is a win, and
-			// re-applying the change on top of itself would fail it.
-			if got, ginfo, gerr := fs.store.Get(ctx, key); gerr == nil && bytes.Equal(got, obj) {
-				fs.log.Debug("conditional create reported a conflict but holds our object", "key", key)
-				info, err = ginfo, nil
-			}
-		}
+		info, err := fs.createVersion(ctx, key, obj)
 		if err == nil {
 			ino.mu.Lock()
 			installed(next, info.LastModified)

@@ -1,7 +1,6 @@
 package vfs
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -191,20 +190,10 @@ func (fs *FS) newChild(ctx context.Context, dir *inode, n *format.Inode, caller 
 			return nil, err
 		}
 		key := fs.keys.Inode(n.ID, 1)
-		if err := fs.checkFenced(); err != nil {
-			return nil, err
-		}
-		lctx, cancel := fs.withinLease(context.WithoutCancel(ctx))
-		info, err := fs.store.PutIfAbsent(lctx, key, obj)
-		err = leaseErr(lctx, err)
-		cancel()
+		info, err := fs.createVersion(context.WithoutCancel(ctx), key, obj)
 		if errors.Is(err, objstore.ErrExists) {
-			if got, ginfo, gerr := fs.store.Get(ctx, key); gerr == nil && bytes.Equal(got, obj) {
-				info, err = ginfo, nil // our own create, reported as a conflict (see casLoop)
-			} else {
-				n.ID = randomID() // a 64-bit id collision (W8): draw another
-				continue
-			}
+			n.ID = randomID() // a 64-bit id collision (W8): draw another
+			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("create inode: %w", err)
@@ -432,7 +421,7 @@ func (fs *FS) dropReplaced(ctx context.Context, removed []format.Entry) error {
 			continue
 		}
 		if err == nil {
-			err = fs.dropLink(ctx, child)
+			err = fs.persist(ctx, func(ctx context.Context) error { return fs.dropLink(ctx, child) })
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("drop link of %016x: %w", e.Child, err))
@@ -629,7 +618,7 @@ func (fs *FS) renameAcross(ctx context.Context, src, dst *inode, se format.Entry
 			return err
 		}
 		dropMoveLink = func() {
-			if err := fs.dropLink(context.WithoutCancel(ctx), child); err != nil {
+			if err := fs.persist(ctx, func(ctx context.Context) error { return fs.dropLink(ctx, child) }); err != nil {
 				fs.log.Error("rename: could not lower the link count raised for the move", "inode", fmt.Sprintf("%016x", child.id), "err", err)
 			}
 		}
@@ -655,9 +644,13 @@ func (fs *FS) renameAcross(ctx context.Context, src, dst *inode, se format.Entry
 			uerr = fs.restoreDir(ctx, dst, newName, se.Child, replacedDir)
 		case len(replaced) > 0:
 			r := replaced[0]
-			uerr = fs.applyDir(ctx, dst, &dirChange{ops: []dirOp{{name: newName, child: r.Child, kind: r.ChildKind, exchange: true, replaceDir: se.Child}}})
+			uerr = fs.persist(ctx, func(ctx context.Context) error {
+				return fs.applyDir(ctx, dst, &dirChange{ops: []dirOp{{name: newName, child: r.Child, kind: r.ChildKind, exchange: true, replaceDir: se.Child}}})
+			})
 		default:
-			uerr = fs.applyDir(ctx, dst, &dirChange{ops: []dirOp{{name: newName, remove: true, child: se.Child}}})
+			uerr = fs.persist(ctx, func(ctx context.Context) error {
+				return fs.applyDir(ctx, dst, &dirChange{ops: []dirOp{{name: newName, remove: true, child: se.Child}}})
+			})
 		}
 		switch {
 		case uerr == nil:
@@ -678,6 +671,28 @@ func (fs *FS) renameAcross(ctx context.Context, src, dst *inode, se format.Entry
 	}
 	dropMoveLink()
 	return fs.dropReplaced(context.WithoutCancel(ctx), replaced)
+}
+
+// persist runs step, a cleanup an operation must finish once it has
+// begun changing the volume (giving back a raised link count, taking back
+// a transient name), again while it fails for reasons that may pass (the
+// store unreachable, a lost race whose re-read failed), within a few
+// seconds. Decided outcomes (the name or inode is gone, this host is
+// fenced) end it at once.
+func (fs *FS) persist(ctx context.Context, step func(context.Context) error) error {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for i := 0; i < 6; i++ {
+		if i > 0 {
+			time.Sleep(time.Duration(25<<i) * time.Millisecond)
+		}
+		err = step(ctx)
+		if err == nil || errors.Is(err, ErrNotExist) || errors.Is(err, ErrExist) || errors.Is(err, ErrFenced) ||
+			errors.Is(err, ErrNotEmpty) || errors.Is(err, ErrIsDir) || errors.Is(err, ErrNotDir) || errors.Is(err, ErrReadOnly) {
+			return err
+		}
+	}
+	return err
 }
 
 // raiseLink adds one to a non-directory's link count (rule W3).

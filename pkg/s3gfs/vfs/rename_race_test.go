@@ -1,0 +1,134 @@
+package vfs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore/memstore"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
+)
+
+// TestRacingCrossDirectoryRenamesKeepLinkCount: hosts race to move one
+// file out of one directory into others (rule W6). Exactly one move wins
+// each round, the file ends with exactly one name, and its link count,
+// raised by each move for its transient name, comes back to 1.
+func TestRacingCrossDirectoryRenamesKeepLinkCount(t *testing.T) {
+	e := newEnv(t)
+	const hosts = 3
+	var fss []*vfs.FS
+	for i := 0; i < hosts; i++ {
+		fss = append(fss, e.engine())
+	}
+	src := mkdir(t, fss[0], root, "src")
+	var dsts []uint64
+	for i := 0; i < hosts; i++ {
+		dsts = append(dsts, mkdir(t, fss[0], root, fmt.Sprintf("dst%d", i)))
+	}
+	for round := 0; round < 20; round++ {
+		name := fmt.Sprintf("f%d", round)
+		id := writeFile(t, fss[0], src, name, []byte("content"))
+		for _, fs := range fss {
+			lookup(t, fs, src, name) // every host sees the source before the race
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, hosts)
+		for i, fs := range fss {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = fs.Rename(context.Background(), src, name, dsts[i], name, 0)
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, vfs.ErrNotExist):
+				t.Fatalf("round %d: host %d: %v", round, i, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d moves succeeded, want exactly 1 (%v)", round, won, errs)
+		}
+		n := e.newest(id)
+		if n.Kind != format.KindFile || n.Nlink != 1 {
+			t.Fatalf("round %d: file after the race: kind %v nlink %d, want a file with nlink 1", round, n.Kind, n.Nlink)
+		}
+		fresh := e.engine()
+		found := 0
+		for _, d := range append([]uint64{src}, dsts...) {
+			if a, err := fresh.Lookup(context.Background(), d, name); err == nil && a.Ino == id {
+				found++
+			}
+		}
+		if found != 1 {
+			t.Fatalf("round %d: the file has %d names, want 1", round, found)
+		}
+	}
+}
+
+// TestRacingCrossDirectoryRenamesUnderFaults: the same race with store
+// requests failing before or after they take effect (a response lost in
+// transit). Renames may fail, but the file's link count always equals
+// the number of names it has, and it never loses its last name.
+func TestRacingCrossDirectoryRenamesUnderFaults(t *testing.T) {
+	e := newEnv(t)
+	const hosts = 3
+	var fss []*vfs.FS
+	for i := 0; i < hosts; i++ {
+		fss = append(fss, e.engine())
+	}
+	src := mkdir(t, fss[0], root, "src")
+	var dsts []uint64
+	for i := 0; i < hosts; i++ {
+		dsts = append(dsts, mkdir(t, fss[0], root, fmt.Sprintf("dst%d", i)))
+	}
+	r := rand.New(rand.NewPCG(7, 7))
+	var rmu sync.Mutex
+	fault := func(memstore.Op, string) error {
+		rmu.Lock()
+		defer rmu.Unlock()
+		if r.IntN(100) < 4 {
+			return objstore.ErrUnavailable
+		}
+		return nil
+	}
+	for round := 0; round < 40; round++ {
+		name := fmt.Sprintf("f%d", round)
+		id := writeFile(t, fss[0], src, name, []byte("content"))
+		for _, fs := range fss {
+			lookup(t, fs, src, name)
+		}
+		e.store.SetHooks(memstore.Hooks{Before: fault, After: fault})
+		var wg sync.WaitGroup
+		errs := make([]error, hosts)
+		for i, fs := range fss {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = fs.Rename(context.Background(), src, name, dsts[i], name, 0)
+			}()
+		}
+		wg.Wait()
+		e.store.SetHooks(memstore.Hooks{})
+		n := e.newest(id)
+		fresh := e.engine()
+		found := 0
+		for _, d := range append([]uint64{src}, dsts...) {
+			if a, err := fresh.Lookup(context.Background(), d, name); err == nil && a.Ino == id {
+				found++
+			}
+		}
+		if found == 0 || n.Kind != format.KindFile || int(n.Nlink) != found {
+			t.Fatalf("round %d: the file has %d names; its newest version is kind %v with nlink %d (renames: %v)", round, found, n.Kind, n.Nlink, errs)
+		}
+	}
+}
