@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"k8s.io/klog/v2"
@@ -16,7 +17,7 @@ import (
 
 var version = "dev"
 
-const usage = `Usage: controller [flags]
+const usage = `Usage: PROG [flags]
 
 The s3gfs CSI controller plugin. It serves the CSI identity and controller
 services on --endpoint for the csi-provisioner and csi-snapshotter sidecars.
@@ -31,14 +32,14 @@ instance profile). AWS_CA_BUNDLE is honoured. See docs/csi.md.
 
 Example (outside Kubernetes, against a local S3 server):
   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... \
-    controller --endpoint unix:///tmp/csi/controller.sock --s3-endpoint http://127.0.0.1:7070
+    PROG --endpoint unix:///tmp/csi/controller.sock --s3-endpoint http://127.0.0.1:7070
 
 Flags:
 `
 
 func main() {
 	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), strings.ReplaceAll(usage, "PROG", prog())); fs.PrintDefaults() }
 	endpoint := fs.String("endpoint", "unix:///csi/csi.sock", "CSI endpoint: the unix socket to serve on, unix:///path/csi.sock")
 	name := fs.String("driver-name", driver.DefaultDriverName, "CSI driver name (the StorageClass provisioner)")
 	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at this address's /metrics, e.g. :9809 (default: off)")
@@ -74,3 +75,6 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// prog is the name this binary was started as.
+func prog() string { return filepath.Base(os.Args[0]) }

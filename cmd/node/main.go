@@ -19,8 +19,8 @@ import (
 
 var version = "dev"
 
-const usage = `Usage: node [flags]            the CSI node plugin
-       node mounter [flags]    the mounter that runs the FUSE mounts
+const usage = `Usage: PROG [flags]            the CSI node plugin
+       PROG mounter [flags]    the mounter that runs the FUSE mounts
 
 The s3gfs CSI node plugin serves the CSI identity and node services on
 --endpoint for the kubelet. NodeStageVolume mounts a volume once per node
@@ -34,7 +34,7 @@ plugin can restart (or crash) without breaking the pods' mounts:
                                 of its own ("s3gfs mount --background"):
                                 for plain hosts, and tests
   --mounter unix:///run/s3gfs/mounter.sock
-                                a "node mounter" process, in Kubernetes a
+                                a "PROG mounter" process, in Kubernetes a
                                 separate container of the node pod, runs
                                 them; restarting the plugin container
                                 leaves them alone
@@ -42,8 +42,8 @@ On start the plugin finds the volumes it staged before from --state-dir and
 /proc/self/mountinfo; it remounts nothing. See docs/csi.md.
 
 Examples:
-  node --endpoint unix:///csi/csi.sock --node-id $NODE_NAME --mounter unix:///run/s3gfs/mounter.sock
-  node mounter --socket /run/s3gfs/mounter.sock
+  PROG --endpoint unix:///csi/csi.sock --node-id $NODE_NAME --mounter unix:///run/s3gfs/mounter.sock
+  PROG mounter --socket /run/s3gfs/mounter.sock
 
 Flags:
 `
@@ -53,7 +53,7 @@ func main() {
 		os.Exit(runMounter(os.Args[2:]))
 	}
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), strings.ReplaceAll(usage, "PROG", prog())); fs.PrintDefaults() }
 	host, _ := os.Hostname()
 	if n := os.Getenv("NODE_NAME"); n != "" {
 		host = n
@@ -62,7 +62,7 @@ func main() {
 	nodeID := fs.String("node-id", host, "this node's id, the Kubernetes node name (default: $NODE_NAME, else the host name)")
 	name := fs.String("driver-name", driver.DefaultDriverName, "CSI driver name")
 	stateDir := fs.String("state-dir", "/var/lib/s3gfs-csi", "directory for the per-volume state files and mount logs; must survive plugin restarts")
-	mounter := fs.String("mounter", "detached", "who runs the s3gfs mount processes: detached, or unix:///path/mounter.sock of a \"node mounter\"")
+	mounter := fs.String("mounter", "detached", "who runs the s3gfs mount processes: detached, or unix:///path/mounter.sock of a \"mounter\" (this binary with the mounter subcommand)")
 	bin := fs.String("s3gfs-binary", defaultBinary(), "the s3gfs binary the detached mounter runs")
 	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at this address's /metrics, e.g. :9810 (default: off)")
 	v := fs.Int("v", 0, "log verbosity (2: every call, 5: probes too)")
@@ -109,7 +109,7 @@ func main() {
 	}
 }
 
-const mounterUsage = `Usage: node mounter [flags]
+const mounterUsage = `Usage: PROG mounter [flags]
 
 Runs the s3gfs mount processes for a node plugin started with
 --mounter unix://SOCKET, and keeps them while the plugin restarts. In
@@ -126,7 +126,7 @@ Flags:
 
 func runMounter(args []string) int {
 	fs := flag.NewFlagSet("node mounter", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), mounterUsage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), strings.ReplaceAll(mounterUsage, "PROG", prog())); fs.PrintDefaults() }
 	socket := fs.String("socket", "/run/s3gfs/mounter.sock", "unix socket to serve the node plugin on")
 	bin := fs.String("s3gfs-binary", defaultBinary(), "the s3gfs binary to run")
 	keep := fs.Bool("keep-mounts-on-exit", false, "on SIGTERM, leave the mounts to be ended with the container instead of unmounting them")
@@ -166,3 +166,6 @@ func defaultBinary() string {
 	}
 	return "s3gfs"
 }
+
+// prog is the name this binary was started as.
+func prog() string { return filepath.Base(os.Args[0]) }

@@ -391,6 +391,9 @@ func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 	if !staged || sm.FSType != fuseType {
 		return nil, fmt.Errorf("%w: volume %s is not staged at %s (call NodeStageVolume first)", ErrPrecondition, req.GetVolumeId(), staging)
 	}
+	if err := healthy(staging); err != nil {
+		return nil, fmt.Errorf("%w: the mount of volume %s at %s is dead (%v): its s3gfs process is gone; the volume must be unstaged and staged again (pods using it on this node must be restarted)", ErrPrecondition, req.GetVolumeId(), staging, err)
+	}
 	if req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
 		if others, err := bindsOf(sm.MajMin, staging, target); err != nil {
 			return nil, err
