@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,7 +63,17 @@ func startPlugins(t *testing.T) *plugins {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		// A failed test may leave mounts: detach them before removing.
+		data, _ := os.ReadFile("/proc/self/mountinfo")
+		lines := strings.Split(string(data), "\n")
+		for i := len(lines) - 1; i >= 0; i-- {
+			if f := strings.Fields(lines[i]); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+				syscall.Unmount(f[4], syscall.MNT_DETACH)
+			}
+		}
+		os.RemoveAll(dir)
+	})
 	p := &plugins{
 		dir: dir, s3: s3,
 		controllerSock: filepath.Join(dir, "controller.sock"),

@@ -280,12 +280,12 @@ func (n *nodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 	}
 	defer release()
 
-	if st, err := os.Stat(staging); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("%w: staging_target_path %s is not an existing directory", ErrNotFound, staging)
-	}
 	m, mounted, err := mountAt(staging)
 	if err != nil {
 		return nil, err
+	}
+	if st, err := os.Stat(staging); !mounted && (err != nil || !st.IsDir()) {
+		return nil, fmt.Errorf("%w: staging_target_path %s is not an existing directory", ErrNotFound, staging)
 	}
 	if mounted {
 		if m.FSType != fuseType || m.Source != spec.URL {
@@ -378,7 +378,7 @@ func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 		return nil, err
 	}
 	ro := req.GetReadonly() || readerOnly(req.GetVolumeCapability())
-	release, err := n.guard.acquire(req.GetVolumeId(), target)
+	release, err := n.guard.acquireShared([]string{target}, req.GetVolumeId())
 	if err != nil {
 		return nil, err
 	}
@@ -435,7 +435,7 @@ func (n *nodeServer) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpub
 	if err := checkPath("target_path", target); err != nil {
 		return nil, err
 	}
-	release, err := n.guard.acquire(req.GetVolumeId(), target)
+	release, err := n.guard.acquireShared([]string{target}, req.GetVolumeId())
 	if err != nil {
 		return nil, err
 	}
