@@ -89,10 +89,17 @@ func (f *fsys) register(id uint64, in *fs.Inode) {
 	f.mu.Unlock()
 }
 
-func (f *fsys) forget(id uint64) {
+// forget drops in, the kernel's node for id, when the kernel forgets it;
+// it reports whether in was the registered node (a newer one may have
+// replaced it).
+func (f *fsys) forget(id uint64, in *fs.Inode) bool {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.nodes[id] != in {
+		return false
+	}
 	delete(f.nodes, id)
-	f.mu.Unlock()
+	return true
 }
 
 func (f *fsys) node(id uint64) *fs.Inode {
@@ -177,13 +184,15 @@ func fillAttr(a vfs.Attr, out *fuse.Attr) {
 	out.Ctime, out.Ctimensec = uint64(a.Ctime/1e9), uint32(a.Ctime%1e9)
 }
 
-// mutation strips the kernel's interrupt from the context of a request
-// that changes the volume. go-fuse cancels a request's context when the
-// kernel forwards a signal (FUSE_INTERRUPT), and Go programs receive
-// signals all the time (the runtime preempts goroutines with SIGURG). A
-// change the store may already have accepted must run to its end and
-// report what happened: answering EINTR halfway would leave, say, a rename
+// uninterruptible strips the kernel's interrupt from a request's
+// context. go-fuse cancels a request's context when the kernel forwards a
+// signal (FUSE_INTERRUPT), and Go programs receive signals all the time
+// (the runtime preempts goroutines with SIGURG): answering EINTR would
+// fail their stat and rename calls at random, which few programs retry.
+// Worse, a change the store may already have accepted must run to its end
+// and report what happened: answering EINTR halfway would leave a rename
 // half done and reported as failed, or an O_EXCL create committed and
-// reported as not, and a retry would then fail with EEXIST. Lookups and
-// reads keep the cancellation: they change nothing.
-func mutation(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+// reported as not, so that a retry fails with EEXIST. Requests stay
+// bounded without it: store requests have their own deadlines, a fenced
+// host answers EIO at once, and the kernel's wait remains killable.
+func uninterruptible(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

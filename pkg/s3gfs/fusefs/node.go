@@ -44,16 +44,25 @@ var (
 
 func (n *Node) engine() *vfs.FS { return n.fsys.engine }
 
-// child returns the kernel inode for attributes a, filling out.
+// child returns the kernel inode for attributes a, filling out. An inode
+// the kernel already knows is answered with its existing node: go-fuse
+// would otherwise make a new one and, for a CREATE reply, register it
+// as a second kernel inode of the same file (a stale view of this host
+// sends CREATE for a name whose file it knows under another name); and
+// this host's invalidations must reach the node the kernel really holds.
 func (n *Node) child(ctx context.Context, a vfs.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(a, &out.Attr)
-	in := n.NewInode(ctx, &Node{fsys: n.fsys, id: a.Ino}, fs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: a.Ino})
+	mode := a.Mode & syscall.S_IFMT
+	if in := n.fsys.node(a.Ino); in != nil && in.StableAttr().Mode == mode {
+		return in
+	}
+	in := n.NewInode(ctx, &Node{fsys: n.fsys, id: a.Ino}, fs.StableAttr{Mode: mode, Ino: a.Ino})
 	n.fsys.register(a.Ino, in)
 	return in
 }
 
 func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.engine().Lookup(ctx, n.id, name)
+	a, err := n.engine().Lookup(uninterruptible(ctx), n.id, name)
 	if err != nil {
 		return nil, n.fsys.errno("lookup", err)
 	}
@@ -61,7 +70,7 @@ func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 }
 
 func (n *Node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	a, err := n.engine().GetAttr(ctx, n.id)
+	a, err := n.engine().GetAttr(uninterruptible(ctx), n.id)
 	if err != nil {
 		return n.fsys.errno("getattr", err)
 	}
@@ -91,7 +100,7 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		ns := t.UnixNano()
 		s.Mtime = &ns
 	}
-	a, err := n.engine().SetAttr(mutation(ctx), n.id, s)
+	a, err := n.engine().SetAttr(uninterruptible(ctx), n.id, s)
 	if err != nil {
 		return n.fsys.errno("setattr", err)
 	}
@@ -100,16 +109,22 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 }
 
 func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	a, h, err := n.engine().Create(mutation(ctx), n.id, name, mode, flags&syscall.O_EXCL != 0, callerOf(ctx))
+	a, h, err := n.engine().Create(uninterruptible(ctx), n.id, name, mode, flags&syscall.O_EXCL != 0, callerOf(ctx))
 	if err != nil {
 		return nil, nil, 0, n.fsys.errno("create", err)
 	}
-	return n.child(ctx, a, out), &handle{fsys: n.fsys, h: h}, 0, 0
+	var ff uint32
+	if h.Direct() {
+		ff |= fuse.FOPEN_DIRECT_IO
+	}
+	// The engine may have found the file existing and opened it (see
+	// child); without FOPEN_KEEP_CACHE the open drops its cached pages.
+	return n.child(ctx, a, out), &handle{fsys: n.fsys, h: h}, ff, 0
 }
 
 func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	h, keep, err := n.engine().Open(ctx, n.id, writable)
+	h, keep, err := n.engine().Open(uninterruptible(ctx), n.id, writable)
 	if err != nil {
 		return nil, 0, n.fsys.errno("open", err)
 	}
@@ -137,7 +152,7 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.engine().Mkdir(mutation(ctx), n.id, name, mode, callerOf(ctx))
+	a, err := n.engine().Mkdir(uninterruptible(ctx), n.id, name, mode, callerOf(ctx))
 	if err != nil {
 		return nil, n.fsys.errno("mkdir", err)
 	}
@@ -145,7 +160,7 @@ func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 func (n *Node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.engine().Mknod(mutation(ctx), n.id, name, mode, dev, callerOf(ctx))
+	a, err := n.engine().Mknod(uninterruptible(ctx), n.id, name, mode, dev, callerOf(ctx))
 	if err != nil {
 		return nil, n.fsys.errno("mknod", err)
 	}
@@ -153,7 +168,7 @@ func (n *Node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 }
 
 func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.engine().Symlink(mutation(ctx), n.id, name, target, callerOf(ctx))
+	a, err := n.engine().Symlink(uninterruptible(ctx), n.id, name, target, callerOf(ctx))
 	if err != nil {
 		return nil, n.fsys.errno("symlink", err)
 	}
@@ -161,7 +176,7 @@ func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 }
 
 func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	t, err := n.engine().Readlink(ctx, n.id)
+	t, err := n.engine().Readlink(uninterruptible(ctx), n.id)
 	if err != nil {
 		return nil, n.fsys.errno("readlink", err)
 	}
@@ -173,7 +188,7 @@ func (n *Node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if !ok {
 		return nil, syscall.EXDEV
 	}
-	a, err := n.engine().Link(mutation(ctx), t.id, n.id, name)
+	a, err := n.engine().Link(uninterruptible(ctx), t.id, n.id, name)
 	if err != nil {
 		return nil, n.fsys.errno("link", err)
 	}
@@ -181,11 +196,11 @@ func (n *Node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 }
 
 func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
-	return n.fsys.errno("unlink", n.engine().Unlink(mutation(ctx), n.id, name))
+	return n.fsys.errno("unlink", n.engine().Unlink(uninterruptible(ctx), n.id, name))
 }
 
 func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return n.fsys.errno("rmdir", n.engine().Rmdir(mutation(ctx), n.id, name))
+	return n.fsys.errno("rmdir", n.engine().Rmdir(uninterruptible(ctx), n.id, name))
 }
 
 func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
@@ -193,11 +208,11 @@ func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if !ok || np.fsys != n.fsys {
 		return syscall.EXDEV
 	}
-	return n.fsys.errno("rename", n.engine().Rename(mutation(ctx), n.id, name, np.id, newName, flags))
+	return n.fsys.errno("rename", n.engine().Rename(uninterruptible(ctx), n.id, name, np.id, newName, flags))
 }
 
 func (n *Node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
-	es, err := n.engine().ReadDir(ctx, n.id)
+	es, err := n.engine().ReadDir(uninterruptible(ctx), n.id)
 	if err != nil {
 		return nil, n.fsys.errno("readdir", err)
 	}
@@ -217,7 +232,7 @@ func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 }
 
 func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	v, err := n.engine().GetXattr(ctx, n.id, attr)
+	v, err := n.engine().GetXattr(uninterruptible(ctx), n.id, attr)
 	if err != nil {
 		return 0, n.fsys.errno("getxattr", err)
 	}
@@ -228,15 +243,15 @@ func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 }
 
 func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return n.fsys.errno("setxattr", n.engine().SetXattr(mutation(ctx), n.id, attr, data, flags))
+	return n.fsys.errno("setxattr", n.engine().SetXattr(uninterruptible(ctx), n.id, attr, data, flags))
 }
 
 func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	return n.fsys.errno("removexattr", n.engine().RemoveXattr(mutation(ctx), n.id, attr))
+	return n.fsys.errno("removexattr", n.engine().RemoveXattr(uninterruptible(ctx), n.id, attr))
 }
 
 func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	names, err := n.engine().ListXattr(ctx, n.id)
+	names, err := n.engine().ListXattr(uninterruptible(ctx), n.id)
 	if err != nil {
 		return 0, n.fsys.errno("listxattr", err)
 	}
@@ -270,14 +285,14 @@ func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size u
 	if end < off {
 		return syscall.EFBIG
 	}
-	a, err := n.engine().GetAttr(ctx, n.id)
+	a, err := n.engine().GetAttr(uninterruptible(ctx), n.id)
 	if err != nil {
 		return n.fsys.errno("fallocate", err)
 	}
 	if end <= a.Size {
 		return 0
 	}
-	_, err = n.engine().SetAttr(mutation(ctx), n.id, vfs.SetAttr{Size: &end})
+	_, err = n.engine().SetAttr(uninterruptible(ctx), n.id, vfs.SetAttr{Size: &end})
 	return n.fsys.errno("fallocate", err)
 }
 
@@ -297,8 +312,9 @@ func (n *Node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall
 const fallocKeepSize = 0x1
 
 func (n *Node) OnForget() {
-	n.fsys.forget(n.id)
-	n.engine().Forget(n.id)
+	if n.fsys.forget(n.id, n.EmbeddedInode()) {
+		n.engine().Forget(n.id)
+	}
 }
 
 // handle is an open file.
@@ -316,7 +332,7 @@ var (
 )
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.fsys.engine.Read(ctx, h.h, dest, off)
+	n, err := h.fsys.engine.Read(uninterruptible(ctx), h.h, dest, off)
 	if err != nil {
 		return nil, h.fsys.errno("read", err)
 	}
@@ -324,7 +340,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	n, err := h.fsys.engine.Write(mutation(ctx), h.h, data, off)
+	n, err := h.fsys.engine.Write(uninterruptible(ctx), h.h, data, off)
 	if err != nil {
 		return uint32(n), h.fsys.errno("write", err)
 	}
@@ -332,13 +348,13 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 }
 
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	return h.fsys.errno("flush", h.fsys.engine.Flush(mutation(ctx), h.h))
+	return h.fsys.errno("flush", h.fsys.engine.Flush(uninterruptible(ctx), h.h))
 }
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	return h.fsys.errno("fsync", h.fsys.engine.Fsync(mutation(ctx), h.h))
+	return h.fsys.errno("fsync", h.fsys.engine.Fsync(uninterruptible(ctx), h.h))
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
-	return h.fsys.errno("release", h.fsys.engine.Release(mutation(ctx), h.h))
+	return h.fsys.errno("release", h.fsys.engine.Release(uninterruptible(ctx), h.h))
 }
