@@ -46,7 +46,7 @@ func main() {
 	s3Endpoint := fs.String("s3-endpoint", "", "S3 endpoint when neither the StorageClass nor the secret names one (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)")
 	s3Region := fs.String("s3-region", "", "S3 region when neither the StorageClass nor the secret names one (default: the AWS SDK chain, else us-east-1)")
 	listBuckets := fs.String("list-buckets", "", "comma-separated buckets whose snapshots an unfiltered ListSnapshots reports, besides those used since start")
-	v := fs.Int("v", 0, "log verbosity (2: every call, 5: probes too)")
+	v := fs.Int("v", 0, "log verbosity (0 logs every call but probes and volume statistics; 5 those too)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {

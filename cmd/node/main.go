@@ -65,7 +65,7 @@ func main() {
 	mounter := fs.String("mounter", "detached", "who runs the s3gfs mount processes: detached, or unix:///path/mounter.sock of a \"mounter\" (this binary with the mounter subcommand)")
 	bin := fs.String("s3gfs-binary", defaultBinary(), "the s3gfs binary the detached mounter runs")
 	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at this address's /metrics, e.g. :9810 (default: off)")
-	v := fs.Int("v", 0, "log verbosity (2: every call, 5: probes too)")
+	v := fs.Int("v", 0, "log verbosity (0 logs every call but probes and volume statistics; 5 those too)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {

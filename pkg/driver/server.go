@@ -86,10 +86,11 @@ func newServer(name, version, service string) *Server {
 	return s
 }
 
-// quiet methods are called every few seconds by probes; they are logged at
-// verbosity 5 only.
+// quiet methods are called every few seconds or minutes by probes and the
+// kubelet's volume statistics; they are logged at verbosity 5 only. Every
+// other call is logged, with its request, at the default verbosity.
 var quiet = map[string]bool{"Probe": true, "GetPluginInfo": true, "GetPluginCapabilities": true,
-	"NodeGetCapabilities": true, "ControllerGetCapabilities": true, "NodeGetInfo": true}
+	"NodeGetCapabilities": true, "ControllerGetCapabilities": true, "NodeGetInfo": true, "NodeGetVolumeStats": true}
 
 // intercept logs each call with its secrets stripped, maps its error to a
 // gRPC status (with every secret value scrubbed from the message) and
@@ -102,7 +103,7 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		secrets = secretValues(m)
 		logged = sanitize(m)
 	}
-	lv := klog.Level(2)
+	lv := klog.Level(0)
 	if quiet[method] {
 		lv = 5
 	}

@@ -6,12 +6,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -356,4 +358,21 @@ func randomStem() string {
 	b := make([]byte, 4)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// TestStoreUnavailable: a store that cannot be reached is Unavailable.
+func TestStoreUnavailable(t *testing.T) {
+	p := startPlugins(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	sec := map[string]string{driver.SecretAccessKeyID: p.s3.AccessKey, driver.SecretSecretAccessKey: p.s3.SecretKey, driver.SecretEndpoint: closed}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = p.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "v", Parameters: map[string]string{driver.ParamBucket: testenv.BucketName(t)},
+		VolumeCapabilities: []*csi.VolumeCapability{rwx}, Secrets: sec})
+	wantCode(t, "CreateVolume on a store that is down", err, codes.Unavailable, "")
 }
