@@ -674,12 +674,16 @@ func (c *controllerServer) ValidateVolumeCapabilities(ctx context.Context, req *
 	if len(req.GetVolumeCapabilities()) == 0 {
 		return nil, invalid("volume_capabilities", "missing")
 	}
-	if _, _, err := c.volumeExists(ctx, l, req.GetSecrets()); err != nil {
+	_, rec, err := c.volumeExists(ctx, l, req.GetSecrets())
+	if err != nil {
 		return nil, err
 	}
 	for _, vc := range req.GetVolumeCapabilities() {
 		if err := checkCapability("volume_capabilities", vc); err != nil {
 			return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
+		}
+		if rec.ReadOnlyView && !readerOnly(vc) {
+			return &csi.ValidateVolumeCapabilitiesResponse{Message: "the volume is a read-only view of a snapshot: reader access modes only"}, nil
 		}
 	}
 	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{

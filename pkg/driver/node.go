@@ -56,6 +56,10 @@ func newNodeServer(cfg NodeConfig, g *guard) (*nodeServer, error) {
 	return n, nil
 }
 
+// maxMountLog is the size above which a mount's log is rotated when the
+// volume is staged again.
+const maxMountLog = 16 << 20
+
 // stageState is what the node remembers about one staged volume, in
 // <StateDir>/<hash of the staging path>.json. It holds no credentials.
 type stageState struct {
@@ -304,6 +308,10 @@ func (n *nodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 		if err := syscall.Unmount(staging, unix.MNT_DETACH); err != nil {
 			return nil, fmt.Errorf("clear dead mount at %s: %w", staging, err)
 		}
+	}
+	// Each mount appends to its log; keep one previous generation.
+	if st, err := os.Stat(spec.LogFile); err == nil && st.Size() > maxMountLog {
+		os.Rename(spec.LogFile, spec.LogFile+".1")
 	}
 	mctx, cancel := context.WithTimeout(ctx, n.cfg.MountTimeout)
 	defer cancel()
