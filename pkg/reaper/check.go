@@ -93,12 +93,15 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 			return err
 		}
 		for _, x := range in.versions {
+			if errors.Is(x.err, errVanished) {
+				continue // deleted since the listing (a reaper at work)
+			}
 			if x.err != nil {
 				damage("%v", x.err)
 				continue
 			}
 			if x.n.Kind == format.KindDir {
-				if _, err := s.dirEntries(ctx, in, x); err != nil && x.err == nil {
+				if _, err := s.dirEntries(ctx, in, x); err != nil && x.err == nil && !errors.Is(err, errVanished) && !vanished(ctx, s, x) {
 					damage("%v", err)
 				}
 			}
@@ -121,7 +124,7 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 	type ref struct {
 		key string
 		ref format.ExtentRef
-		by  string
+		by  *versionScan
 	}
 	var refs []ref
 	named := map[string]bool{}
@@ -133,11 +136,13 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 			for _, e := range x.n.Extents {
 				k := keys.Extent(id, e.EID)
 				if _, ok := extents[k]; !ok {
-					damage("%s names extent %s (index %d), which is missing", x.info.Key, k, e.Index)
+					if !vanished(ctx, s, x) {
+						damage("%s names extent %s (index %d), which is missing", x.info.Key, k, e.Index)
+					}
 					continue
 				}
 				if !named[k] || !o.SkipData {
-					refs = append(refs, ref{k, e, x.info.Key})
+					refs = append(refs, ref{k, e, x})
 				}
 				named[k] = true
 			}
@@ -163,7 +168,12 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 			k := order[i]
 			obj, _, err := store.Get(ctx, k)
 			if errors.Is(err, objstore.ErrNotFound) {
-				damage("%s: listed but missing when read", k)
+				for _, rf := range byKey[k] {
+					if !vanished(ctx, s, rf.by) {
+						damage("%s: listed but missing when read (named by %s)", k, rf.by.info.Key)
+						break
+					}
+				}
 				return nil
 			}
 			if err != nil {
@@ -178,7 +188,7 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 				}
 				seen[x] = true
 				if _, err := format.DecodeExtent(obj, rf.ref); err != nil {
-					damage("%s (named by %s): %v", k, rf.by, err)
+					damage("%s (named by %s): %v", k, rf.by.info.Key, err)
 				}
 			}
 			mu.Lock()
@@ -318,6 +328,13 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 	}
 	sort.Strings(r.Damage)
 	return r, nil
+}
+
+// vanished reports whether version x is gone from the store now: what it
+// names may then be gone too (a reaper deleted both since the listing).
+func vanished(ctx context.Context, s *scan, x *versionScan) bool {
+	_, err := s.store.Head(ctx, x.info.Key)
+	return errors.Is(err, objstore.ErrNotFound)
 }
 
 // recheckLive reports whether inode id now has a version that is not a

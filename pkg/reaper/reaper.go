@@ -548,6 +548,7 @@ func execute(held context.Context, store objstore.Store, cfg Config, p *plan, r 
 			}
 			for _, k := range keys {
 				r.Deleted[p.kinds[k]]++
+				cfg.Logger.Debug("deleted", "key", k, "kind", p.kinds[k])
 			}
 			done += len(keys)
 			cfg.progress("delete", done, total)

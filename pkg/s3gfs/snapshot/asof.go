@@ -91,6 +91,12 @@ func CheckAsOf(ctx context.Context, vol *volume.Volume, t time.Time, pinned bool
 	if t.After(now) {
 		return fmt.Errorf("%w: %s (the store's clock reads %s)", ErrFuture, t.Format(time.RFC3339), now.Format(time.RFC3339))
 	}
+	// Stores keep times to the second: a second not yet over may still
+	// gain commits, and a view of it would change.
+	if t.After(now.Add(-time.Second)) {
+		return fmt.Errorf("%w: %s is not over yet (the store keeps times to the second and its clock reads %s): use a time at least a second ago",
+			ErrFuture, t.Format(time.RFC3339Nano), now.Format(time.RFC3339))
+	}
 	created := vol.Created.Truncate(time.Second)
 	if t.Before(created) {
 		return fmt.Errorf("%w: %s is before the volume existed: %s can go back to %s (its creation)",
