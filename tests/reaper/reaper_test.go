@@ -157,6 +157,17 @@ func TestReaperEndToEnd(t *testing.T) {
 	}
 	f.mustRun("fsck", f.url.String())
 
+	// Retention is changeable; the next pass uses it.
+	if out := f.mustRun("retention", f.url.String()); !strings.Contains(out, "retention 0s") {
+		t.Fatalf("retention: %s", out)
+	}
+	if out := f.mustRun("retention", "set", f.url.String(), "2d"); !strings.Contains(out, "retention 48h0m0s") {
+		t.Fatalf("retention set: %s", out)
+	}
+	if out := f.mustRun("gc", "--dry-run", f.url.String()); !strings.Contains(out, "retention 48h0m0s") {
+		t.Fatalf("gc after retention set:\n%s", out)
+	}
+
 	// Planted damage: one flipped byte in an extent.
 	page, err := f.store.List(ctxT(t), f.vol.Keys.ExtentsPrefix(), "", 1)
 	if err != nil || len(page.Objects) == 0 {
