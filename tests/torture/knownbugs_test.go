@@ -1,16 +1,9 @@
 package torture
 
-import (
-	"os"
-	"testing"
-)
+import "os"
 
-// knownBug skips a test that exposes a bug not fixed yet, unless
-// S3GFS_KNOWN_BUGS=1 (which `make torture` sets): the test stays written
-// down and runnable, and `make test` stays a gate for everything else.
-func knownBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("S3GFS_KNOWN_BUGS") != "1" {
-		t.Skip("known bug: " + why + " (run with S3GFS_KNOWN_BUGS=1)")
-	}
-}
+// checkKnownBugs reports whether checks of known, not yet fixed bugs are
+// on (S3GFS_KNOWN_BUGS=1, which `make torture` sets). Off, a test logs
+// such a finding instead of failing: the check stays written down and
+// runnable, and `make test` stays a gate for everything else.
+func checkKnownBugs() bool { return os.Getenv("S3GFS_KNOWN_BUGS") == "1" }

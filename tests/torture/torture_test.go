@@ -119,7 +119,6 @@ func (r *tortureRun) fail(format string, args ...any) {
 }
 
 func TestTorture(t *testing.T) {
-	knownBug(t, "the randomized run still finds failures (see the closing note of the founding session); run it with make torture")
 	if testing.Short() {
 		t.Skip("torture test: multi-host, tens of seconds")
 	}
