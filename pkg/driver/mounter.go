@@ -176,6 +176,7 @@ func mountError(spec MountSpec, msg string, err error) error {
 func stopMount(ctx context.Context, target string, pid int, exited <-chan struct{}) error {
 	if pid > 0 && isMountProcess(pid, target) {
 		if err := syscall.Kill(pid, syscall.SIGTERM); err == nil {
+			var unmounted time.Time
 			for {
 				if exited != nil {
 					select {
@@ -187,12 +188,22 @@ func stopMount(ctx context.Context, target string, pid int, exited <-chan struct
 					return nil
 				}
 				if _, mounted, err := mountAt(target); err == nil && !mounted {
-					// Unmounted (lazily, if something still held it): the
-					// process exits once it has written everything back.
-					return nil
+					// Unmounted: the process does its final write-back and
+					// exits. Wait for that a while; if it takes longer (much
+					// to write, or a lazy unmount something still holds), it
+					// finishes on its own.
+					if unmounted.IsZero() {
+						unmounted = time.Now()
+					} else if time.Since(unmounted) > 30*time.Second {
+						klog.InfoS("unmounted; the mount process is still writing back", "target", target, "pid", pid)
+						return nil
+					}
 				}
 				select {
 				case <-ctx.Done():
+					if !unmounted.IsZero() {
+						return nil
+					}
 					return fmt.Errorf("s3gfs mount process %d of %s did not exit: %w", pid, target, ctx.Err())
 				case <-time.After(50 * time.Millisecond):
 				}
