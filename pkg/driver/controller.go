@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/hosts"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore/s3store"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/snapshot"
@@ -354,7 +355,7 @@ func (c *controllerServer) sourceTime(ctx context.Context, store objstore.Store,
 		if err != nil {
 			return time.Time{}, err
 		}
-		return pin.Time, nil
+		return pin.Time, waitPast(ctx, store, pin.Time)
 	}
 	if _, err := getRecord(ctx, store, src.Prefix); err != nil {
 		if errors.Is(err, objstore.ErrNotFound) {
@@ -366,7 +367,28 @@ func (c *controllerServer) sourceTime(ctx context.Context, store objstore.Store,
 	if err != nil && !errors.Is(err, snapshot.ErrExists) {
 		return time.Time{}, err
 	}
-	return pin.Time, nil
+	return pin.Time, waitPast(ctx, store, pin.Time)
+}
+
+// waitPast waits until the store's clock has left the second of t. Store
+// times have one-second resolution and a point-in-time view at t includes
+// everything stamped with t's second: until that second is over, more can
+// still join it, so neither a copy nor an as-of mount may start before.
+func waitPast(ctx context.Context, store objstore.Store, t time.Time) error {
+	for {
+		now, err := hosts.ServerNow(ctx, store)
+		if err != nil {
+			return fmt.Errorf("read the store's clock: %w", err)
+		}
+		if now.Truncate(time.Second).After(t.Truncate(time.Second)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // clonePinPrefix starts the names of the driver's temporary pins; CSI
