@@ -112,7 +112,8 @@ func TestReaperEndToEnd(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond) // b's next ping holds nothing
 
 	// gc 2: retention reaching back just past t2.
-	retention := time.Since(t2).Round(time.Second) + 2*time.Second
+	// The horizon lands in [t2-1s, t2]: after t1 (3s and more before t2).
+	retention := f.now().Sub(t2) + time.Second
 	out = f.mustRun("gc", "--grace", "2s", "--retention", retention.String(), f.url.String())
 	t.Logf("gc 2:\n%s", out)
 	after := f.objects()
