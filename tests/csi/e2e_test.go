@@ -433,3 +433,41 @@ func bucketKeys(t *testing.T, s3 *testenv.Server, bucket string) []string {
 	}
 	return out
 }
+
+// TestCommandLines: --help works and says what to do; bad invocations exit 2
+// with a message.
+func TestCommandLines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries")
+	}
+	dir := t.TempDir()
+	controller, node := build(t, dir, "cmd/controller"), build(t, dir, "cmd/node")
+	for _, c := range []struct {
+		bin  string
+		args []string
+		code int
+		want string
+	}{
+		{controller, []string{"--help"}, 0, "--endpoint"},
+		{controller, []string{"--help"}, 0, "accessKeyID"},
+		{node, []string{"--help"}, 0, "--node-id"},
+		{node, []string{"--help"}, 0, "mounter"},
+		{node, []string{"mounter", "--help"}, 0, "-socket"},
+		{controller, []string{"--bogus"}, 2, "bogus"},
+		{node, []string{"--mounter", "ftp://x"}, 2, "--mounter"},
+		{node, []string{"--node-id", ""}, 2, "--node-id"},
+		{controller, []string{"--endpoint", "tcp://1.2.3.4:5"}, 1, "unix://"},
+		{controller, []string{"--version"}, 0, "controller"},
+	} {
+		out, err := exec.Command(c.bin, c.args...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != c.code || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s %q: exit %d, want %d, output lacks %q:\n%s", filepath.Base(c.bin), c.args, code, c.code, c.want, out)
+		}
+	}
+}
