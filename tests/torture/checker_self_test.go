@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -247,4 +248,33 @@ func TestCheckerKernelNoopRename(t *testing.T) {
 	h.op(1, OpRename, "a/3", "a/0", 1000, 1005, OK, 0, 0)
 	h.op(2, OpRename, "a/3", "a/0", 1260, 1260, OK, 0, 0)
 	expect(t, "stale rename", h, tree{"a": dirNode(1), "a/0": fileNode(100, content(w))}, "")
+}
+
+// A cross-directory rename that fails with ENOENT (its source moved away
+// by another host meanwhile) showed its new name while it ran; a host that
+// renamed that transient name left the file with two names and a link
+// count of two (W6's documented limit). Without such a failed rename, the
+// same outcome is a precondition failure and a structure failure.
+func TestCheckerTransientRenameName(t *testing.T) {
+	build := func(withFailed bool) (*hist, tree) {
+		h := &hist{}
+		for i, d := range []string{"a", "b", "c"} {
+			h.op(0, OpMkdir, d, "", i, i+1, OK, 0, 0)
+		}
+		w := h.op(0, OpExcl, "a/0", "", 10, 20, OK, 100, 1)
+		h.op(1, OpRename, "a/0", "c/0", 5000, 5010, OK, 0, 0)
+		if withFailed {
+			f := h.op(0, OpRename, "a/0", "b/1", 4990, 5300, Failed, 0, 0)
+			f.Err = syscall.ENOENT.Error()
+		}
+		h.op(2, OpRename, "b/1", "b/2", 5100, 5110, OK, 0, 0)
+		two := fileNode(100, content(w))
+		two.Nlink = 2
+		return h, tree{"a": dirNode(1), "b": dirNode(2), "c": dirNode(3), "c/0": two, "b/2": two}
+	}
+	h, final := build(true)
+	expect(t, "transient name renamed", h, final, "")
+	h, final = build(false)
+	expect(t, "no failed rename to explain it", h, final, "precondition")
+	expect(t, "no failed rename to explain it", h, final, "structure")
 }
