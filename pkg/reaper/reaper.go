@@ -443,6 +443,15 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 	}
 	for _, id := range ids {
 		in, d := s.inodes[id], dec[id]
+		if d.drop && reached[id] {
+			// A directory entry still names the deleted inode (rmdir
+			// tombstones before it removes the name, W5; a crash between
+			// leaves the entry, which hosts drop when they meet it). Keep
+			// the tombstone while any view shows that entry.
+			d.drop = false
+			r.Problems = append(r.Problems, fmt.Sprintf("inode %016x is deleted but a directory entry still names it; its tombstone is kept", id))
+			continue
+		}
 		if reached[id] || d.drop {
 			continue
 		}

@@ -564,3 +564,33 @@ func TestRetentionSettings(t *testing.T) {
 	}
 	e.fsck()
 }
+
+// TestTombstoneStillNamedKept: rmdir tombstones a directory before it
+// removes its name (W5); after a crash between the two, the entry stays.
+// The reaper keeps the tombstone while an entry names it; fsck warns.
+func TestTombstoneStillNamedKept(t *testing.T) {
+	e := newTEnv(t)
+	fs := e.host()
+	mkdirs(t, fs, "d/e")
+	id := mustLookup(t, fs, "d/e")
+	vs := e.versionsOf(fs, "d/e")
+	obj, err := format.EncodeInode(&format.Inode{ID: id, Version: vs[0] + 1, Kind: format.KindTombstone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.PutIfAbsent(ctx, e.vol.Keys.Inode(id, vs[0]+1), obj); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(10 * time.Hour)
+	r := e.gc(cfg(0, time.Minute))
+	if r.Deleted[reaper.KindTombstone] != 0 || e.count(fmt.Sprintf("i/%016x/", id)) == 0 {
+		t.Fatalf("named tombstone dropped: %v", r.Deleted)
+	}
+	if !strings.Contains(strings.Join(r.Problems, "\n"), fmt.Sprintf("%016x is deleted but a directory entry still names it", id)) {
+		t.Fatalf("problems: %q", r.Problems)
+	}
+	c := e.fsck()
+	if !strings.Contains(strings.Join(c.Warnings, "\n"), "which is deleted") {
+		t.Fatalf("fsck warnings: %q", c.Warnings)
+	}
+}
