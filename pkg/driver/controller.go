@@ -90,6 +90,9 @@ type volRecord struct {
 	SourceSnapshot string    `json:"sourceSnapshot,omitempty"`
 	AsOf           time.Time `json:"asOf,omitzero"`
 	Created        time.Time `json:"created"`
+	// Deleted: DeleteVolume ran on a volume with onDelete=retain; its
+	// objects stay, the record says they were this driver's.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // sameRequest reports whether r and o were asked for with the same
@@ -255,6 +258,9 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	rec, err := getRecord(ctx, store, l.Prefix)
 	switch {
 	case err == nil:
+		if rec.Deleted {
+			return nil, fmt.Errorf("%w: the objects of a deleted volume %q, retained (onDelete=retain), are still at %s; remove them or use another name", ErrPrecondition, name, l.URL())
+		}
 		if !rec.sameRequest(want) {
 			return nil, fmt.Errorf("%w: volume %q exists with other parameters, capacity or source", ErrExists, name)
 		}
@@ -623,7 +629,19 @@ func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 	case err != nil:
 		return nil, err
 	}
-	if !rec.Retain && !rec.ReadOnlyView {
+	if rec.Deleted {
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	if rec.Retain && !rec.ReadOnlyView {
+		rec.Deleted = true
+		b, _ := json.Marshal(rec)
+		if _, err := store.Put(ctx, recordKey(l.Prefix), b); err != nil {
+			return nil, err
+		}
+		klog.InfoS("deleted volume; its objects are retained", "volumeID", l.VolumeID())
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	if !rec.ReadOnlyView {
 		// The header first, so that no new mount starts on a volume half
 		// deleted; the record last, so that a retry still knows the
 		// prefix is this driver's.
@@ -637,7 +655,7 @@ func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 	if err := store.Delete(ctx, recordKey(l.Prefix)); err != nil {
 		return nil, err
 	}
-	if l.Prefix == "" && !rec.Retain {
+	if l.Prefix == "" {
 		// The volume had the bucket to itself: remove the bucket too, if
 		// nothing else was put in it.
 		if err := deleteBucket(ctx, store); err != nil {
@@ -682,7 +700,7 @@ func (c *controllerServer) volumeExists(ctx context.Context, l loc, secrets map[
 		return nil, nil, err
 	}
 	rec, err := getRecord(ctx, store, l.Prefix)
-	if errors.Is(err, objstore.ErrNotFound) || errors.Is(err, objstore.ErrNoBucket) {
+	if errors.Is(err, objstore.ErrNotFound) || errors.Is(err, objstore.ErrNoBucket) || (err == nil && rec.Deleted) {
 		return nil, nil, fmt.Errorf("%w: volume %s", ErrNotFound, l.VolumeID())
 	}
 	return store, rec, err

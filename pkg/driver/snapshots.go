@@ -113,7 +113,7 @@ func (c *controllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSn
 	// snapshot stays until the view is deleted.
 	if views, err := volumesIn(ctx, store, l); err == nil {
 		for _, v := range views {
-			if rec, err := getRecord(ctx, store, v.Prefix); err == nil && rec.ReadOnlyView && rec.Source == req.GetSnapshotId() {
+			if rec, err := getRecord(ctx, store, v.Prefix); err == nil && rec.ReadOnlyView && !rec.Deleted && rec.Source == req.GetSnapshotId() {
 				return nil, fmt.Errorf("%w: snapshot %s is in use by volume %s (a read-only view of it); delete that first", ErrPrecondition, req.GetSnapshotId(), rec.Name)
 			}
 		}

@@ -376,3 +376,40 @@ func TestStoreUnavailable(t *testing.T) {
 		VolumeCapabilities: []*csi.VolumeCapability{rwx}, Secrets: sec})
 	wantCode(t, "CreateVolume on a store that is down", err, codes.Unavailable, "")
 }
+
+// TestRetain: onDelete=retain keeps the volume's objects; the name cannot
+// then be created again over them (the objects are no longer the driver's).
+func TestRetain(t *testing.T) {
+	p := startPlugins(t)
+	ctx := context.Background()
+	bucket := testenv.BucketName(t)
+	params := map[string]string{driver.ParamBucket: bucket, driver.ParamOnDelete: "retain"}
+	r, err := p.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "kept", Parameters: params, VolumeCapabilities: []*csi.VolumeCapability{rwx}, Secrets: p.secrets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before []string
+	for _, k := range keysOf(t, p.s3, bucket) {
+		if strings.HasPrefix(k, "kept/") {
+			before = append(before, k)
+		}
+	}
+	for range 2 {
+		if _, err := p.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: r.Volume.VolumeId, Secrets: p.secrets}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var after []string
+	for _, k := range keysOf(t, p.s3, bucket) {
+		if strings.HasPrefix(k, "kept/") {
+			after = append(after, k)
+		}
+	}
+	if len(before) < 2 || !slices.Equal(before, after) {
+		t.Errorf("retained volume: %q before, %q after", before, after)
+	}
+	_, err = p.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "kept", Parameters: params, VolumeCapabilities: []*csi.VolumeCapability{rwx}, Secrets: p.secrets})
+	wantCode(t, "CreateVolume over a retained volume", err, codes.FailedPrecondition, "retain")
+	_, err = p.ctrl.ValidateVolumeCapabilities(ctx, &csi.ValidateVolumeCapabilitiesRequest{VolumeId: r.Volume.VolumeId, VolumeCapabilities: []*csi.VolumeCapability{rwx}, Secrets: p.secrets})
+	wantCode(t, "a deleted, retained volume", err, codes.NotFound, "")
+}
