@@ -333,6 +333,7 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 		keepAll bool // something unreadable: keep every version and extent
 		drop    bool // tombstoned or orphaned: every object goes
 		orphan  bool
+		skipped bool // one version and no extent: not read before the walk
 	}
 	ids := make([]uint64, 0, len(s.inodes))
 	for id := range s.inodes {
@@ -349,6 +350,13 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 		in, d := s.inodes[ids[i]], dec[ids[i]]
 		newest := in.newest()
 		d.keep[newest.v] = true
+		if len(in.versions) == 1 && len(s.extents[in.id]) == 0 {
+			// Nothing of it can go but as an orphan or a leftover
+			// tombstone (decided after the walk): no need to read it now.
+			// (A directory is read by the walk.)
+			d.skipped = true
+			return nil
+		}
 		for _, x := range in.versions {
 			if !x.info.LastModified.Before(horizon) {
 				d.keep[x.v] = true
@@ -456,8 +464,20 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 			continue
 		}
 		newest := in.newest()
+		if err := s.load(ctx, id, []*versionScan{newest}); err != nil {
+			return nil, err
+		}
+		if newest.err != nil && !d.keepAll {
+			d.keepAll = true
+			r.Problems = append(r.Problems, fmt.Sprintf("%v (inode %016x: every version and extent kept)", newest.err, id))
+		}
 		if newest.err == nil && newest.n.Kind == format.KindTombstone {
-			continue // a deleted inode that a keep point still needs
+			// A deleted inode reduced to its tombstone (an interrupted
+			// pass), or one a keep point still needs.
+			if d.skipped && newest.info.LastModified.Before(horizon) && newest.info.LastModified.Before(graceEdge) {
+				d.drop = true
+			}
+			continue
 		}
 		r.Orphans = append(r.Orphans, id)
 		if walkOK && !d.keepAll && newest.info.LastModified.Before(horizon) && newest.info.LastModified.Before(graceEdge) {

@@ -594,3 +594,32 @@ func TestTombstoneStillNamedKept(t *testing.T) {
 		t.Fatalf("fsck warnings: %q", c.Warnings)
 	}
 }
+
+// TestPassReadsLittle: a pass reads (GETs) only what can change its
+// decisions: not the single version of each small file.
+func TestPassReadsLittle(t *testing.T) {
+	e := newTEnv(t)
+	fs := e.host()
+	for i := range 50 {
+		put(t, fs, fmt.Sprintf("d/f%d", i), []byte("small"))
+	}
+	e.advance(time.Hour)
+	e.gc(cfg(0, time.Minute)) // drops the versions put's truncation left
+	// The directories are read (with their delta chains): the walk needs
+	// them. The files are not.
+	dirPrefix, rootPrefix := e.vol.Keys.InodeDir(mustLookup(t, fs, "d")), e.vol.Keys.InodeDir(format.RootID)
+	var gets atomic.Int64
+	e.store.SetHooks(memstore.Hooks{Before: func(op memstore.Op, key string) error {
+		if op == memstore.OpGet && strings.Contains(key, "/i/") && !strings.HasPrefix(key, dirPrefix) && !strings.HasPrefix(key, rootPrefix) {
+			gets.Add(1)
+		}
+		return nil
+	}})
+	e.advance(time.Hour)
+	e.gc(cfg(0, time.Minute))
+	e.store.SetHooks(memstore.Hooks{})
+	if n := gets.Load(); n > 0 {
+		t.Fatalf("a pass over 50 unchanged small files read %d inode versions", n)
+	}
+	e.fsck()
+}
