@@ -72,7 +72,8 @@ func Resolve(ctx context.Context, store objstore.Store, keys format.Keys, arg st
 // CheckAsOf refuses a point in time the volume cannot show: in the future
 // by the store's clock, before the volume existed, or older than the
 // reaper keeps. A snapshot's pin time (pinned) is always kept. The error
-// says how far back the volume can go.
+// says how far back the volume can go. A time equal to a pin's time counts
+// as pinned.
 //
 // A mount calls it twice: before it starts, and again once its first ping
 // (announcing t as the oldest time it reads) is written. The reaper writes
@@ -110,6 +111,14 @@ func CheckAsOf(ctx context.Context, vol *volume.Volume, t time.Time, pinned bool
 		return fmt.Errorf("cannot tell how far back the volume goes: %w", err)
 	}
 	if r != nil && t.Before(r.Horizon) {
+		// The instant of a pin is kept, however given: by name or by time.
+		if pins, err := ListKeys(ctx, vol.Store, vol.Keys); err == nil {
+			for _, p := range pins {
+				if p.LastModified.Equal(t) {
+					return nil
+				}
+			}
+		}
 		return fmt.Errorf("%w: %s is older than the reaper keeps: %s can go back to %s (or to a snapshot: s3gfs snapshot list)",
 			ErrTooOld, t.Format(time.RFC3339Nano), vol.URL, r.Horizon.Format(time.RFC3339Nano))
 	}

@@ -118,6 +118,16 @@ func TestCheckAsOf(t *testing.T) {
 		t.Fatalf("earliest %v", got)
 	}
 	p, _ := snapshot.Create(ctx, store, vol.Keys, "s1")
+	// A pin's time, given as a time, is mountable even before the horizon.
+	rec, _ = format.EncodeReaperRecord(&format.ReaperRecord{Horizon: clock.Add(time.Hour), Pass: clock, Owner: "r"})
+	store.Put(ctx, vol.Keys.Reaper(), rec)
+	clock = clock.Add(2 * time.Hour)
+	if err := snapshot.CheckAsOf(ctx, vol, p.Time, false); err != nil {
+		t.Fatalf("a pin's time: %v", err)
+	}
+	if err := snapshot.CheckAsOf(ctx, vol, p.Time.Add(time.Second), false); !errors.Is(err, snapshot.ErrTooOld) {
+		t.Fatalf("a second after a pin's time: %v", err)
+	}
 	tm, pin, err := snapshot.Resolve(ctx, store, vol.Keys, "s1")
 	if err != nil || pin == nil || !tm.Equal(p.Time) {
 		t.Fatalf("resolve: %v %v %v", tm, pin, err)
