@@ -176,40 +176,11 @@ func mountError(spec MountSpec, msg string, err error) error {
 func stopMount(ctx context.Context, target string, pid int, exited <-chan struct{}) error {
 	if pid > 0 && isMountProcess(pid, target) {
 		if err := syscall.Kill(pid, syscall.SIGTERM); err == nil {
-			var unmounted time.Time
-			for {
-				if exited != nil {
-					select {
-					case <-exited:
-						return nil
-					default:
-					}
-				} else if !isMountProcess(pid, target) {
-					return nil
-				}
-				if _, mounted, err := mountAt(target); err == nil && !mounted {
-					// Unmounted: the process does its final write-back and
-					// exits. Wait for that a while; if it takes longer (much
-					// to write, or a lazy unmount something still holds), it
-					// finishes on its own.
-					if unmounted.IsZero() {
-						unmounted = time.Now()
-					} else if time.Since(unmounted) > 30*time.Second {
-						klog.InfoS("unmounted; the mount process is still writing back", "target", target, "pid", pid)
-						return nil
-					}
-				}
-				select {
-				case <-ctx.Done():
-					if !unmounted.IsZero() {
-						return nil
-					}
-					return fmt.Errorf("s3gfs mount process %d of %s did not exit: %w", pid, target, ctx.Err())
-				case <-time.After(50 * time.Millisecond):
-				}
-			}
+			waitExit(ctx, target, pid, exited)
 		}
 	}
+	// Whatever the process did, the mount must be gone (a process killed
+	// before it could unmount leaves a dead one).
 	for {
 		_, mounted, err := mountAt(target)
 		if err != nil {
@@ -352,6 +323,38 @@ func (s *Supervisor) Stop(ctx context.Context) {
 	for _, t := range targets {
 		if err := s.Unmount(ctx, t, 0); err != nil {
 			klog.ErrorS(err, "unmount at shutdown", "target", t)
+		}
+	}
+}
+
+// waitExit waits for the mount process pid, asked to stop, to exit: it
+// writes everything back, unmounts and exits. Once the mountpoint is gone
+// it waits at most 30s more (a long final write-back, or a lazy unmount
+// something still holds, finishes on its own).
+func waitExit(ctx context.Context, target string, pid int, exited <-chan struct{}) {
+	var unmounted time.Time
+	for {
+		if exited != nil {
+			select {
+			case <-exited:
+				return
+			default:
+			}
+		} else if !isMountProcess(pid, target) {
+			return
+		}
+		if _, mounted, err := mountAt(target); err == nil && !mounted {
+			if unmounted.IsZero() {
+				unmounted = time.Now()
+			} else if time.Since(unmounted) > 30*time.Second {
+				klog.InfoS("unmounted; the mount process is still writing back", "target", target, "pid", pid)
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
