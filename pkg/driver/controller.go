@@ -363,8 +363,8 @@ func (c *controllerServer) sourceTime(ctx context.Context, store objstore.Store,
 		}
 		return pin.Time, waitPast(ctx, store, pin.Time)
 	}
-	if _, err := getRecord(ctx, store, src.Prefix); err != nil {
-		if errors.Is(err, objstore.ErrNotFound) {
+	if srec, err := getRecord(ctx, store, src.Prefix); err != nil || srec.Deleted {
+		if err == nil || errors.Is(err, objstore.ErrNotFound) {
 			return time.Time{}, fmt.Errorf("%w: source volume %s", ErrNotFound, src.VolumeID())
 		}
 		return time.Time{}, err
@@ -472,6 +472,14 @@ func (c *controllerServer) copyFromSource(ctx context.Context, store objstore.St
 	if strings.HasPrefix(rec.Source, volumeIDTag+":") {
 		if err := snapshot.Delete(ctx, store, srcKeys, clonePin(rec.Name)); err != nil {
 			klog.ErrorS(err, "delete the temporary pin of a clone", "volume", l.VolumeID())
+		}
+		// The source may have been deleted meanwhile, waiting for its pins.
+		srcLoc := l
+		srcLoc.Prefix = rec.SourcePrefix
+		if srec, err := getRecord(ctx, store, rec.SourcePrefix); err == nil && srec.Deleted && !srec.Retain {
+			if err := purgeIfUnpinned(ctx, store, srcLoc, srec); err != nil {
+				klog.ErrorS(err, "purge the deleted source of a clone", "volume", srcLoc.VolumeID())
+			}
 		}
 	}
 	return nil
@@ -630,6 +638,12 @@ func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 		return nil, err
 	}
 	if rec.Deleted {
+		if !rec.Retain {
+			// Deleted while it had snapshots: finish once they are gone.
+			if err := purgeIfUnpinned(ctx, store, l, rec); err != nil {
+				return nil, err
+			}
+		}
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	if rec.Retain && !rec.ReadOnlyView {
@@ -642,18 +656,57 @@ func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	if !rec.ReadOnlyView {
+		// Snapshots outlive their volume (as Kubernetes expects): with
+		// pins left, the volume is only marked deleted; its objects go
+		// with its last snapshot (DeleteSnapshot).
+		pins, err := snapshot.List(ctx, store, keys)
+		if err != nil {
+			return nil, err
+		}
+		if len(pins) > 0 {
+			rec.Deleted = true
+			b, _ := json.Marshal(rec)
+			if _, err := store.Put(ctx, recordKey(l.Prefix), b); err != nil {
+				return nil, err
+			}
+			klog.InfoS("deleted volume; its objects stay until its snapshots are deleted", "volumeID", l.VolumeID(), "snapshots", len(pins))
+			return &csi.DeleteVolumeResponse{}, nil
+		}
+	}
+	if err := purge(ctx, store, l, rec); err != nil {
+		return nil, err
+	}
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// purgeIfUnpinned purges a volume deleted while it had snapshots once the
+// last of them is gone.
+func purgeIfUnpinned(ctx context.Context, store objstore.Store, l loc, rec *volRecord) error {
+	keys, _ := format.NewKeys(l.Prefix)
+	pins, err := snapshot.List(ctx, store, keys)
+	if err != nil || len(pins) > 0 {
+		return err
+	}
+	return purge(ctx, store, l, rec)
+}
+
+// purge deletes a volume's objects and its record (a view has only the
+// record), and the bucket of a volume that had one of its own.
+func purge(ctx context.Context, store objstore.Store, l loc, rec *volRecord) error {
+	keys, _ := format.NewKeys(l.Prefix)
+	if !rec.ReadOnlyView {
 		// The header first, so that no new mount starts on a volume half
 		// deleted; the record last, so that a retry still knows the
 		// prefix is this driver's.
 		if err := store.Delete(ctx, keys.Volume()); err != nil {
-			return nil, err
+			return err
 		}
 		if err := deleteUnder(ctx, store, keys.Prefix()); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := store.Delete(ctx, recordKey(l.Prefix)); err != nil {
-		return nil, err
+		return err
 	}
 	if l.Prefix == "" {
 		// The volume had the bucket to itself: remove the bucket too, if
@@ -662,8 +715,8 @@ func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 			klog.InfoS("kept the volume's bucket", "bucket", l.Bucket, "reason", err)
 		}
 	}
-	klog.InfoS("deleted volume", "volumeID", l.VolumeID(), "retained", rec.Retain)
-	return &csi.DeleteVolumeResponse{}, nil
+	klog.InfoS("deleted volume", "volumeID", l.VolumeID())
+	return nil
 }
 
 // deleteUnder deletes every key under prefix ("" = the whole bucket, for a

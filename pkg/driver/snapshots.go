@@ -100,7 +100,7 @@ func (c *controllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSn
 	if err != nil {
 		return nil, err
 	}
-	release, err := c.guard.acquire("snap:" + name)
+	release, err := c.guard.acquire("snap:"+name, l.key())
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +123,13 @@ func (c *controllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSn
 	keys, _ := format.NewKeys(l.Prefix)
 	if err := snapshot.Delete(ctx, store, keys, name); err != nil && !errors.Is(err, objstore.ErrNoBucket) {
 		return nil, err
+	}
+	// The source volume, deleted while it had snapshots, goes with the
+	// last of them.
+	if rec, err := getRecord(ctx, store, l.Prefix); err == nil && rec.Deleted && !rec.Retain {
+		if err := purgeIfUnpinned(ctx, store, l, rec); err != nil {
+			return nil, err
+		}
 	}
 	// The name record only if it names this volume.
 	if old, _, err := store.Get(ctx, snapshotsPrefix+name); err == nil {

@@ -413,3 +413,71 @@ func TestRetain(t *testing.T) {
 	_, err = p.ctrl.ValidateVolumeCapabilities(ctx, &csi.ValidateVolumeCapabilitiesRequest{VolumeId: r.Volume.VolumeId, VolumeCapabilities: []*csi.VolumeCapability{rwx}, Secrets: p.secrets})
 	wantCode(t, "a deleted, retained volume", err, codes.NotFound, "")
 }
+
+// TestSnapshotOutlivesVolume: a volume deleted while it has snapshots keeps
+// its objects, its snapshots stay usable (restore), and it goes with the
+// last snapshot.
+func TestSnapshotOutlivesVolume(t *testing.T) {
+	p := startPlugins(t)
+	ctx := context.Background()
+	bucket := testenv.BucketName(t)
+	params := map[string]string{driver.ParamBucket: bucket}
+	r, err := p.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "src", Parameters: params, VolumeCapabilities: []*csi.VolumeCapability{rwx}, Secrets: p.secrets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snaps []string
+	for _, name := range []string{"snap-a", "snap-b"} {
+		s, err := p.ctrl.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: name, SourceVolumeId: r.Volume.VolumeId, Secrets: p.secrets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps = append(snaps, s.Snapshot.SnapshotId)
+	}
+	srcKeys := func() int {
+		n := 0
+		for _, k := range keysOf(t, p.s3, bucket) {
+			if strings.HasPrefix(k, "src/") {
+				n++
+			}
+		}
+		return n
+	}
+	before := srcKeys()
+	for range 2 {
+		if _, err := p.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: r.Volume.VolumeId, Secrets: p.secrets}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := srcKeys(); n != before {
+		t.Fatalf("deleting a volume with snapshots removed objects: %d left of %d", n, before)
+	}
+	_, err = p.ctrl.ValidateVolumeCapabilities(ctx, &csi.ValidateVolumeCapabilitiesRequest{VolumeId: r.Volume.VolumeId, VolumeCapabilities: []*csi.VolumeCapability{rwx}, Secrets: p.secrets})
+	wantCode(t, "a deleted volume", err, codes.NotFound, "")
+	_, err = p.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "clone", Parameters: params, VolumeCapabilities: []*csi.VolumeCapability{rwx}, Secrets: p.secrets,
+		VolumeContentSource: &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: r.Volume.VolumeId}}}})
+	wantCode(t, "clone of a deleted volume", err, codes.NotFound, "")
+	restored, err := p.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "restored", Parameters: params, VolumeCapabilities: []*csi.VolumeCapability{rwx}, Secrets: p.secrets,
+		VolumeContentSource: &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: snaps[0]}}}})
+	if err != nil {
+		t.Fatal("restore from a snapshot of a deleted volume:", err)
+	}
+	if _, err := p.ctrl.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: snaps[0], Secrets: p.secrets}); err != nil {
+		t.Fatal(err)
+	}
+	if n := srcKeys(); n == 0 {
+		t.Fatal("the volume went with its first snapshot of two")
+	}
+	if _, err := p.ctrl.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: snaps[1], Secrets: p.secrets}); err != nil {
+		t.Fatal(err)
+	}
+	if n := srcKeys(); n != 0 {
+		t.Errorf("%d objects of the deleted volume left after its last snapshot went", n)
+	}
+	if _, err := p.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: restored.Volume.VolumeId, Secrets: p.secrets}); err != nil {
+		t.Fatal(err)
+	}
+	if keys := keysOf(t, p.s3, bucket); len(keys) != 0 {
+		t.Errorf("left in the bucket: %q", keys)
+	}
+}
