@@ -243,7 +243,8 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 	old, err := snapshot.ReadRecord(ctx, store, keys)
 	if err != nil {
 		// Cannot tell what earlier passes promised: do not guess.
-		return nil, err
+		return nil, fmt.Errorf("%w (the record says how far back point-in-time mounts may go, so no pass runs while it is unreadable; "+
+			"removing it lets mounts older than earlier passes kept be attempted, and fail)", err)
 	}
 	recorded := horizon
 	if old != nil && old.Horizon.After(recorded) {
