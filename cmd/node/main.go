@@ -65,6 +65,8 @@ func main() {
 	mounter := fs.String("mounter", "detached", "who runs the s3gfs mount processes: detached, or unix:///path/mounter.sock of a \"mounter\" (this binary with the mounter subcommand)")
 	bin := fs.String("s3gfs-binary", defaultBinary(), "the s3gfs binary the detached mounter runs")
 	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at this address's /metrics, e.g. :9810 (default: off)")
+	regDir := fs.String("registration-dir", "", "serve the kubelet's plugin registration in this directory (the kubelet's plugins_registry, e.g. /var/lib/kubelet/plugins_registry), instead of a node-driver-registrar sidecar (default: off)")
+	kubeletEndpoint := fs.String("kubelet-csi-endpoint", "", "with --registration-dir: the CSI socket's path as the kubelet sees it (default: the --endpoint path)")
 	v := fs.Int("v", 0, "log verbosity (0 logs every call but probes and volume statistics; 5 those too)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -102,6 +104,20 @@ func main() {
 		os.Exit(1)
 	}
 	driver.ServeMetrics(*metrics, srv.MetricsHandler())
+	if *regDir != "" {
+		ep := *kubeletEndpoint
+		if ep == "" {
+			ep = strings.TrimPrefix(strings.TrimPrefix(*endpoint, "unix://"), "unix:")
+		}
+		reg := &driver.Registrar{DriverName: *name, CSIEndpoint: ep}
+		go func() {
+			if err := reg.Serve(*regDir); err != nil {
+				klog.ErrorS(err, "kubelet plugin registration stopped")
+				os.Exit(1)
+			}
+		}()
+		defer reg.Stop()
+	}
 	// Stopping serves no more calls and leaves every mount as it is.
 	if err := driver.RunUntilSignal(func() error { return srv.Serve(*endpoint) }, srv.Stop); err != nil {
 		klog.ErrorS(err, "node plugin stopped")
