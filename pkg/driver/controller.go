@@ -86,6 +86,8 @@ type volRecord struct {
 	// read-only mounts of SourcePrefix; it has no objects of its own.
 	ReadOnlyView bool   `json:"readOnlyView,omitempty"`
 	SourcePrefix string `json:"sourcePrefix,omitempty"`
+	// SourceBucket is the source's bucket when it is not the volume's own.
+	SourceBucket string `json:"sourceBucket,omitempty"`
 	// SourceSnapshot names the snapshot pin a read-only view mounts.
 	SourceSnapshot string    `json:"sourceSnapshot,omitempty"`
 	AsOf           time.Time `json:"asOf,omitzero"`
@@ -231,12 +233,15 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 	}
 	if want.Source != "" {
 		want.SourcePrefix = srcLoc.Prefix
+		if srcLoc.Bucket != l.Bucket {
+			want.SourceBucket = srcLoc.Bucket
+		}
 		if want.ReadOnlyView {
 			want.SourceSnapshot = srcSnap
 		}
 	}
-	if want.Source != "" && (srcLoc.Bucket != l.Bucket || srcLoc.Endpoint != l.Endpoint || srcLoc.Region != l.Region) {
-		return nil, invalid("volume_content_source", "the source must be in the same bucket (and endpoint) as the new volume; %s is in %s", name, l.Bucket)
+	if want.Source != "" && (srcLoc.Endpoint != l.Endpoint || srcLoc.Region != l.Region) {
+		return nil, invalid("volume_content_source", "the source must be on the same endpoint and region as the new volume (its StorageClass's)")
 	}
 
 	release, err := c.guard.acquire(l.key(), "name:"+name)
@@ -254,6 +259,12 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 		}
 	}
 	c.remember(l)
+	srcStore := store
+	if want.SourceBucket != "" {
+		if srcStore, err = c.openStore(ctx, srcLoc, req.GetSecrets()); err != nil {
+			return nil, err
+		}
+	}
 
 	rec, err := getRecord(ctx, store, l.Prefix)
 	switch {
@@ -271,8 +282,14 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 		// The source's point in time is fixed now, before anything is
 		// written, so that a retried CreateVolume continues the same copy.
 		if want.Source != "" {
-			if want.AsOf, err = c.sourceTime(ctx, store, srcLoc, srcSnap, name); err != nil {
+			if want.AsOf, err = c.sourceTime(ctx, srcStore, srcLoc, srcSnap, name); err != nil {
 				return nil, err
+			}
+		}
+		if want.ReadOnlyView {
+			// Before the record: DeleteSnapshot must never miss a view.
+			if _, err := srcStore.Put(ctx, viewMarker(srcSnap, l.VolumeID()), []byte(name)); err != nil {
+				return nil, fmt.Errorf("write view marker: %w", err)
 			}
 		}
 		b, _ := json.Marshal(want)
@@ -287,7 +304,7 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 		return nil, err
 	}
 
-	if err := c.materialize(ctx, store, l, rec); err != nil {
+	if err := c.materialize(ctx, store, srcStore, l, rec); err != nil {
 		return nil, err
 	}
 	vctx := map[string]string{CtxBucket: l.Bucket, CtxPrefix: l.Prefix}
@@ -301,6 +318,9 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 		vctx[CtxAsOf] = rec.AsOf.UTC().Format(time.RFC3339Nano)
 		vctx[CtxSourcePrefix] = rec.SourcePrefix
 		vctx[CtxSnapshot] = rec.SourceSnapshot
+		if rec.SourceBucket != "" {
+			vctx[CtxSourceBucket] = rec.SourceBucket
+		}
 	}
 	if rec.CacheSize > 0 {
 		vctx[CtxCacheSize] = strconv.FormatInt(rec.CacheSize, 10)
@@ -412,7 +432,7 @@ type copyJob struct {
 
 // materialize makes sure the volume of rec exists (finishing an
 // interrupted CreateVolume): formatted, or copied from its source.
-func (c *controllerServer) materialize(ctx context.Context, store objstore.Store, l loc, rec *volRecord) error {
+func (c *controllerServer) materialize(ctx context.Context, store, srcStore objstore.Store, l loc, rec *volRecord) error {
 	if rec.ReadOnlyView {
 		return nil
 	}
@@ -431,7 +451,7 @@ func (c *controllerServer) materialize(ctx context.Context, store objstore.Store
 			go func() {
 				jctx, cancel := context.WithTimeout(context.Background(), 6*time.Hour)
 				defer cancel()
-				j.err = c.copyFromSource(jctx, store, l, rec, opts)
+				j.err = c.copyFromSource(jctx, store, srcStore, l, rec, opts)
 				c.mu.Lock()
 				delete(c.jobs, l.key())
 				c.mu.Unlock()
@@ -452,16 +472,21 @@ func (c *controllerServer) materialize(ctx context.Context, store objstore.Store
 // copyFromSource copies the source at rec.AsOf into l, then formats l with
 // the source's extent size and inline limit, then drops a clone's
 // temporary pin.
-func (c *controllerServer) copyFromSource(ctx context.Context, store objstore.Store, l loc, rec *volRecord, opts volume.FormatOptions) error {
+func (c *controllerServer) copyFromSource(ctx context.Context, store, srcStore objstore.Store, l loc, rec *volRecord, opts volume.FormatOptions) error {
 	keys, _ := format.NewKeys(l.Prefix)
 	srcKeys, _ := format.NewKeys(rec.SourcePrefix)
-	src, err := volume.Open(ctx, store, volume.URL{Bucket: l.Bucket, Prefix: rec.SourcePrefix}, false)
+	srcLoc := l
+	srcLoc.Prefix = rec.SourcePrefix
+	if rec.SourceBucket != "" {
+		srcLoc.Bucket = rec.SourceBucket
+	}
+	src, err := volume.Open(ctx, srcStore, srcLoc.URL(), false)
 	if err != nil {
 		return fmt.Errorf("source volume: %w", err)
 	}
 	opts.ExtentSize, opts.InlineLimit = src.Header.ExtentSize, src.Header.InlineLimit
 	start := time.Now()
-	n, err := copyVolume(ctx, store, srcKeys, keys, rec.AsOf)
+	n, err := copyVolume(ctx, srcStore, store, srcKeys, keys, rec.AsOf)
 	if err != nil {
 		return fmt.Errorf("copy %s as of %s: %w", src.URL, rec.AsOf.Format(time.RFC3339), err)
 	}
@@ -470,14 +495,12 @@ func (c *controllerServer) copyFromSource(ctx context.Context, store objstore.St
 		return err
 	}
 	if strings.HasPrefix(rec.Source, volumeIDTag+":") {
-		if err := snapshot.Delete(ctx, store, srcKeys, clonePin(rec.Name)); err != nil {
+		if err := snapshot.Delete(ctx, srcStore, srcKeys, clonePin(rec.Name)); err != nil {
 			klog.ErrorS(err, "delete the temporary pin of a clone", "volume", l.VolumeID())
 		}
 		// The source may have been deleted meanwhile, waiting for its pins.
-		srcLoc := l
-		srcLoc.Prefix = rec.SourcePrefix
-		if srec, err := getRecord(ctx, store, rec.SourcePrefix); err == nil && srec.Deleted && !srec.Retain {
-			if err := purgeIfUnpinned(ctx, store, srcLoc, srec); err != nil {
+		if srec, err := getRecord(ctx, srcStore, rec.SourcePrefix); err == nil && srec.Deleted && !srec.Retain {
+			if err := purgeIfUnpinned(ctx, srcStore, srcLoc, srec); err != nil {
 				klog.ErrorS(err, "purge the deleted source of a clone", "volume", srcLoc.VolumeID())
 			}
 		}
@@ -506,7 +529,7 @@ func formatOrCheck(ctx context.Context, store objstore.Store, l loc, opts volume
 // existed at asOf (the store's LastModified at or before it, FORMAT §7)
 // into dst. The destination's header is written after it, by Format, so an
 // interrupted copy leaves no mountable volume and is resumed by the retry.
-func copyVolume(ctx context.Context, store objstore.Store, src, dst format.Keys, asOf time.Time) (int, error) {
+func copyVolume(ctx context.Context, srcStore, store objstore.Store, src, dst format.Keys, asOf time.Time) (int, error) {
 	// What an interrupted copy already made is not copied again.
 	have := map[string]bool{}
 	for _, prefix := range []string{dst.InodesPrefix(), dst.ExtentsPrefix()} {
@@ -537,7 +560,7 @@ func copyVolume(ctx context.Context, store objstore.Store, src, dst format.Keys,
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				body, _, err := store.Get(cctx, j.from)
+				body, _, err := srcStore.Get(cctx, j.from)
 				if err == nil {
 					_, err = store.PutIfAbsent(cctx, j.to, body)
 					if errors.Is(err, objstore.ErrExists) {
@@ -561,7 +584,7 @@ func copyVolume(ctx context.Context, store objstore.Store, src, dst format.Keys,
 		for _, prefix := range []string{src.InodesPrefix(), src.ExtentsPrefix()} {
 			after := ""
 			for {
-				page, err := store.List(cctx, prefix, after, 0)
+				page, err := srcStore.List(cctx, prefix, after, 0)
 				if err != nil {
 					return err
 				}
@@ -673,10 +696,32 @@ func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 			return &csi.DeleteVolumeResponse{}, nil
 		}
 	}
+	if rec.ReadOnlyView {
+		srcLoc := l
+		if rec.SourceBucket != "" {
+			srcLoc.Bucket = rec.SourceBucket
+		}
+		srcStore, err := c.openStore(ctx, srcLoc, req.GetSecrets())
+		if err != nil {
+			return nil, err
+		}
+		if err := srcStore.Delete(ctx, viewMarker(rec.SourceSnapshot, l.VolumeID())); err != nil && !errors.Is(err, objstore.ErrNoBucket) {
+			return nil, err
+		}
+	}
 	if err := purge(ctx, store, l, rec); err != nil {
 		return nil, err
 	}
 	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// A read-only view of a snapshot leaves a marker in the snapshot's bucket,
+// viewsPrefix + snapshot name + "/" + escaped view volume id, so that
+// DeleteSnapshot finds every view, whatever bucket it lives in.
+const viewsPrefix = ".s3gfs-csi/views/"
+
+func viewMarker(snap, viewID string) string {
+	return viewsPrefix + snap + "/" + url.QueryEscape(viewID)
 }
 
 // purgeIfUnpinned purges a volume deleted while it had snapshots once the

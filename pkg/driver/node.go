@@ -162,7 +162,14 @@ func stagedSpec(l loc, vctx map[string]string) (MountSpec, error) {
 		if err := validatePrefix("volume_context "+CtxSourcePrefix, src); err != nil {
 			return spec, err
 		}
-		spec.URL = (loc{Bucket: l.Bucket, Prefix: src}).URL().String()
+		bucket := l.Bucket
+		if b := vctx[CtxSourceBucket]; b != "" {
+			if err := (loc{Bucket: b}).validate("volume_context " + CtxSourceBucket); err != nil {
+				return spec, err
+			}
+			bucket = b
+		}
+		spec.URL = (loc{Bucket: bucket, Prefix: src}).URL().String()
 		spec.AsOf = t.UTC().Format(time.RFC3339Nano)
 		if name := vctx[CtxSnapshot]; name != "" {
 			// The pin's name, not its time: a pinned instant is never

@@ -46,6 +46,7 @@ const (
 	CtxAsOf         = "asOf"         // mount this point in time (read-only)
 	CtxSourcePrefix = "sourcePrefix" // with asOf: the volume whose past is shown
 	CtxSnapshot     = "snapshot"     // with asOf: the snapshot pin mounted (kept by the reaper)
+	CtxSourceBucket = "sourceBucket" // with asOf: the source's bucket, when not the volume's
 	CtxCacheSize    = "cacheSize"
 	CtxSyncInterval = "syncInterval"
 )

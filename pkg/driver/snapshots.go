@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -111,25 +112,15 @@ func (c *controllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSn
 	}
 	// A read-only view restored from the snapshot mounts its pin: the
 	// snapshot stays until the view is deleted.
-	if views, err := volumesIn(ctx, store, l); err == nil {
-		for _, v := range views {
-			if rec, err := getRecord(ctx, store, v.Prefix); err == nil && rec.ReadOnlyView && !rec.Deleted && rec.Source == req.GetSnapshotId() {
-				return nil, fmt.Errorf("%w: snapshot %s is in use by volume %s (a read-only view of it); delete that first", ErrPrecondition, req.GetSnapshotId(), rec.Name)
-			}
-		}
-	} else if !errors.Is(err, objstore.ErrNoBucket) {
+	if page, err := store.List(ctx, viewsPrefix+name+"/", "", 1); err == nil && len(page.Objects) > 0 {
+		view, _ := url.QueryUnescape(strings.TrimPrefix(page.Objects[0].Key, viewsPrefix+name+"/"))
+		return nil, fmt.Errorf("%w: snapshot %s is in use by volume %s (a read-only view of it); delete that first", ErrPrecondition, req.GetSnapshotId(), clip(view))
+	} else if err != nil && !errors.Is(err, objstore.ErrNoBucket) {
 		return nil, err
 	}
 	keys, _ := format.NewKeys(l.Prefix)
 	if err := snapshot.Delete(ctx, store, keys, name); err != nil && !errors.Is(err, objstore.ErrNoBucket) {
 		return nil, err
-	}
-	// The source volume, deleted while it had snapshots, goes with the
-	// last of them.
-	if rec, err := getRecord(ctx, store, l.Prefix); err == nil && rec.Deleted && !rec.Retain {
-		if err := purgeIfUnpinned(ctx, store, l, rec); err != nil {
-			return nil, err
-		}
 	}
 	// The name record only if it names this volume.
 	if old, _, err := store.Get(ctx, snapshotsPrefix+name); err == nil {
@@ -138,6 +129,13 @@ func (c *controllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSn
 			if err := store.Delete(ctx, snapshotsPrefix+name); err != nil {
 				return nil, err
 			}
+		}
+	}
+	// The source volume, deleted while it had snapshots, goes with the
+	// last of them.
+	if rec, err := getRecord(ctx, store, l.Prefix); err == nil && rec.Deleted && !rec.Retain {
+		if err := purgeIfUnpinned(ctx, store, l, rec); err != nil {
+			return nil, err
 		}
 	}
 	return &csi.DeleteSnapshotResponse{}, nil

@@ -481,3 +481,84 @@ func TestSnapshotOutlivesVolume(t *testing.T) {
 		t.Errorf("left in the bucket: %q", keys)
 	}
 }
+
+// TestRestoreAcrossBuckets: with a bucket per volume, restores (a read-only
+// view and a writable copy) and clones live in other buckets than their
+// source; the view holds its snapshot; everything goes, buckets included.
+func TestRestoreAcrossBuckets(t *testing.T) {
+	p := startPlugins(t)
+	ctx := context.Background()
+	params := map[string]string{driver.ParamBucket: "xb-" + randomStem(), driver.ParamBucketPerVolume: "true"}
+	create := func(name string, c *csi.VolumeCapability, src *csi.VolumeContentSource) *csi.Volume {
+		t.Helper()
+		r, err := p.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: name, Parameters: params, VolumeCapabilities: []*csi.VolumeCapability{c}, Secrets: p.secrets, VolumeContentSource: src})
+		if err != nil {
+			t.Fatalf("CreateVolume %s: %v", name, err)
+		}
+		return r.Volume
+	}
+	mountAndRead := func(v *csi.Volume, c *csi.VolumeCapability, write bool) string {
+		t.Helper()
+		staging, target := filepath.Join(p.dir, "s-"+v.VolumeId[3:15]), filepath.Join(p.dir, "t-"+v.VolumeId[3:15])
+		os.MkdirAll(staging, 0o755)
+		if _, err := p.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: v.VolumeId, StagingTargetPath: staging, VolumeCapability: c, VolumeContext: v.VolumeContext, Secrets: p.secrets}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: v.VolumeId, StagingTargetPath: staging, TargetPath: target, VolumeCapability: c}); err != nil {
+			t.Fatal(err)
+		}
+		if write {
+			if err := os.WriteFile(filepath.Join(target, "f"), []byte("hello"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, _ := os.ReadFile(filepath.Join(target, "f"))
+		if _, err := p.node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: v.VolumeId, TargetPath: target}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: v.VolumeId, StagingTargetPath: staging}); err != nil {
+			t.Fatal(err)
+		}
+		return string(got)
+	}
+	rox := mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY)
+	src := create("src", rwx, nil)
+	mountAndRead(src, rwx, true)
+	snap, err := p.ctrl.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{Name: "xb-snap", SourceVolumeId: src.VolumeId, Secrets: p.secrets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromSnap := &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: snap.Snapshot.SnapshotId}}}
+	view := create("view", rox, fromSnap)
+	copied := create("copied", rwx, fromSnap)
+	clone := create("clone", rwx, &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: src.VolumeId}}})
+	for _, v := range []*csi.Volume{view, copied, clone} {
+		if v.VolumeContext["bucket"] == src.VolumeContext["bucket"] {
+			t.Errorf("%s shares its source's bucket", v.VolumeId)
+		}
+	}
+	if got := mountAndRead(view, rox, false); got != "hello" {
+		t.Errorf("read-only view in another bucket: %q", got)
+	}
+	for _, v := range []*csi.Volume{copied, clone} {
+		if got := mountAndRead(v, rwx, false); got != "hello" {
+			t.Errorf("%s: %q", v.VolumeId, got)
+		}
+	}
+	_, err = p.ctrl.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: snap.Snapshot.SnapshotId, Secrets: p.secrets})
+	wantCode(t, "DeleteSnapshot with a view in another bucket", err, codes.FailedPrecondition, "view")
+	for _, v := range []*csi.Volume{view, src, copied, clone} {
+		if _, err := p.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: v.VolumeId, Secrets: p.secrets}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.ctrl.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: snap.Snapshot.SnapshotId, Secrets: p.secrets}); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []*csi.Volume{view, src, copied, clone} {
+		store, _ := s3store.New(ctx, p.s3.Config(v.VolumeContext["bucket"]))
+		if page, err := store.List(ctx, "", "", 10); err == nil || !strings.Contains(err.Error(), "bucket does not exist") {
+			t.Errorf("bucket of %s left: %v %v", v.VolumeId, page, err)
+		}
+	}
+}
