@@ -110,9 +110,10 @@ func TestHostileRequests(t *testing.T) {
 		wantCode(t, "CreateSnapshot "+id, err, codes.InvalidArgument, "source_volume_id")
 	}
 	// Hostile volume context on a good id: the node refuses, mounts nothing.
-	for k, v := range map[string]string{"endpoint": "http://u:p@evil", "asOf": "yesterday", "sourcePrefix": "../x", "cacheSize": "lots"} {
+	for k, v := range map[string]string{"endpoint": "http://u:p@evil", "asOf": "yesterday", "sourcePrefix": "../x", "cacheSize": "lots",
+		"sourceBucket": "../b", "snapshot": "../s", "syncInterval": "0"} {
 		vctx := map[string]string{k: v}
-		if k == "sourcePrefix" {
+		if k == "sourcePrefix" || k == "sourceBucket" || k == "snapshot" {
 			vctx["asOf"] = "2026-01-01T00:00:00Z"
 		}
 		_, err = p.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: good.Volume.VolumeId, StagingTargetPath: staging, VolumeCapability: rwx, VolumeContext: vctx, Secrets: p.secrets})
