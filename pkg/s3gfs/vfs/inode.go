@@ -52,8 +52,8 @@ type inode struct {
 	// descriptor of a removed directory can still be fstat'ed.
 	last *format.Inode
 
-	open       int       // open handles on this host
-	handles    map[*Handle]struct{}
+	open    int // open handles on this host
+	handles map[*Handle]struct{}
 	// mixed: the open handles do not all read one version (an open found
 	// a newer version while older handles were open). New handles then
 	// bypass the kernel's page cache, which holds the older handles'
@@ -62,7 +62,7 @@ type inode struct {
 	// localGen counts local content changes (writes, truncation): a
 	// handle pinned to an older version follows cur once this host
 	// changes the file, as descriptors of one host share its content.
-	localGen uint64
+	localGen   uint64
 	unlinked   bool      // nlink reached 0 while open: tombstone at last release
 	dirtySince time.Time // when uncommitted changes first appeared
 }

@@ -234,19 +234,30 @@ func (fs *FS) Mknod(ctx context.Context, parent uint64, name string, mode, rdev 
 	return Attr{}, ErrInvalid
 }
 
-func (fs *FS) mknode(ctx context.Context, parent uint64, name string, n *format.Inode, caller Caller) (Attr, error) {
+// dirForNewName returns directory parent for adding name, which must be a
+// valid name this host does not already see there (ErrExist). The commit
+// that adds it decides for good (noReplace).
+func (fs *FS) dirForNewName(ctx context.Context, parent uint64, name string) (*inode, error) {
 	if err := fs.writable(); err != nil {
-		return Attr{}, err
+		return nil, err
 	}
 	if err := checkName(name); err != nil {
-		return Attr{}, err
+		return nil, err
 	}
 	dir, err := fs.dirInode(ctx, parent)
 	if err != nil {
-		return Attr{}, err
+		return nil, err
 	}
 	if _, ok := dir.entry(name); ok {
-		return Attr{}, ErrExist
+		return nil, ErrExist
+	}
+	return dir, nil
+}
+
+func (fs *FS) mknode(ctx context.Context, parent uint64, name string, n *format.Inode, caller Caller) (Attr, error) {
+	dir, err := fs.dirForNewName(ctx, parent, name)
+	if err != nil {
+		return Attr{}, err
 	}
 	child, err := fs.newChild(ctx, dir, n, caller)
 	if err != nil {
@@ -324,18 +335,9 @@ func (fs *FS) Readlink(ctx context.Context, id uint64) (string, error) {
 // Link adds a hard link name in parent to inode id: the inode's link count
 // is raised first (rule W3), then the name is added.
 func (fs *FS) Link(ctx context.Context, id, parent uint64, name string) (Attr, error) {
-	if err := fs.writable(); err != nil {
-		return Attr{}, err
-	}
-	if err := checkName(name); err != nil {
-		return Attr{}, err
-	}
-	dir, err := fs.dirInode(ctx, parent)
+	dir, err := fs.dirForNewName(ctx, parent, name)
 	if err != nil {
 		return Attr{}, err
-	}
-	if _, ok := dir.entry(name); ok {
-		return Attr{}, ErrExist
 	}
 	ino, err := fs.inode(ctx, id)
 	if err != nil {

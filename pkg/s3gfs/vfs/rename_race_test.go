@@ -14,38 +14,49 @@ import (
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
 )
 
+// renameRace sets up hosts (engines) and directories src, dst0, dst1...
+// (one per host) for racing moves.
+func renameRace(t *testing.T) (e *env, fss []*vfs.FS, src uint64, dsts []uint64) {
+	e = newEnv(t)
+	const hosts = 3
+	for i := 0; i < hosts; i++ {
+		fss = append(fss, e.engine())
+	}
+	src = mkdir(t, fss[0], root, "src")
+	for i := 0; i < hosts; i++ {
+		dsts = append(dsts, mkdir(t, fss[0], root, fmt.Sprintf("dst%d", i)))
+	}
+	return e, fss, src, dsts
+}
+
+// moveAtOnce has host i move name from src to dsts[i], all at once.
+func moveAtOnce(fss []*vfs.FS, src uint64, name string, dsts []uint64) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(fss))
+	for i, fs := range fss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fs.Rename(context.Background(), src, name, dsts[i], name, 0)
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
 // TestRacingCrossDirectoryRenamesKeepLinkCount: hosts race to move one
 // file out of one directory into others (rule W6). Exactly one move wins
 // each round, the file ends with exactly one name, and its link count,
 // raised by each move for its transient name, comes back to 1.
 func TestRacingCrossDirectoryRenamesKeepLinkCount(t *testing.T) {
-	e := newEnv(t)
-	const hosts = 3
-	var fss []*vfs.FS
-	for i := 0; i < hosts; i++ {
-		fss = append(fss, e.engine())
-	}
-	src := mkdir(t, fss[0], root, "src")
-	var dsts []uint64
-	for i := 0; i < hosts; i++ {
-		dsts = append(dsts, mkdir(t, fss[0], root, fmt.Sprintf("dst%d", i)))
-	}
+	e, fss, src, dsts := renameRace(t)
 	for round := 0; round < 20; round++ {
 		name := fmt.Sprintf("f%d", round)
 		id := writeFile(t, fss[0], src, name, []byte("content"))
 		for _, fs := range fss {
 			lookup(t, fs, src, name) // every host sees the source before the race
 		}
-		var wg sync.WaitGroup
-		errs := make([]error, hosts)
-		for i, fs := range fss {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = fs.Rename(context.Background(), src, name, dsts[i], name, 0)
-			}()
-		}
-		wg.Wait()
+		errs := moveAtOnce(fss, src, name, dsts)
 		won := 0
 		for i, err := range errs {
 			switch {
@@ -80,17 +91,7 @@ func TestRacingCrossDirectoryRenamesKeepLinkCount(t *testing.T) {
 // transit). Renames may fail, but the file's link count always equals
 // the number of names it has, and it never loses its last name.
 func TestRacingCrossDirectoryRenamesUnderFaults(t *testing.T) {
-	e := newEnv(t)
-	const hosts = 3
-	var fss []*vfs.FS
-	for i := 0; i < hosts; i++ {
-		fss = append(fss, e.engine())
-	}
-	src := mkdir(t, fss[0], root, "src")
-	var dsts []uint64
-	for i := 0; i < hosts; i++ {
-		dsts = append(dsts, mkdir(t, fss[0], root, fmt.Sprintf("dst%d", i)))
-	}
+	e, fss, src, dsts := renameRace(t)
 	r := rand.New(rand.NewPCG(7, 7))
 	var rmu sync.Mutex
 	fault := func(memstore.Op, string) error {
@@ -108,16 +109,7 @@ func TestRacingCrossDirectoryRenamesUnderFaults(t *testing.T) {
 			lookup(t, fs, src, name)
 		}
 		e.store.SetHooks(memstore.Hooks{Before: fault, After: fault})
-		var wg sync.WaitGroup
-		errs := make([]error, hosts)
-		for i, fs := range fss {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = fs.Rename(context.Background(), src, name, dsts[i], name, 0)
-			}()
-		}
-		wg.Wait()
+		errs := moveAtOnce(fss, src, name, dsts)
 		e.store.SetHooks(memstore.Hooks{})
 		n := e.newest(id)
 		fresh := e.engine()
