@@ -94,7 +94,7 @@ while hosts mount and write the volume, and to interrupt.`, stderr)
 	var dryRun, verbose bool
 	f.register(fs)
 	fs.BoolVar(&dryRun, "dry-run", false, "plan and report, but delete nothing (takes no lease)")
-	fs.BoolVar(&verbose, "v", false, "list the problems and orphans found")
+	fs.BoolVar(&verbose, "v", false, "list every object deleted (or, with --dry-run, that would be), and every problem and orphan")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -130,6 +130,16 @@ while hosts mount and write the volume, and to interrupt.`, stderr)
 	}
 	prog := newProgress(stderr)
 	cfg.Progress = prog.update
+	if verbose {
+		verb := "deleted"
+		if dryRun {
+			verb = "would delete"
+		}
+		cfg.Deleted = func(key, kind string) {
+			prog.done()
+			fmt.Fprintf(os.Stdout, "%s %s %s\n", verb, kind, key)
+		}
+	}
 	r, err := reaper.Run(held, vol, cfg)
 	prog.done()
 	printReport(os.Stdout, vol, r, verbose)

@@ -62,6 +62,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Progress, when set, is called as the pass advances.
 	Progress func(Progress)
+	// Deleted, when set, is called for every object deleted (or, in a dry
+	// run, that would be), with its kind.
+	Deleted func(key, kind string)
 }
 
 // DefaultConfig is the configuration `s3gfs gc` starts from.
@@ -143,6 +146,13 @@ func Run(held context.Context, vol *volume.Volume, cfg Config) (*Report, error) 
 		return r, err
 	}
 	if cfg.DryRun {
+		if cfg.Deleted != nil {
+			for _, ph := range [][]objstore.ObjectInfo{p.versions, p.orphanLast, p.extents, p.tombstones, p.pings, p.probes} {
+				for _, o := range ph {
+					cfg.Deleted(o.Key, p.kinds[o.Key])
+				}
+			}
+		}
 		return r, nil
 	}
 	return r, execute(held, vol.Store, cfg, p, r)
@@ -579,6 +589,9 @@ func execute(held context.Context, store objstore.Store, cfg Config, p *plan, r 
 			for _, k := range keys {
 				r.Deleted[p.kinds[k]]++
 				cfg.Logger.Debug("deleted", "key", k, "kind", p.kinds[k])
+				if cfg.Deleted != nil {
+					cfg.Deleted(k, p.kinds[k])
+				}
 			}
 			done += len(keys)
 			cfg.progress("delete", done, total)

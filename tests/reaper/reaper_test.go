@@ -144,6 +144,10 @@ func TestReaperEndToEnd(t *testing.T) {
 	// pings lapsed (a mount's last ping keeps its oldest): wait that out.
 	time.Sleep(2500 * time.Millisecond)
 	before = f.objects()
+	out = f.mustRun("gc", "--dry-run", "-v", "--grace", "2s", "--retention", "0s", f.url.String())
+	if !strings.Contains(out, "would delete version "+f.url.Prefix+"/i/") || f.objects() != before {
+		t.Fatalf("gc --dry-run -v:\n%s", out)
+	}
 	out = f.mustRun("gc", "--grace", "2s", "--retention", "0s", f.url.String())
 	t.Logf("gc 3:\n%s", out)
 	if after := f.objects(); after >= before {
