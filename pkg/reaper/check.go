@@ -260,7 +260,7 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 				return
 			}
 			if x == nil || (x.n != nil && x.n.Kind == format.KindTombstone) {
-				if vi == 0 && recheckLive(ctx, s, id) {
+				if recheckAt(ctx, s, id, v.t) {
 					return // created or changed since the listing
 				}
 				if x != nil {
@@ -342,14 +342,25 @@ func vanished(ctx context.Context, s *scan, x *versionScan) bool {
 	return errors.Is(err, objstore.ErrNotFound)
 }
 
-// recheckLive reports whether inode id now has a version that is not a
-// tombstone (it may have been created after the listing that missed it).
-func recheckLive(ctx context.Context, s *scan, id uint64) bool {
-	page, err := s.store.List(ctx, s.keys.InodeDir(id), "", 1)
-	if err != nil || len(page.Objects) == 0 {
+// recheckAt reports whether inode id, listed again now, has a version
+// that is not a tombstone in the view at t (zero: its newest): it may have
+// been created after the listing that missed it.
+func recheckAt(ctx context.Context, s *scan, id uint64, t time.Time) bool {
+	in := &inodeScan{id: id}
+	err := listAll(ctx, s.store, s.keys.InodeDir(id), func(o objstore.ObjectInfo) {
+		if _, v, err := s.keys.ParseInode(o.Key); err == nil {
+			in.versions = append(in.versions, &versionScan{v: v, info: o})
+		}
+	})
+	if err != nil || len(in.versions) == 0 {
 		return false
 	}
-	obj, _, err := s.store.Get(ctx, page.Objects[0].Key)
+	sort.Slice(in.versions, func(i, j int) bool { return in.versions[i].v < in.versions[j].v })
+	x := in.at(t)
+	if x == nil {
+		return false
+	}
+	obj, _, err := s.store.Get(ctx, x.info.Key)
 	if err != nil {
 		return false
 	}
