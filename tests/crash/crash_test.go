@@ -1,0 +1,272 @@
+// Package crash checks crash consistency on real mounts: a mount process
+// serves a mixed workload that this test drives through the mountpoint
+// (creates, writes acknowledged by fsync or close, writes left pending,
+// renames within and across directories, renames over other files,
+// unlinks) from several goroutines, and is killed with SIGKILL at a random
+// moment. A new host (a new mount process, a new host id) then mounts the
+// volume and the test checks that
+//
+//   - every write that fsync or close acknowledged reads back exactly;
+//   - a file whose last write was not acknowledged holds only bytes that
+//     one of its writes put there (or zeros): never wrong data;
+//   - every acknowledged create, rename and unlink shows; a rename in
+//     flight at the kill left the old or the new name, never neither, and
+//     both only across directories (FORMAT.md W6); an unlink or create in
+//     flight left the name or not;
+//   - every name readdir lists resolves (no dangling entry), and no name
+//     appears that no operation made;
+//   - `s3gfs fsck` exits 0 (orphans, which crashes may leave by design,
+//     are reported by fsck but are not damage: its exit status stays 0).
+//
+// Then the workload goes on from the state found, on the new host, until
+// the next kill. At the end the last host unmounts cleanly, `s3gfs gc`
+// runs, and fsck and a fresh mount must still show exactly the model.
+//
+// Environment:
+//
+//	S3GFS_CRASH_KILLS  number of kills (default 3; `make crash` runs 50)
+//	S3GFS_CRASH_SEED   the seed of every random choice (default: clock; logged)
+package crash
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const numWorkers = 3
+
+func envUint(t *testing.T, name string, def uint64) uint64 {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q: want a number", name, s)
+	}
+	return v
+}
+
+var orphansRE = regexp.MustCompile(`orphans \([^)]*\): (\d+)`)
+
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: real mounts killed and remounted")
+	}
+	kills := int(envUint(t, "S3GFS_CRASH_KILLS", 3))
+	seed := envUint(t, "S3GFS_CRASH_SEED", uint64(time.Now().UnixNano()%1e9))
+	t.Logf("seed %d, %d kills (replay the choices with S3GFS_CRASH_SEED=%d)", seed, kills, seed)
+	v := newVolume(t)
+	h := v.mount()
+	for _, d := range dirs {
+		if err := os.Mkdir(h.path(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(seed, 0))
+	killed := &atomic.Bool{}
+	var workers []*worker
+	for i := 0; i < numWorkers; i++ {
+		workers = append(workers, newWorker(i, seed, killed))
+	}
+	outcomes := map[string]int{}
+	orphans := 0
+	start := time.Now()
+	for k := 1; k <= kills; k++ {
+		killed.Store(false)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for _, w := range workers {
+			w.root = h.dir
+			wg.Add(1)
+			go func() { defer wg.Done(); w.run(stop) }()
+		}
+		after := 200*time.Millisecond + time.Duration(rng.Int64N(int64(2500*time.Millisecond)))
+		time.Sleep(after)
+		killed.Store(true)
+		h.kill()
+		close(stop)
+		waitOrFatal(t, &wg, 2*time.Minute, "workers did not return after the mount was killed")
+		for _, w := range workers {
+			w.abandon()
+		}
+		dead := h
+		h = v.mount()
+		problems, notes := checkAfterCrash(h, workers, outcomes)
+		for _, w := range workers {
+			problems = append(problems, w.unexpected...)
+			w.unexpected = nil
+		}
+		fsck := v.run("fsck")
+		if fsck.code != 0 {
+			problems = append(problems, fmt.Sprintf("fsck exited %d after the crash:\n%s", fsck.code, fsck.out))
+		}
+		if m := orphansRE.FindStringSubmatch(fsck.out); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			orphans = n
+		}
+		t.Logf("kill %d after %v: %s; fsck exit %d, %d orphans", k, after.Round(time.Millisecond), strings.Join(notes, "; "), fsck.code, orphans)
+		if len(problems) > 0 {
+			t.Fatalf("seed %d, kill %d (after %v): %d problems:\n%s\n\nlog of the killed host (last lines):\n%s\n\nlog of the new host:\n%s",
+				seed, k, after, len(problems), strings.Join(problems, "\n"), tail(dead.log.String(), 60), tail(h.log.String(), 30))
+		}
+	}
+	acked, lost := map[string]int{}, map[string]int{}
+	for _, w := range workers {
+		for k, n := range w.acked {
+			acked[k] += n
+		}
+		for k, n := range w.lost {
+			lost[k] += n
+		}
+	}
+	t.Logf("%d kills in %v; acknowledged operations: %s", kills, since(start), formatCounts(acked))
+	t.Logf("operations in flight at a kill: %s", formatCounts(lost))
+	t.Logf("their outcomes: %s", formatCounts(outcomes))
+
+	// A clean end: unmount, fsck, one reaper pass, fsck, and a fresh
+	// mount must show exactly the model.
+	if err := h.stop(); err != nil {
+		t.Fatalf("clean unmount of the last host: %v\n%s", err, tail(h.log.String(), 40))
+	}
+	if r := v.run("fsck"); r.code != 0 {
+		t.Fatalf("fsck after the clean unmount exited %d:\n%s", r.code, r.out)
+	}
+	if r := v.run("gc", "--grace", "1s"); r.code != 0 {
+		t.Fatalf("gc exited %d:\n%s", r.code, r.out)
+	} else {
+		t.Logf("gc:\n%s", strings.TrimSpace(r.out))
+	}
+	if r := v.run("fsck"); r.code != 0 {
+		t.Fatalf("fsck after gc exited %d:\n%s", r.code, r.out)
+	}
+	h = v.mount()
+	problems, _ := checkAfterCrash(h, workers, outcomes)
+	if len(problems) > 0 {
+		t.Fatalf("after gc, a fresh mount differs from the model:\n%s", strings.Join(problems, "\n"))
+	}
+	if err := h.stop(); err != nil {
+		t.Fatalf("unmount: %v", err)
+	}
+}
+
+func waitOrFatal(t *testing.T, wg *sync.WaitGroup, within time.Duration, what string) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(within):
+		t.Fatal(what)
+	}
+}
+
+// checkAfterCrash compares what host h shows with the workers' models,
+// then makes the models what h shows (the state the workload goes on
+// from). It returns the problems found and notes on what the operations
+// in flight left.
+func checkAfterCrash(h *host, workers []*worker, outcomes map[string]int) (problems, notes []string) {
+	obs, err := walk(h.dir)
+	if err != nil {
+		return []string{"walking the tree after the crash: " + err.Error()}, nil
+	}
+	claimed := map[string]bool{}
+	for _, w := range workers {
+		for _, f := range append([]*file(nil), w.files...) {
+			var at []string
+			for _, p := range f.paths {
+				if e, ok := obs[p]; ok && e.kind == 'f' && (f.ino == 0 || e.ino == f.ino) {
+					at = append(at, p)
+				}
+			}
+			what := f.inflight
+			if what != "" {
+				if i := strings.Index(what, ":"); i > 0 {
+					what = what[:i]
+				}
+				state := map[int]string{0: "gone", 1: "one name", 2: "both names"}[len(at)]
+				if len(f.paths) == 2 && len(at) == 1 {
+					state = map[bool]string{true: "old name", false: "new name"}[at[0] == f.paths[0]]
+				}
+				outcomes[what+"→"+state]++
+				notes = append(notes, fmt.Sprintf("%s in flight left %s", what, state))
+			}
+			switch {
+			case len(at) == 0 && !f.mayBeGone:
+				problems = append(problems, fmt.Sprintf("%v: gone, but no operation that could remove it was in flight (in flight: %q)", f, f.inflight))
+			case len(at) == 2 && !f.bothOK:
+				problems = append(problems, fmt.Sprintf("%v: shows under both names after a rename within one directory", f))
+			}
+			for _, p := range at {
+				claimed[p] = true
+				if err := f.checkContent(obs[p].data); err != nil {
+					problems = append(problems, fmt.Sprintf("%v at %s: %v (in flight: %q)", f, p, err, f.inflight))
+				}
+			}
+			// The workload goes on from what the new host shows.
+			if len(at) == 0 {
+				w.drop(f)
+				continue
+			}
+			if len(at) == 2 {
+				// Both names (W6): remove the old one, as a user would.
+				if err := os.Remove(h.path(f.paths[0])); err != nil {
+					problems = append(problems, fmt.Sprintf("%v: removing the old of its two names: %v", f, err))
+				}
+				at = at[1:]
+			}
+			e := obs[at[0]]
+			f.paths, f.ino, f.bothOK, f.mayBeGone = at, e.ino, false, false
+			f.want, f.pending, f.inflight = e.data, nil, ""
+		}
+	}
+	want := map[string]bool{}
+	for _, d := range dirs {
+		want[d] = true
+		if e, ok := obs[d]; !ok || e.kind != 'd' {
+			problems = append(problems, fmt.Sprintf("directory %s is missing", d))
+		}
+	}
+	for _, p := range sortedPaths(obs) {
+		e := obs[p]
+		switch {
+		case e.kind == '!':
+			problems = append(problems, fmt.Sprintf("%s: listed but unusable (dangling entry?): %s", p, e.err))
+		case e.kind == 'd' && !want[p]:
+			problems = append(problems, fmt.Sprintf("%s: a directory no one made", p))
+		case e.kind == 'f' && !claimed[p]:
+			problems = append(problems, fmt.Sprintf("%s: a file no operation named so (ino %016x, %d bytes)", p, e.ino, len(e.data)))
+		case e.kind == '?':
+			problems = append(problems, fmt.Sprintf("%s: neither a file nor a directory", p))
+		}
+	}
+	sort.Strings(notes)
+	if len(notes) == 0 {
+		notes = []string{"nothing in flight"}
+	}
+	return problems, notes
+}
+
+func formatCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
