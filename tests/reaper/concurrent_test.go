@@ -58,7 +58,7 @@ func clip(s string) string {
 	return s
 }
 
-// TestConcurrentSafety: a writer host churns files, a reader host holds
+// TestConcurrentSafety: a writer host churns files, two reader hosts hold
 // files open across the churn, a continuous reaper runs passes every half
 // second with a short retention, and point-in-time mounts within the
 // retention window read whole trees; no read ever fails or sees torn data,
@@ -67,7 +67,8 @@ func TestConcurrentSafety(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	a := f.mount()
-	b := f.mount()
+	readers := []*host{f.mount(), f.mount()}
+	b := readers[0]
 	const ext = 64 << 10
 	duration := 15 * time.Second
 	if testing.Short() {
@@ -165,8 +166,9 @@ func TestConcurrentSafety(t *testing.T) {
 		}
 	}()
 
-	// The reader: opens a file, reads its header at once, holds it open
-	// while the writer and the reaper go on, then reads it all.
+	// The readers, one per host: each opens a file, reads its header at
+	// once, holds it open while the writer and the reaper go on, then
+	// reads it all.
 	for r := range 2 {
 		wg.Add(1)
 		go func() {
@@ -179,7 +181,7 @@ func TestConcurrentSafety(t *testing.T) {
 				default:
 				}
 				p := held[rng.IntN(len(held))]
-				fd, err := os.Open(b.path(p))
+				fd, err := os.Open(readers[r].path(p))
 				if err != nil {
 					continue // removed or renamed meanwhile
 				}
