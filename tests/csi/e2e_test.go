@@ -9,11 +9,13 @@ package csi_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -412,6 +414,44 @@ func TestTwoNodesSnapshotsAndPluginRestart(t *testing.T) {
 	resp, err := (&netHTTP{}).get("http://" + metricsAddr + "/metrics")
 	if err != nil || !strings.Contains(resp, `s3gfs_csi_operations_total{code="OK",method="CreateVolume",service="controller"}`) {
 		t.Errorf("controller metrics: %v\n%.1500s", err, resp)
+	}
+
+	t.Log("kill the mounter: its mounts die; the node says so and cleans up")
+	last := create("pvc-mounter-kill", rwx, nil)
+	b5 := publish("b", last, rwx, "pod-b5", false)
+	pod(t, "echo x > "+b5+"/f")
+	// A restart of the mounter's container ends every process in it: the
+	// mounter and the mount processes it started.
+	mounterB.kill(t)
+	for _, pid := range mountProcesses(filepath.Join(dir, "node-b")) {
+		n, _ := strconv.Atoi(pid)
+		syscall.Kill(n, syscall.SIGKILL)
+	}
+	eventually(t, "the mount dies with its mounter", func() error {
+		if _, err := os.Stat(b5 + "/f"); !errors.Is(err, syscall.ENOTCONN) {
+			return fmt.Errorf("stat: %v", err)
+		}
+		return nil
+	})
+	mounterB = start(t, "mounter-b (restarted)", nodeBin, "mounter", "--socket", sock("mounter-b"), "--s3gfs-binary", s3gfsBin, "-v", "2")
+	connect(t, sock("mounter-b"))
+	p5 := pubs[len(pubs)-1]
+	_, err = nodes["b"].NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: last.VolumeId, StagingTargetPath: p5.staging,
+		TargetPath: filepath.Join(dir, "node-b", "pods", "pod-b6"), VolumeCapability: rwx, VolumeContext: last.VolumeContext})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("publish from a dead staging mount: %v, want FailedPrecondition", err)
+	}
+	if _, err := nodes["b"].NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: last.VolumeId, TargetPath: b5}); err != nil {
+		t.Errorf("unpublish a dead mount: %v", err)
+	}
+	if _, err := nodes["b"].NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: last.VolumeId, StagingTargetPath: p5.staging}); err != nil {
+		t.Errorf("unstage a dead mount: %v", err)
+	}
+	if m := s3gfsMounts(dir); len(m) > 0 {
+		t.Errorf("mounts left: %q", m)
+	}
+	if _, err := ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: last.VolumeId, Secrets: secrets}); err != nil {
+		t.Error(err)
 	}
 	mounterB.cmd.Process.Signal(syscall.SIGTERM)
 	mounterB.cmd.Wait()
