@@ -352,10 +352,12 @@ func TestTwoNodesSnapshotsAndPluginRestart(t *testing.T) {
 		return st.Size()
 	}
 	sa, sb := size(a1+"/log"), size(b1+"/dir/log")
-	time.Sleep(time.Second)
-	if size(a1+"/log") <= sa || size(b1+"/dir/log") <= sb {
-		t.Errorf("pods stopped writing after the plugins were killed")
-	}
+	eventually(t, "pods keep writing after the plugins were killed", func() error {
+		if size(a1+"/log") <= sa || size(b1+"/dir/log") <= sb {
+			return fmt.Errorf("the logs stopped growing")
+		}
+		return nil
+	})
 	pod(t, "cat "+a3+"/greeting >/dev/null && echo ok > "+b3+"/still-writable")
 	eventually(t, "node b sees node a's writes after the kill", func() error {
 		if size(b1+"/log") == 0 {
