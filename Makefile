@@ -21,6 +21,8 @@ help:
 	@echo "make tools  install the pinned S3 server used by tests and make run"
 	@echo "make fuzz   run each fuzz target for FUZZTIME (default 30s)"
 	@echo "make torture  the multi-host torture test for TORTURE_DURATION (default 10m; S3GFS_TORTURE_SEED replays a seed)"
+	@echo "make bench  s3gfs vs raw S3, s3fs and rclone on a local S3 server; results in bench/results/ (BENCH_SMOKE=1: small run)"
+	@echo "make bench-go  the Go benchmarks of the hot paths (codec, extent lookup, directory merge), with -benchmem"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/s3gfs ./cmd/s3gfs
@@ -74,3 +76,13 @@ torture: tools build
 
 clean:
 	rm -rf bin
+
+# The benchmark suite (bench/README.md): not part of `make test`. Needs root
+# and /dev/fuse; installs versitygw, and s3fs, rclone and fio from Debian.
+.PHONY: bench bench-go
+bench:
+	scripts/bench.sh
+
+BENCHTIME ?= 1s
+bench-go:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./pkg/s3gfs/format/ ./pkg/s3gfs/vfs/

@@ -228,7 +228,9 @@ func runFS(ctx context.Context, cfg *config, t fsTarget, proxy *countingProxy, r
 			return err
 		}
 		for i := 0; i < k; i++ {
-			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("e%06d", i)), nil, 0o644); err != nil {
+			// A few bytes rather than none: rclone mount loses empty files
+			// created just before an unmount.
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("e%06d", i)), []byte("entry\n"), 0o644); err != nil {
 				return fmt.Errorf("populate %s: %w", dir, err)
 			}
 		}
