@@ -22,13 +22,10 @@ import (
 // success: its request carries a deadline at the instant b fences itself,
 // so it either lands in time or fails with EIO.
 //
-// Known bug (checked only with S3GFS_KNOWN_BUGS=1): a request the client
-// gave up on can still reach the store when the network comes back (this
-// proxy, like a real network, delivers what it holds). Then the rename
-// is applied although b answered EIO. That is bounded by the store's own
-// check of the signature's time (15 minutes on AWS), which the reaper's
-// grace period must exceed; a server-enforced deadline (a presigned
-// conditional PUT whose expiry is the fence instant) would close it.
+// A request the client gave up on can still reach the store when the
+// network comes back (this proxy, like a real network, delivers what it
+// holds): the commit is therefore a presigned conditional PUT that expires
+// at the fence instant, and the store refuses it when it arrives late.
 func TestPausedNetwork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-host FUSE test")
@@ -86,9 +83,7 @@ func TestPausedNetwork(t *testing.T) {
 		problems = append(problems, fmt.Sprintf("host b's rename d/x -> d/y, sent as the network stalled, returned success %v after it was sent, although b's ping lapsed %v into the stall",
 			r.took.Round(time.Millisecond), hostExpiry))
 	}
-	if err == nil && !checkKnownBugs() {
-		t.Logf("known bug: the abandoned rename request still reached the store after the stall (d/y exists on host a)")
-	} else if err == nil {
+	if err == nil {
 		problems = append(problems, fmt.Sprintf("host b's rename d/x -> d/y, sent as the network stalled, reached the store when it came back, %v after b's ping had lapsed "+
 			"(the rename returned %v after %v; d/y on host a: %v)", (stall-hostExpiry).Round(100*time.Millisecond), r.err, r.took.Round(time.Millisecond), err))
 	}

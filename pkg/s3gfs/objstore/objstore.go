@@ -59,6 +59,9 @@ var (
 	ErrPrecondition = errors.New("object changed (ETag does not match)")
 	// ErrUnavailable: the store could not be reached after retries.
 	ErrUnavailable = errors.New("object store unavailable")
+	// ErrExpired: the store refused a request that reached it after its
+	// deadline (see Deadliner); it took no effect.
+	ErrExpired = errors.New("request reached the object store after its deadline")
 )
 
 // ObjectInfo describes one stored object.
@@ -112,4 +115,17 @@ type BucketCreator interface {
 type Clock interface {
 	// Now returns the store's current time (to the second for S3).
 	Now(ctx context.Context) (time.Time, error)
+}
+
+// Deadliner is implemented by stores that can make a conditional create
+// expire by their own clock, so that a request the client gave up on
+// cannot take effect when the network delivers it late. (A cancelled
+// context only stops the client from waiting: bytes already sent, or held
+// by a stalled network, may still reach the store.)
+type Deadliner interface {
+	// PutIfAbsentWithin is PutIfAbsent, except that the store refuses the
+	// request (ErrExpired, no effect) if it arrives more than d after the
+	// call, measured by the store's clock. The store's clock counts whole
+	// seconds, so d is rounded down to a second, and at least one second.
+	PutIfAbsentWithin(ctx context.Context, key string, body []byte, d time.Duration) (ObjectInfo, error)
 }

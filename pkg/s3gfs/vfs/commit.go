@@ -43,7 +43,7 @@ func (fs *FS) createVersion(ctx context.Context, key string, obj []byte) (objsto
 		}
 		lctx, cancel := fs.withinLease(ctx)
 		var info objstore.ObjectInfo
-		info, err = fs.store.PutIfAbsent(lctx, key, obj)
+		info, err = fs.putWithinLease(lctx, key, obj)
 		err = leaseErr(lctx, err)
 		if err == nil {
 			cancel()
@@ -71,6 +71,24 @@ func (fs *FS) createVersion(ctx context.Context, key string, obj []byte) (objsto
 		}
 	}
 	return objstore.ObjectInfo{}, err
+}
+
+// putWithinLease sends the conditional create of an inode version. Where
+// the store can enforce a deadline by its own clock (objstore.Deadliner),
+// the request expires at this host's fence instant: a request the network
+// delivers after this host may have lapsed is refused by the store, not
+// applied (protocol invariant 8).
+func (fs *FS) putWithinLease(ctx context.Context, key string, obj []byte) (objstore.ObjectInfo, error) {
+	d, ok := fs.store.(objstore.Deadliner)
+	at, pinging := fs.fenceAt()
+	if !ok || !pinging {
+		return fs.store.PutIfAbsent(ctx, key, obj)
+	}
+	info, err := d.PutIfAbsentWithin(ctx, key, obj, time.Until(at))
+	if errors.Is(err, objstore.ErrExpired) {
+		return info, fmt.Errorf("%w (the store refused a commit that reached it after the ping lapsed): %v", ErrFenced, err)
+	}
+	return info, err
 }
 
 func (fs *FS) casLoop(ctx context.Context, ino *inode, build func() (*format.Inode, error), installed func(n *format.Inode, at time.Time)) error {

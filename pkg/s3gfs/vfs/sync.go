@@ -104,19 +104,28 @@ func (fs *FS) checkFenced() error {
 // is created under it, so a commit either reaches the store while this
 // host is live, or is abandoned and fails with ErrFenced; it can never
 // land after the ping lapsed, when the reaper may have moved past this
-// host (protocol invariant 8). (A request the network delivers late after
-// the client gave up is still bounded by the store's own check of the
-// signature's time; docs/FORMAT.md §12 says what the reaper's grace must
-// cover.)
+// host (protocol invariant 8). A cancelled request can still be delivered
+// late by the network; stores that implement objstore.Deadliner refuse it
+// by their own clock (see createVersion).
 func (fs *FS) withinLease(ctx context.Context) (context.Context, context.CancelFunc) {
-	s := &fs.sync
-	if s.kick == nil {
+	deadline, ok := fs.fenceAt()
+	if !ok {
 		return context.WithCancel(ctx)
 	}
-	s.mu.Lock()
-	deadline := s.lastOK.Add(fs.opts.HostExpiry)
-	s.mu.Unlock()
 	return context.WithDeadline(ctx, deadline)
+}
+
+// fenceAt is the instant this host fences itself unless a ping is accepted
+// before (its last accepted ping's send time plus the host expiry); ok is
+// false for an engine without pings (tests).
+func (fs *FS) fenceAt() (t time.Time, ok bool) {
+	s := &fs.sync
+	if s.kick == nil {
+		return time.Time{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastOK.Add(fs.opts.HostExpiry), true
 }
 
 // leaseErr turns a commit request cut off by withinLease into ErrFenced.

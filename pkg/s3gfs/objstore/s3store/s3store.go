@@ -103,6 +103,7 @@ type Store struct {
 	sem         chan struct{} // one token per request in flight
 	maxAttempts int           // for retries s3store does itself (body reads)
 	retryer     aws.Retryer   // the SDK's retryer, for its backoff delays
+	skew        clockSkew     // the store's clock minus this host's, in ns (deadline.go)
 }
 
 var (
@@ -348,6 +349,9 @@ func (s *Store) putObject(ctx context.Context, key string, body []byte, ifAbsent
 func (s *Store) infoAfterPut(ctx context.Context, op, key string, body []byte, out *s3.PutObjectOutput) (objstore.ObjectInfo, error) {
 	etag := trimETag(aws.ToString(out.ETag))
 	t := responseDate(out.ResultMetadata)
+	if !t.IsZero() {
+		s.noteServerDate(t)
+	}
 	if t.IsZero() {
 		// No Date header (not seen from real stores): ask the store, never
 		// the local clock.
@@ -734,6 +738,7 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	if t.IsZero() {
 		return time.Time{}, s.wrap("head-bucket", "", errors.New("response carries no Date header"))
 	}
+	s.noteServerDate(t)
 	return t, nil
 }
 

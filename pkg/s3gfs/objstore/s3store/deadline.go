@@ -1,0 +1,159 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+)
+
+var _ objstore.Deadliner = (*Store)(nil)
+
+// PutIfAbsentWithin is PutIfAbsent with an expiry the store itself
+// enforces (objstore.Deadliner): the request is a presigned URL whose
+// X-Amz-Expires is d, so a store that receives it later than d after its
+// signing time refuses it with 403 "Request has expired", whenever the
+// network delivers it. The signing time is this host's clock moved by the
+// store's clock offset, estimated from the Date of the store's responses
+// (truncated to the second, so the estimate errs towards an earlier
+// expiry, never a later one).
+//
+// Each attempt is presigned anew with the time that remains; transient
+// failures are retried while some remains. Like PutIfAbsent, a retried
+// request that meets its own first attempt (412 with our bytes) succeeds.
+func (s *Store) PutIfAbsentWithin(ctx context.Context, key string, body []byte, d time.Duration) (objstore.ObjectInfo, error) {
+	const op = "put-if-absent-within"
+	deadline := time.Now().Add(d)
+	var last error
+	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
+		left := time.Until(deadline).Truncate(time.Second)
+		if left < time.Second {
+			if last == nil {
+				left = time.Second // d under a second: the least a store can count
+			} else {
+				return objstore.ObjectInfo{}, s.wrap(op, key, fmt.Errorf("%w (no time left to retry: %v)", objstore.ErrExpired, last))
+			}
+		}
+		info, retryable, err := s.putWithin(ctx, key, body, left)
+		if err == nil {
+			return info, nil
+		}
+		if errors.Is(err, objstore.ErrExists) && attempt > 1 {
+			if info, oerr := s.ownWrite(ctx, key, body); oerr == nil {
+				return info, nil
+			}
+		}
+		if !retryable {
+			return objstore.ObjectInfo{}, s.wrap(op, key, err)
+		}
+		last = err
+		if err := s.sleepBackoff(ctx, attempt, err); err != nil {
+			return objstore.ObjectInfo{}, s.wrap(op, key, err)
+		}
+	}
+	return objstore.ObjectInfo{}, s.wrap(op, key, fmt.Errorf("%w: %w", objstore.ErrUnavailable, last))
+}
+
+// putWithin sends one presigned conditional PUT that expires after
+// expires. retryable reports a transient failure.
+func (s *Store) putWithin(ctx context.Context, key string, body []byte, expires time.Duration) (objstore.ObjectInfo, bool, error) {
+	if err := s.acquire(ctx); err != nil {
+		return objstore.ObjectInfo{}, false, err
+	}
+	defer s.release()
+	ps := s3.NewPresignClient(s.client, func(o *s3.PresignOptions) {
+		o.Expires = expires
+		o.Presigner = skewedSigner{v4.NewSigner(), time.Duration(s.skew.Load())}
+	})
+	signed, err := ps.PresignPutObject(ctx, &s3.PutObjectInput{
+		Bucket:        aws.String(s.bucket),
+		Key:           aws.String(key),
+		IfNoneMatch:   aws.String("*"),
+		ContentLength: aws.Int64(int64(len(body))),
+	})
+	if err != nil {
+		return objstore.ObjectInfo{}, false, fmt.Errorf("presign: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, signed.Method, signed.URL, bytes.NewReader(body))
+	if err != nil {
+		return objstore.ObjectInfo{}, false, err
+	}
+	for k, vs := range signed.SignedHeader {
+		if strings.EqualFold(k, "Host") || strings.EqualFold(k, "Content-Length") {
+			continue // net/http sets these from the URL and the body
+		}
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	req.ContentLength = int64(len(body))
+	resp, err := s.client.Options().HTTPClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return objstore.ObjectInfo{}, false, ctx.Err()
+		}
+		return objstore.ObjectInfo{}, true, fmt.Errorf("%w: %w", objstore.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	date, _ := http.ParseTime(resp.Header.Get("Date"))
+	if !date.IsZero() {
+		s.noteServerDate(date)
+	}
+	if resp.StatusCode/100 == 2 {
+		t := storeTime(&date)
+		if t.IsZero() {
+			info, err := s.head(ctx, key, "")
+			return info, false, err
+		}
+		return objstore.ObjectInfo{Key: key, Size: int64(len(body)), LastModified: t, ETag: trimETag(resp.Header.Get("ETag"))}, false, nil
+	}
+	var e struct{ Code, Message string }
+	_ = xml.Unmarshal(raw, &e)
+	detail := fmt.Errorf("HTTP %d %s: %s", resp.StatusCode, e.Code, e.Message)
+	switch {
+	case resp.StatusCode == http.StatusPreconditionFailed || resp.StatusCode == http.StatusConflict || e.Code == "PreconditionFailed" || e.Code == "ConditionalRequestConflict":
+		return objstore.ObjectInfo{}, false, fmt.Errorf("%w: %w", objstore.ErrExists, detail)
+	case resp.StatusCode == http.StatusForbidden && strings.Contains(strings.ToLower(e.Message), "expired"):
+		return objstore.ObjectInfo{}, false, fmt.Errorf("%w: %w", objstore.ErrExpired, detail)
+	case e.Code == "NoSuchBucket":
+		return objstore.ObjectInfo{}, false, fmt.Errorf("%w: %w", objstore.ErrNoBucket, detail)
+	case resp.StatusCode == http.StatusForbidden || accessDeniedCodes[e.Code]:
+		return objstore.ObjectInfo{}, false, fmt.Errorf("%w: %w", objstore.ErrAccessDenied, detail)
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || e.Code == "SlowDown":
+		return objstore.ObjectInfo{}, true, fmt.Errorf("%w: %w", objstore.ErrUnavailable, detail)
+	}
+	return objstore.ObjectInfo{}, false, detail
+}
+
+// skewedSigner signs with this host's clock moved onto the store's.
+type skewedSigner struct {
+	*v4.Signer
+	skew time.Duration
+}
+
+func (s skewedSigner) PresignHTTP(ctx context.Context, creds aws.Credentials, r *http.Request, payloadHash, service, region string, signingTime time.Time, optFns ...func(*v4.SignerOptions)) (string, http.Header, error) {
+	return s.Signer.PresignHTTP(ctx, creds, r, payloadHash, service, region, signingTime.Add(s.skew), optFns...)
+}
+
+// noteServerDate records the store's clock offset from a response's Date
+// (whole seconds: the offset is underestimated by up to a second, which
+// only makes presigned requests expire earlier).
+func (s *Store) noteServerDate(date time.Time) {
+	s.skew.Store(int64(date.Sub(time.Now())))
+}
+
+// clockSkew is the store's clock minus this host's, as last estimated.
+type clockSkew = atomic.Int64
