@@ -10,6 +10,7 @@
 #   BENCH_SIZE=1GiB    sequential file size        BENCH_FILES=2000  small files
 #   BENCH_LS=1000,10000  ls -l directory sizes     BENCH_TARGETS=raw,s3gfs,s3fs,rclone
 #   BENCH_S3GFS_ARGS   extra `s3gfs mount` flags   BENCH_OUT=bench/results
+#   BENCH_TRACE=FILE   log every S3 request (workload, kind, status, latency)
 #
 # Needs root and /dev/fuse. Installs versitygw (scripts/install-tools.sh)
 # and, when missing, Debian's s3fs, rclone and fio; a peer that cannot be

@@ -10,9 +10,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +50,7 @@ type config struct {
 	visTimeout  time.Duration
 	runID       string
 	proxyCounts bool
+	trace       string // log every request here
 }
 
 func main() {
@@ -100,6 +103,7 @@ func parseConfig() (*config, error) {
 	flag.IntVar(&c.visRounds, "vis-rounds", 0, "cross-mount visibility rounds (default 10, smoke 3)")
 	flag.DurationVar(&c.visTimeout, "vis-timeout", 0, "give up on one visibility round after this (default 60s, smoke 10s)")
 	flag.BoolVar(&c.proxyCounts, "count", true, "route every target through the counting proxy")
+	flag.StringVar(&c.trace, "trace", os.Getenv("BENCH_TRACE"), "log every S3 request (workload, kind, status, latency, URI) to this file")
 	flag.Parse()
 
 	c.accessKey, c.secretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
@@ -238,7 +242,18 @@ func run(ctx context.Context, cfg *config) error {
 	cfg.s3URL = cfg.endpoint
 	var proxy *countingProxy
 	if cfg.proxyCounts {
-		p, err := newCountingProxy(cfg.endpoint)
+		var trace io.Writer
+		if cfg.trace != "" {
+			f, err := os.Create(cfg.trace)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			bw := bufio.NewWriterSize(f, 1<<20)
+			defer bw.Flush()
+			trace = bw
+		}
+		p, err := newCountingProxy(cfg.endpoint, trace)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -52,9 +53,48 @@ type countingProxy struct {
 	ln  net.Listener
 	srv *http.Server
 	n   [nReq]atomic.Int64
+
+	// With a trace file, every request is logged with the workload
+	// running at the time (label), its status and its latency.
+	traceMu sync.Mutex
+	trace   io.Writer
+	label   atomic.Pointer[string]
 }
 
-func newCountingProxy(target string) (*countingProxy, error) {
+// setLabel names the workload that requests from now on belong to.
+func (p *countingProxy) setLabel(s string) {
+	if p != nil {
+		p.label.Store(&s)
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets the reverse proxy stream bodies.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func newCountingProxy(target string, trace io.Writer) (*countingProxy, error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return nil, err
@@ -63,7 +103,8 @@ func newCountingProxy(target string) (*countingProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &countingProxy{ln: ln}
+	p := &countingProxy{ln: ln, trace: trace}
+	p.setLabel("-")
 	bufs := &bufferPool{}
 	rp := &httputil.ReverseProxy{
 		Director: func(r *http.Request) {
@@ -83,8 +124,20 @@ func newCountingProxy(target string) (*countingProxy, error) {
 	}
 	p.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p.n[classify(r)].Add(1)
-			rp.ServeHTTP(w, r)
+			class := classify(r)
+			p.n[class].Add(1)
+			if p.trace == nil {
+				rp.ServeHTTP(w, r)
+				return
+			}
+			start := time.Now()
+			sw := &statusWriter{ResponseWriter: w}
+			rp.ServeHTTP(sw, r)
+			d := time.Since(start)
+			p.traceMu.Lock()
+			fmt.Fprintf(p.trace, "%s %s %s %d %.2fms %s\n", start.Format("15:04:05.000000"), *p.label.Load(),
+				reqNames[class], sw.status, float64(d.Microseconds())/1000, r.URL.RequestURI())
+			p.traceMu.Unlock()
 		}),
 		ErrorLog: log.New(io.Discard, "", 0),
 	}

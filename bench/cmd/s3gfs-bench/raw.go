@@ -71,6 +71,8 @@ func runRaw(ctx context.Context, cfg *config, proxy *countingProxy, res *results
 	mib := float64(int64(objs)*cfg.objSize) / (1 << 20)
 
 	measure := func(key string, ops int, body func() (time.Duration, error), value func(d time.Duration) float64) {
+		proxy.setLabel("raw/" + key)
+		defer proxy.setLabel("raw/-")
 		before := snap(proxy)
 		d, err := body()
 		c := cell{ops: int64(ops), secs: d.Seconds(), reqs: snap(proxy).sub(before)}

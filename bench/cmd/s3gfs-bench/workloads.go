@@ -51,6 +51,10 @@ func (r *fsRun) path(p ...string) string { return filepath.Join(append([]string{
 // body returns the value (in the metric's unit) and the operations done.
 func (r *fsRun) measure(key string, body func() (value float64, ops int64, secs float64, note string, err error)) {
 	resetPeak(r.m.pid)
+	if r.proxy != nil {
+		r.proxy.setLabel(r.t.Name() + "/" + key)
+		defer r.proxy.setLabel(r.t.Name() + "/-")
+	}
 	before := snap(r.proxy)
 	v, ops, secs, note, err := body()
 	c := cell{value: v, ops: ops, secs: secs, note: note, rss: peakRSS(r.m.pid), reqs: snap(r.proxy).sub(before)}
