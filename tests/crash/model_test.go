@@ -50,8 +50,8 @@ type file struct {
 	// one when its namespace state is known; two while a rename's
 	// outcome is unknown (old or new name; both only when bothOK).
 	paths     []string
-	bothOK    bool // a cross-directory rename may have left both names (FORMAT W6)
-	mayBeGone bool // a create, unlink, or a rename over it is in flight
+	bothOK    bool   // a cross-directory rename may have left both names (FORMAT W6)
+	mayBeGone bool   // a create, unlink, or a rename over it is in flight
 	want      []byte // the acknowledged content (by fsync or close)
 	pending   []int  // generations written after the last acknowledgement
 	gen       int    // the last generation written
