@@ -21,6 +21,7 @@ help:
 	@echo "make tools  install the pinned S3 server used by tests and make run"
 	@echo "make fuzz   run each fuzz target for FUZZTIME (default 30s)"
 	@echo "make torture  the multi-host torture test for TORTURE_DURATION (default 10m; S3GFS_TORTURE_SEED replays a seed)"
+	@echo "make crash  kill a mount with SIGKILL S3GFS_CRASH_KILLS times (default 50) mid-workload and check what it left (S3GFS_CRASH_SEED replays)"
 	@echo "make bench  s3gfs vs raw S3, s3fs and rclone on a local S3 server; results in bench/results/ (BENCH_SMOKE=1: small run)"
 	@echo "make bench-go  the Go benchmarks of the hot paths (codec, extent lookup, directory merge), with -benchmem"
 
@@ -73,6 +74,15 @@ TORTURE_TIMEOUT  ?= 60m
 torture: tools build
 	S3GFS_REQUIRE_S3=1 S3GFS_REQUIRE_FUSE=1 S3GFS_BIN=$(CURDIR)/bin/s3gfs S3GFS_TORTURE_DURATION=$(TORTURE_DURATION) \
 		S3GFS_KNOWN_BUGS=1 $(GO) test -count=1 -v -timeout $(TORTURE_TIMEOUT) ./tests/torture/
+
+# The crash-consistency test (tests/crash) for many kills: `make test` kills
+# the mount 3 times; this target S3GFS_CRASH_KILLS times.
+S3GFS_CRASH_KILLS ?= 50
+CRASH_TIMEOUT ?= 60m
+.PHONY: crash
+crash: tools build
+	S3GFS_REQUIRE_S3=1 S3GFS_REQUIRE_FUSE=1 S3GFS_BIN=$(CURDIR)/bin/s3gfs S3GFS_CRASH_KILLS=$(S3GFS_CRASH_KILLS) \
+		$(GO) test -count=1 -v -timeout $(CRASH_TIMEOUT) -run TestCrash ./tests/crash/
 
 clean:
 	rm -rf bin
