@@ -58,6 +58,8 @@ func TestReport(t *testing.T) {
 	r.set("s3gfs", "coldread", cell{value: 500, ops: 1, rss: 400 << 20})
 	r.set("s3gfs", "smallcreate", cell{value: 600, ops: 200, rss: 50 << 20})
 	r.set("s3fs", "smallcreate", cell{value: 100, ops: 200})
+	r.set("raw", "local.ls1", cell{value: 4, ops: 1000})
+	r.set("s3gfs", "ls1.warm", cell{value: 8, ops: 1000})
 	r.set("rclone", "visibility", cell{err: "not visible after 10s"})
 	r.unavailable("rclone", "testing")
 	if err := r.write(); err != nil {
@@ -78,6 +80,7 @@ func TestReport(t *testing.T) {
 		"Peak RSS target over all workloads: **missed**",
 		"17.0 (PUT 16.0, LIST 1.00)",
 		"rclone, write on A visible on B: **failed**",
+		"| ls -l 1000 entries, warm | ms | 4.00 (local fs, warm) | 8.00 | — | — | 0.50x |",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results lack %q:\n%s", want, md)

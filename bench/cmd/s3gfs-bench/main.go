@@ -264,6 +264,9 @@ func run(ctx context.Context, cfg *config) error {
 	res := newResults(cfg)
 	started := time.Now()
 
+	if err := runLocal(cfg, res); err != nil {
+		logf("local: %v", err)
+	}
 	for _, name := range cfg.targets {
 		switch name {
 		case "raw":
