@@ -246,7 +246,7 @@ func TestConcurrentSafety(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	if failures.Load() > 0 {
-		t.Fatalf("%d failures:\n%s\nreaper log:\n%s\nreader host log:\n%s", failures.Load(), strings.Join(failMsgs, "\n"), rlog, b.log)
+		t.Fatalf("%d failures:\n%s\nreaper log:\n%s\nwriter host log:\n%s\nreader host log:\n%s", failures.Load(), strings.Join(failMsgs, "\n"), rlog, a.log, b.log)
 	}
 	passes := strings.Count(rlog.String(), "reaper pass")
 	t.Logf("%d writes, %d held reads, %d point-in-time views, %d reaper passes", writes.Load(), reads.Load(), views.Load(), passes)
