@@ -225,6 +225,31 @@ func (c *config) store(ctx context.Context, bucket string) (*s3store.Store, erro
 	})
 }
 
+// emptyBucket deletes every object in bucket (not timed): a full run
+// writes several GiB per target.
+func (c *config) emptyBucket(ctx context.Context, bucket string) error {
+	st, err := c.store(ctx, bucket)
+	if err != nil {
+		return err
+	}
+	for {
+		page, err := st.List(ctx, "", "", 1000)
+		if err != nil {
+			return err
+		}
+		if len(page.Objects) == 0 {
+			return nil
+		}
+		keys := make([]string, len(page.Objects))
+		for i, o := range page.Objects {
+			keys[i] = o.Key
+		}
+		if err := st.DeleteMany(ctx, keys); err != nil {
+			return err
+		}
+	}
+}
+
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench %s: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
@@ -300,9 +325,14 @@ func run(ctx context.Context, cfg *config) error {
 				t = &rcloneTarget{cfg: cfg, bucket: bucket}
 			}
 			logf("%s: bucket %s", name, bucket)
+			proxy.setLabel(name + "/setup")
 			if err := runFS(ctx, cfg, t, proxy, res); err != nil {
 				res.fail(name, err)
 				logf("%s: %v", name, err)
+			}
+			proxy.setLabel("cleanup")
+			if err := cfg.emptyBucket(ctx, bucket); err != nil {
+				logf("%s: emptying bucket %s: %v", name, bucket, err)
 			}
 		default:
 			return fmt.Errorf("unknown target %q (known: raw, s3gfs, s3fs, rclone)", name)

@@ -137,7 +137,8 @@ func runRaw(ctx context.Context, cfg *config, proxy *countingProxy, res *results
 			return st.Delete(ctx, fmt.Sprintf("small-c1/%06d", i))
 		})
 	}, perSec(n))
-	return nil
+	proxy.setLabel("cleanup")
+	return cfg.emptyBucket(ctx, bucket)
 }
 
 // listAll lists every key under prefix, 1,000 a page, and checks it found want.
