@@ -21,6 +21,7 @@ help:
 	@echo "make tools  install the pinned S3 server used by tests and make run"
 	@echo "make fuzz   run each fuzz target for FUZZTIME (default 30s)"
 	@echo "make torture  the multi-host torture test for TORTURE_DURATION (default 10m; S3GFS_TORTURE_SEED replays a seed)"
+	@echo "make load   8 mount processes on one volume for LOAD_DURATION (default 10m) of mixed load: the torture checker's verdict and the figures"
 	@echo "make crash  kill a mount with SIGKILL S3GFS_CRASH_KILLS times (default 50) mid-workload and check what it left (S3GFS_CRASH_SEED replays)"
 	@echo "make bench  s3gfs vs raw S3, s3fs and rclone on a local S3 server; results in bench/results/ (BENCH_SMOKE=1: small run)"
 	@echo "make bench-go  the Go benchmarks of the hot paths (codec, extent lookup, directory merge), with -benchmem"
@@ -83,6 +84,14 @@ CRASH_TIMEOUT ?= 60m
 crash: tools build
 	S3GFS_REQUIRE_S3=1 S3GFS_REQUIRE_FUSE=1 S3GFS_BIN=$(CURDIR)/bin/s3gfs S3GFS_CRASH_KILLS=$(S3GFS_CRASH_KILLS) \
 		$(GO) test -count=1 -v -timeout $(CRASH_TIMEOUT) -run TestCrash ./tests/crash/
+
+# The load test (tests/torture TestLoad): 8 hosts on one volume.
+LOAD_DURATION ?= 10m
+LOAD_TIMEOUT  ?= 60m
+.PHONY: load
+load: tools build
+	S3GFS_REQUIRE_S3=1 S3GFS_REQUIRE_FUSE=1 S3GFS_BIN=$(CURDIR)/bin/s3gfs S3GFS_LOAD=1 S3GFS_LOAD_DURATION=$(LOAD_DURATION) \
+		$(GO) test -count=1 -v -timeout $(LOAD_TIMEOUT) -run '^TestLoad$$' ./tests/torture/
 
 clean:
 	rm -rf bin
