@@ -199,8 +199,11 @@ func fmtNum(v float64) string {
 }
 
 func fmtRatio(v float64) string {
-	if v == 0 {
+	switch {
+	case v == 0:
 		return "—"
+	case v < 0.1:
+		return fmt.Sprintf("%.3fx", v)
 	}
 	return fmt.Sprintf("%.2fx", v)
 }
@@ -303,7 +306,7 @@ func (r *results) markdown(b *bytes.Buffer, chart string) {
 		cfg.randReads, shortPath(cfg.untarSrc), cfg.visRounds, cfg.visTimeout)
 	b.WriteString("Peers: s3fs-fuse and rclone mount from Debian, default options (rclone: `--vfs-cache-mode off`, so a " +
 		"close returns once the object is stored; rclone runs without `AWS_CA_BUNDLE`, which rclone 1.60 cannot load). " +
-		"Every write workload ends with `sync` inside the timed part, so write caches do not flatter anyone.\n\n")
+		"Every write workload ends with syncfs(2) of the mount inside the timed part, so write caches do not flatter anyone.\n\n")
 	for _, t := range append([]string{"raw"}, fsTargets...) {
 		if s, ok := r.status[t]; ok {
 			fmt.Fprintf(b, "- **%s**: %s\n", t, s)
