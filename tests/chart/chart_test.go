@@ -1,0 +1,604 @@
+// Package chart tests the Helm chart in charts/s3gfs offline: it renders
+// the chart with the Helm SDK for several values files, decodes every object
+// strictly into the typed Kubernetes API structs, checks the properties the
+// driver's design depends on (privileges, mounts, RBAC, pinned images,
+// resources), lints it like `helm lint`, checks that the schema refuses bad
+// values, and that deploy/ is what the chart renders.
+package chart
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	monv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/s3gfs/s3gfs/build/chartrender"
+)
+
+const (
+	chartDir  = "../../charts/s3gfs"
+	deployDir = "../../deploy"
+	namespace = "storage"
+	release   = "s3gfs"
+)
+
+// decoder decodes YAML strictly (unknown or duplicate fields are errors)
+// into the typed structs of every API the chart uses.
+func decoder(t *testing.T) runtime.Decoder {
+	t.Helper()
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, snapv1.AddToScheme, monv1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return json.NewSerializerWithOptions(json.DefaultMetaFactory, s, s, json.SerializerOptions{Yaml: true, Strict: true})
+}
+
+// rendered is one values file's render, decoded.
+type rendered struct {
+	res  *chartrender.Result
+	objs []runtime.Object
+}
+
+func render(t *testing.T, valuesFile string) rendered {
+	t.Helper()
+	vals, err := chartrender.ReadValues(valuesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := chartrender.Render(chartDir, vals, release, namespace)
+	if err != nil {
+		t.Fatalf("render with %s: %v", valuesFile, err)
+	}
+	dec := decoder(t)
+	r := rendered{res: res}
+	for _, o := range res.Objects {
+		for i, l := range strings.Split(o.YAML, "\n") {
+			if strings.TrimRight(l, " \t") != l {
+				t.Errorf("%s: %s %s line %d has trailing blanks (a template's whitespace): %q", valuesFile, o.Kind, o.Name, i+1, l)
+			}
+		}
+		obj, _, err := dec.Decode([]byte(o.YAML), nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %s %s does not decode strictly: %v\n%s", valuesFile, o.Kind, o.Name, err, o.YAML)
+		}
+		r.objs = append(r.objs, obj)
+	}
+	return r
+}
+
+func valuesFiles(t *testing.T) []string {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil || len(files) < 4 {
+		t.Fatalf("values files: %v %v", files, err)
+	}
+	return files
+}
+
+// TestStrictDecoderRefusesUnknownFields checks the checker: a misspelt
+// field must fail to decode.
+func TestStrictDecoderRefusesUnknownFields(t *testing.T) {
+	dec := decoder(t)
+	good := "apiVersion: storage.k8s.io/v1\nkind: CSIDriver\nmetadata: {name: x}\nspec: {attachRequired: false}\n"
+	if _, _, err := dec.Decode([]byte(good), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{
+		"apiVersion: storage.k8s.io/v1\nkind: CSIDriver\nmetadata: {name: x}\nspec: {attachRequird: false}\n",
+		"apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: x}\nspec: {template: {spec: {containers: [{name: c, image: i, mountPropagation: Bidirectional}]}}}\n",
+		"apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshotClass\nmetadata: {name: x}\ndriver: d\ndeletionPolicy: Delete\nparams: {}\n",
+	} {
+		if _, _, err := dec.Decode([]byte(bad), nil, nil); err == nil {
+			t.Errorf("decoded without error:\n%s", bad)
+		}
+	}
+}
+
+func TestRenderValuesFiles(t *testing.T) {
+	for _, f := range valuesFiles(t) {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			r := render(t, f)
+			checkObjects(t, r)
+			if !strings.Contains(r.res.Notes, "kubectl") {
+				t.Errorf("NOTES.txt says nothing to do:\n%s", r.res.Notes)
+			}
+		})
+	}
+}
+
+// TestDefaultsNeedABucket: with no values the chart refuses, naming the
+// missing value, rather than make a StorageClass that cannot provision.
+func TestDefaultsNeedABucket(t *testing.T) {
+	_, err := chartrender.Render(chartDir, nil, release, namespace)
+	if err == nil || !strings.Contains(err.Error(), "storageClass.parameters.bucket is required") {
+		t.Fatalf("render without a bucket: %v", err)
+	}
+}
+
+func TestSchemaRefusesBadValues(t *testing.T) {
+	files, _ := filepath.Glob("testdata/bad/*.yaml")
+	if len(files) < 8 {
+		t.Fatalf("bad values files: %v", files)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			vals, err := chartrender.ReadValues(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = chartrender.Render(chartDir, vals, release, namespace)
+			if err == nil {
+				t.Fatalf("%s rendered", f)
+			}
+			if !strings.Contains(err.Error(), "values don't meet the specifications of the schema") {
+				t.Fatalf("%s: refused, but not by the schema: %v", f, err)
+			}
+		})
+	}
+}
+
+// TestLint is `helm lint --strict` with each values file (and the
+// defaults, whose only complaint may be the missing bucket).
+func TestLint(t *testing.T) {
+	kv := &chartutil.KubeVersion{Version: chartrender.KubeVersion, Major: "1", Minor: "37"}
+	for _, f := range valuesFiles(t) {
+		vals, err := chartrender.ReadValues(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := lint.AllWithKubeVersion(chartDir, vals, namespace, kv)
+		for _, m := range l.Messages {
+			// "icon is recommended" is the one INFO a chart without an icon gets.
+			if m.Severity > support.InfoSev || !strings.Contains(m.Err.Error(), "icon is recommended") {
+				t.Errorf("lint %s: %s", f, m)
+			}
+		}
+	}
+}
+
+// TestDeployMatchesChart: deploy/ is exactly what `make deploy-manifests`
+// generates from the chart now.
+func TestDeployMatchesChart(t *testing.T) {
+	want, err := chartrender.GenerateDeploy(chartDir, deployDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have, _ := filepath.Glob(filepath.Join(deployDir, "*.yaml"))
+	for _, f := range have {
+		name := filepath.Base(f)
+		if name == chartrender.DeployValues {
+			continue
+		}
+		if _, ok := want[name]; !ok {
+			t.Errorf("deploy/%s is not generated by the chart any more; run make deploy-manifests", name)
+		}
+	}
+	for name, content := range want {
+		got, err := os.ReadFile(filepath.Join(deployDir, name))
+		if err != nil {
+			t.Errorf("deploy/%s: %v; run make deploy-manifests", name, err)
+			continue
+		}
+		if !bytes.Equal(got, content) {
+			t.Errorf("deploy/%s differs from a fresh render of the chart; run make deploy-manifests", name)
+		}
+	}
+	// And the plain manifests decode strictly too.
+	dec := decoder(t)
+	for name, content := range want {
+		if name == "kustomization.yaml" {
+			continue
+		}
+		for _, doc := range strings.Split(string(content), "\n---\n") {
+			if strings.TrimSpace(stripComments(doc)) == "" {
+				continue
+			}
+			if _, _, err := dec.Decode([]byte(doc), nil, nil); err != nil {
+				t.Errorf("deploy/%s: %v", name, err)
+			}
+		}
+	}
+	if k := string(want["kustomization.yaml"]); !strings.Contains(k, "kind: Kustomization") || !strings.Contains(k, "- node.yaml") {
+		t.Errorf("kustomization.yaml:\n%s", k)
+	}
+}
+
+func stripComments(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") && l != "---" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+var pinnedTag = regexp.MustCompile(`^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+:[A-Za-z0-9_][A-Za-z0-9_.-]*(@sha256:[a-f0-9]{64})?$`)
+
+// checkObjects checks one render's objects against the driver's design.
+func checkObjects(t *testing.T, r rendered) {
+	t.Helper()
+	vals := r.res.Chart.Values
+	_ = vals
+	seen := map[string]int{}
+	var (
+		controller *appsv1.Deployment
+		node       *appsv1.DaemonSet
+		reapers    []*appsv1.Deployment
+		csiDriver  *storagev1.CSIDriver
+		sc         *storagev1.StorageClass
+		secretName string
+		vsc        *snapv1.VolumeSnapshotClass
+	)
+	for i, obj := range r.objs {
+		o := r.res.Objects[i]
+		seen[o.Kind]++
+		switch v := obj.(type) {
+		case *appsv1.Deployment:
+			if v.Namespace != namespace {
+				t.Errorf("%s %s in namespace %q", o.Kind, v.Name, v.Namespace)
+			}
+			switch v.Spec.Template.Labels["app.kubernetes.io/component"] {
+			case "controller":
+				controller = v
+			case "reaper":
+				reapers = append(reapers, v)
+			default:
+				t.Errorf("Deployment %s of no known component", v.Name)
+			}
+			checkSelector(t, v.Name, v.Spec.Selector.MatchLabels, v.Spec.Template.Labels)
+		case *appsv1.DaemonSet:
+			node = v
+			checkSelector(t, v.Name, v.Spec.Selector.MatchLabels, v.Spec.Template.Labels)
+		case *storagev1.CSIDriver:
+			csiDriver = v
+		case *storagev1.StorageClass:
+			sc = v
+		case *snapv1.VolumeSnapshotClass:
+			vsc = v
+		case *corev1.Secret:
+			secretName = v.Name
+			if v.Type != corev1.SecretTypeOpaque || v.StringData["accessKeyID"] == "" || v.StringData["secretAccessKey"] == "" {
+				t.Errorf("Secret %s: %+v", v.Name, v.StringData)
+			}
+		case *rbacv1.ClusterRole:
+			checkRules(t, "ClusterRole "+v.Name, v.Rules, true)
+		case *rbacv1.Role:
+			checkRules(t, "Role "+v.Name, v.Rules, false)
+		case *corev1.ServiceAccount, *rbacv1.ClusterRoleBinding, *rbacv1.RoleBinding, *corev1.Service, *monv1.ServiceMonitor:
+		default:
+			t.Errorf("unexpected object %T %s", obj, o.Name)
+		}
+	}
+	for _, k := range []string{"CSIDriver", "Deployment", "DaemonSet", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service"} {
+		if seen[k] == 0 {
+			t.Errorf("no %s rendered", k)
+		}
+	}
+	if csiDriver == nil || controller == nil || node == nil {
+		t.Fatal("missing CSIDriver, controller or node")
+	}
+
+	// CSIDriver.
+	if csiDriver.Spec.AttachRequired == nil || *csiDriver.Spec.AttachRequired {
+		t.Error("CSIDriver: attachRequired must be false (no ControllerPublish)")
+	}
+	if csiDriver.Spec.PodInfoOnMount == nil || *csiDriver.Spec.PodInfoOnMount {
+		t.Error("CSIDriver: podInfoOnMount must be false")
+	}
+	if csiDriver.Spec.FSGroupPolicy == nil {
+		t.Error("CSIDriver: fsGroupPolicy unset")
+	}
+
+	// Every container of every workload: pinned image, resources.
+	for _, w := range append([]struct {
+		name string
+		spec corev1.PodSpec
+	}{{controller.Name, controller.Spec.Template.Spec}, {node.Name, node.Spec.Template.Spec}}, reaperSpecs(reapers)...) {
+		for _, c := range w.spec.Containers {
+			if !pinnedTag.MatchString(c.Image) || strings.HasSuffix(c.Image, ":latest") {
+				t.Errorf("%s/%s: image %q not pinned by tag", w.name, c.Name, c.Image)
+			}
+			if c.Resources.Requests.Memory().IsZero() || c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+				t.Errorf("%s/%s: resources %+v: want cpu and memory requests and a memory limit", w.name, c.Name, c.Resources)
+			}
+		}
+	}
+
+	// Controller: no privileges anywhere, non-root, the CSI socket shared.
+	cs := controller.Spec.Template.Spec
+	checkUnprivilegedPod(t, controller.Name, cs)
+	names := containerNames(cs)
+	for _, want := range []string{"s3gfs-controller", "csi-provisioner", "liveness-probe"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("controller: no %s container (%v)", want, names)
+		}
+	}
+	for _, c := range cs.Containers {
+		if !hasMount(c, "socket-dir", "/csi", "") {
+			t.Errorf("controller/%s: no /csi socket-dir mount", c.Name)
+		}
+		if strings.HasPrefix(c.Name, "csi-") && (!slices.Contains(c.Args, "--leader-election") || !slices.Contains(c.Args, "--csi-address=/csi/csi.sock")) {
+			t.Errorf("controller/%s: args %v", c.Name, c.Args)
+		}
+	}
+	if *controller.Spec.Replicas > 1 && !slices.Contains(names, "csi-provisioner") {
+		t.Error("controller replicas without a leader-electing provisioner")
+	}
+
+	// Node: the plugin and the mounter privileged with Bidirectional
+	// propagation of the kubelet dir; /dev/fuse for the mounter; no token.
+	ns := node.Spec.Template.Spec
+	if ns.AutomountServiceAccountToken == nil || *ns.AutomountServiceAccountToken {
+		t.Error("node: service account token mounted; the node pod needs no API access")
+	}
+	kubeletDir := ""
+	for _, v := range ns.Volumes {
+		if v.Name == "kubelet-dir" && v.HostPath != nil {
+			kubeletDir = v.HostPath.Path
+		}
+	}
+	if kubeletDir == "" || strings.HasSuffix(kubeletDir, "/") {
+		t.Fatalf("node: kubelet-dir hostPath %q", kubeletDir)
+	}
+	var plugin, mounter *corev1.Container
+	for i := range ns.Containers {
+		c := &ns.Containers[i]
+		switch c.Name {
+		case "s3gfs-node":
+			plugin = c
+		case "s3gfs-mounter":
+			mounter = c
+		default:
+			if sc := c.SecurityContext; sc == nil || (sc.Privileged != nil && *sc.Privileged) || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+				t.Errorf("node/%s: a sidecar with privileges: %+v", c.Name, sc)
+			}
+		}
+	}
+	if plugin == nil || mounter == nil {
+		t.Fatalf("node containers %v: want s3gfs-node and s3gfs-mounter", containerNames(ns))
+	}
+	for _, c := range []*corev1.Container{plugin, mounter} {
+		if c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
+			t.Errorf("node/%s: not privileged", c.Name)
+		}
+		if !hasMount(*c, "kubelet-dir", kubeletDir, corev1.MountPropagationBidirectional) {
+			t.Errorf("node/%s: %s not mounted at the same path with Bidirectional propagation", c.Name, kubeletDir)
+		}
+		if !hasMount(*c, "mounter-dir", "/run/s3gfs", "") || !hasMount(*c, "state-dir", "/var/lib/s3gfs-csi", "") {
+			t.Errorf("node/%s: the mounter socket dir or the state dir is missing", c.Name)
+		}
+	}
+	if !hasMount(*mounter, "fuse-device", "/dev/fuse", "") || hostPathOf(ns, "fuse-device") != "/dev/fuse" {
+		t.Error("node/s3gfs-mounter: no /dev/fuse")
+	}
+	if mounter.LivenessProbe != nil {
+		t.Error("node/s3gfs-mounter: a liveness probe would restart it and end every FUSE mount of the node")
+	}
+	if plugin.LivenessProbe == nil || !slices.Contains(containerNames(ns), "liveness-probe") {
+		t.Error("node: the plugin is not liveness-probed")
+	}
+	if len(mounter.Args) == 0 || mounter.Args[0] != "mounter" || !slices.Contains(mounter.Args, "--socket=/run/s3gfs/mounter.sock") ||
+		!slices.Contains(plugin.Args, "--mounter=unix:///run/s3gfs/mounter.sock") || !slices.Contains(plugin.Args, "--node-id=$(NODE_NAME)") {
+		t.Errorf("node: plugin args %v, mounter args %v", plugin.Args, mounter.Args)
+	}
+	for _, e := range mounter.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			t.Errorf("node/s3gfs-mounter: credentials %s in its environment; they come with the node-stage secret", e.Name)
+		}
+	}
+	driverName := csiDriver.Name
+	regPath := kubeletDir + "/plugins/" + driverName + "/csi.sock"
+	if hostPathOf(ns, "plugin-dir") != kubeletDir+"/plugins/"+driverName {
+		t.Errorf("node: plugin-dir %q", hostPathOf(ns, "plugin-dir"))
+	}
+	if slices.Contains(containerNames(ns), "node-driver-registrar") {
+		if slices.Contains(plugin.Args, "--registration-dir=/registration") {
+			t.Error("node: registered twice (sidecar and plugin)")
+		}
+		for _, c := range ns.Containers {
+			if c.Name == "node-driver-registrar" && !slices.Contains(c.Args, "--kubelet-registration-path="+regPath) {
+				t.Errorf("node-driver-registrar args %v, want path %s", c.Args, regPath)
+			}
+		}
+	} else if !slices.Contains(plugin.Args, "--registration-dir=/registration") || !slices.Contains(plugin.Args, "--kubelet-csi-endpoint="+regPath) {
+		t.Errorf("node: neither a registrar sidecar nor plugin registration: %v", plugin.Args)
+	}
+
+	// Reapers: unprivileged, non-root, no token, the volume as argument.
+	for _, d := range reapers {
+		s := d.Spec.Template.Spec
+		checkUnprivilegedPod(t, d.Name, s)
+		if s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken {
+			t.Errorf("%s: service account token mounted; the reaper uses no Kubernetes API", d.Name)
+		}
+		if *d.Spec.Replicas < 2 && d.Spec.Replicas != nil {
+			t.Logf("%s: %d replica(s)", d.Name, *d.Spec.Replicas)
+		}
+		c := s.Containers[0]
+		if c.Args[0] != "reaper" || !strings.HasPrefix(c.Args[len(c.Args)-1], "s3://") {
+			t.Errorf("%s: args %v", d.Name, c.Args)
+		}
+	}
+
+	// Classes name the driver and the Secret.
+	if sc != nil {
+		if sc.Provisioner != driverName || sc.Parameters["bucket"] == "" {
+			t.Errorf("StorageClass: provisioner %q, parameters %v", sc.Provisioner, sc.Parameters)
+		}
+		for _, m := range sc.MountOptions {
+			if m != "ro" && m != "rw" {
+				t.Errorf("StorageClass mount option %q: the driver accepts ro and rw only", m)
+			}
+		}
+		checkSecretRefs(t, "StorageClass", sc.Parameters, []string{"provisioner", "node-stage", "controller-expand"})
+	}
+	if vsc != nil {
+		if vsc.Driver != driverName {
+			t.Errorf("VolumeSnapshotClass driver %q", vsc.Driver)
+		}
+		checkSecretRefs(t, "VolumeSnapshotClass", vsc.Parameters, []string{"snapshotter"})
+	}
+	_ = secretName
+}
+
+func reaperSpecs(ds []*appsv1.Deployment) []struct {
+	name string
+	spec corev1.PodSpec
+} {
+	var out []struct {
+		name string
+		spec corev1.PodSpec
+	}
+	for _, d := range ds {
+		out = append(out, struct {
+			name string
+			spec corev1.PodSpec
+		}{d.Name, d.Spec.Template.Spec})
+	}
+	return out
+}
+
+// checkSecretRefs: either every secret parameter of kinds is set, with a
+// namespace, or none is.
+func checkSecretRefs(t *testing.T, what string, params map[string]string, kinds []string) {
+	t.Helper()
+	set := 0
+	for _, k := range kinds {
+		name := params["csi.storage.k8s.io/"+k+"-secret-name"]
+		ns := params["csi.storage.k8s.io/"+k+"-secret-namespace"]
+		if name != "" {
+			set++
+			if ns != namespace {
+				t.Errorf("%s: %s secret namespace %q", what, k, ns)
+			}
+		}
+	}
+	if set != 0 && set != len(kinds) {
+		t.Errorf("%s: only some secret parameters set: %v", what, params)
+	}
+}
+
+func checkSelector(t *testing.T, name string, sel, labels map[string]string) {
+	t.Helper()
+	if len(sel) < 3 {
+		t.Errorf("%s: selector %v too wide", name, sel)
+	}
+	for k, v := range sel {
+		if labels[k] != v {
+			t.Errorf("%s: selector %s=%s does not match the pod labels %v", name, k, v, labels)
+		}
+	}
+}
+
+func checkUnprivilegedPod(t *testing.T, name string, s corev1.PodSpec) {
+	t.Helper()
+	if s.HostNetwork || s.HostPID || s.HostIPC {
+		t.Errorf("%s: host namespaces", name)
+	}
+	if s.SecurityContext == nil || s.SecurityContext.RunAsNonRoot == nil || !*s.SecurityContext.RunAsNonRoot {
+		t.Errorf("%s: not runAsNonRoot", name)
+	}
+	for _, v := range s.Volumes {
+		if v.HostPath != nil {
+			t.Errorf("%s: hostPath volume %s", name, v.Name)
+		}
+	}
+	for _, c := range s.Containers {
+		sc := c.SecurityContext
+		if sc == nil || (sc.Privileged != nil && *sc.Privileged) || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+			sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) > 0 ||
+			sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("%s/%s: security context %+v: want unprivileged, no escalation, all capabilities dropped, read-only root", name, c.Name, sc)
+		}
+	}
+}
+
+// allowed lists, per API group and resource, the verbs any s3gfs role may
+// have. Anything else (a wildcard, another resource) fails.
+var allowed = map[string][]string{
+	"/persistentvolumes":                                    {"get", "list", "watch", "create", "patch", "delete"},
+	"/persistentvolumeclaims":                               {"get", "list", "watch", "update"},
+	"/events":                                               {"list", "watch", "create", "update", "patch"},
+	"storage.k8s.io/storageclasses":                         {"get", "list", "watch"},
+	"snapshot.storage.k8s.io/volumesnapshots":               {"get", "list", "watch", "update"},
+	"snapshot.storage.k8s.io/volumesnapshotclasses":         {"get", "list", "watch"},
+	"snapshot.storage.k8s.io/volumesnapshotcontents":        {"get", "list", "watch", "update", "patch"},
+	"snapshot.storage.k8s.io/volumesnapshotcontents/status": {"update", "patch"},
+	"coordination.k8s.io/leases":                            {"get", "watch", "list", "delete", "update", "create"},
+	"/secrets":                                              {"get"},
+}
+
+func checkRules(t *testing.T, what string, rules []rbacv1.PolicyRule, clusterWide bool) {
+	t.Helper()
+	for _, r := range rules {
+		if len(r.NonResourceURLs) > 0 {
+			t.Errorf("%s: non-resource URLs %v", what, r.NonResourceURLs)
+		}
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				key := g + "/" + res
+				ok, known := allowed[key]
+				if !known {
+					t.Errorf("%s: access to %s", what, key)
+					continue
+				}
+				for _, v := range r.Verbs {
+					if !slices.Contains(ok, v) {
+						t.Errorf("%s: verb %s on %s", what, v, key)
+					}
+				}
+				if res == "secrets" && (clusterWide || len(r.ResourceNames) != 1) {
+					t.Errorf("%s: secrets must be one named Secret in the release namespace: %+v", what, r)
+				}
+				if res == "leases" && clusterWide {
+					t.Errorf("%s: leases cluster-wide", what)
+				}
+			}
+		}
+	}
+}
+
+func containerNames(s corev1.PodSpec) []string {
+	var n []string
+	for _, c := range s.Containers {
+		n = append(n, c.Name)
+	}
+	return n
+}
+
+func hasMount(c corev1.Container, volume, path string, prop corev1.MountPropagationMode) bool {
+	for _, m := range c.VolumeMounts {
+		if m.Name == volume && m.MountPath == path && (prop == "" || (m.MountPropagation != nil && *m.MountPropagation == prop)) {
+			return true
+		}
+	}
+	return false
+}
+
+func hostPathOf(s corev1.PodSpec, volume string) string {
+	for _, v := range s.Volumes {
+		if v.Name == volume && v.HostPath != nil {
+			return v.HostPath.Path
+		}
+	}
+	return ""
+}
