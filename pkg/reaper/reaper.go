@@ -243,7 +243,7 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 		return nil, err
 	}
 	r.Snapshots = len(pins)
-	grace := max(cfg.Grace, 2*h1.maxExpiry)
+	grace := max(cfg.Grace, minGrace(h1.maxExpiry))
 	horizon := minTime(now.Add(-retention), now.Add(-grace))
 	horizon = minTime(horizon, h1.oldest)
 
@@ -284,7 +284,7 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 	if err != nil {
 		return nil, err
 	}
-	grace = max(grace, 2*h2.maxExpiry)
+	grace = max(grace, minGrace(h2.maxExpiry))
 	horizon = minTime(horizon, now.Add(-grace))
 	horizon = minTime(horizon, h2.oldest)
 	holdAll := h1.holdAll || h2.holdAll
@@ -599,3 +599,10 @@ func execute(held context.Context, store objstore.Store, cfg Config, p *plan, r 
 	}
 	return nil
 }
+
+// minGrace is the least grace hosts with host expiry e allow: a version in
+// flight names extents uploaded at most e before it was sent (FORMAT
+// §15.7), and lands at most e + 2 s after it was sent (its request expires
+// at the host's fence instant, counted by the store in whole seconds:
+// §12 P3); a host that opened a version announces it within e (P4).
+func minGrace(e time.Duration) time.Duration { return 2*e + 5*time.Second }

@@ -179,7 +179,7 @@ func TestHostsHoldTheHorizon(t *testing.T) {
 	e.advance(10 * time.Hour)
 	e.plantPing(7, time.Minute, held) // live: written now
 	r := e.gc(cfg(0, time.Minute))
-	if r.LiveHosts != 1 || r.Horizon.After(held) || r.Grace != 2*time.Minute {
+	if r.LiveHosts != 1 || r.Horizon.After(held) || r.Grace != 2*time.Minute+5*time.Second {
 		t.Fatalf("live host: horizon %v (want <= %v), grace %v, live %d", r.Horizon, held, r.Grace, r.LiveHosts)
 	}
 	// Kept: every version from the held one on, and the one before it.

@@ -124,8 +124,8 @@ type Clock interface {
 // by a stalled network, may still reach the store.)
 type Deadliner interface {
 	// PutIfAbsentWithin is PutIfAbsent, except that the store refuses the
-	// request (ErrExpired, no effect) if it arrives more than d after the
-	// call, measured by the store's clock. The store's clock counts whole
-	// seconds, so d is rounded down to a second, and at least one second.
+	// request (ErrExpired, no effect) if it arrives too long after the
+	// call, measured by the store's clock: never later than d + 2 s (stores
+	// count whole seconds), and not before d − 1 s.
 	PutIfAbsentWithin(ctx context.Context, key string, body []byte, d time.Duration) (ObjectInfo, error)
 }

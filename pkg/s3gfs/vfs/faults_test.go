@@ -288,3 +288,38 @@ func TestInterruptedRmdir(t *testing.T) {
 	}
 	mkdir(t, fs, root, "d")
 }
+
+// A commit that could not be made for a while (here: inode commits fail)
+// must not name extents it uploaded more than a host expiry before: the
+// reaper deletes unreferenced extents older than its grace period
+// (docs/FORMAT.md §15.7). Such extents are uploaded again under new ids.
+func TestStaleUploadsRenewedBeforeCommit(t *testing.T) {
+	e := newEnv(t)
+	const expiry = 400 * time.Millisecond
+	fs := e.engine(syncEvery(20*time.Millisecond, expiry))
+	r := rand.New(rand.NewPCG(5, 5))
+	id, h := create(t, fs, root, "f")
+	must(t, fs.Fsync(ctx, h))
+	data := randBytes(r, 2*extSize+10)
+	write(t, fs, h, data, 0)
+	hook, _ := failFirst(memstore.OpPutIfAbsent, e.vol.Keys.InodeDir(id), 1000)
+	e.store.SetHooks(memstore.Hooks{Before: hook})
+	wantErr(t, fs.Fsync(ctx, h), errInjected, "fsync while inode commits fail")
+	stale := map[string]bool{}
+	for _, k := range e.keysUnder(e.vol.Keys.ExtentDir(id)) {
+		stale[k] = true
+	}
+	if len(stale) == 0 {
+		t.Fatal("the failed fsync uploaded no extent")
+	}
+	time.Sleep(expiry) // the uploads are now older than half an expiry
+	e.store.SetHooks(memstore.Hooks{})
+	must(t, fs.Fsync(ctx, h))
+	for _, x := range e.newest(id).Extents {
+		if k := e.vol.Keys.Extent(id, x.EID); stale[k] {
+			t.Fatalf("the commit names %s, uploaded %v before it", k, expiry)
+		}
+	}
+	closeH(t, fs, h)
+	sameBytes(t, readFile(t, e.engine(), id), data, "file after the late commit")
+}

@@ -49,7 +49,10 @@ type dirtyExtent struct {
 
 // pendingExtent is an extent uploaded since the last commit; ref nil means
 // the extent was dropped (truncated away).
-type pendingExtent struct{ ref *format.ExtentRef }
+type pendingExtent struct {
+	ref  *format.ExtentRef
+	sent time.Time // when its upload was sent (local clock): see renewStaleUploads
+}
 
 // dirty reports local changes. (An upload in flight is either of an extent
 // still in dirtyExt, or of one a commit or truncation has already dropped,
@@ -134,8 +137,13 @@ func (h *Handle) Direct() bool { return h.direct }
 // ino.mu is held.
 func (h *Handle) pinnedLocked() *format.Inode {
 	ino := h.ino
-	if h.ver == nil || h.ver == ino.cur || h.gen != ino.localGen || ino.dirtyLocked() ||
-		h.ver.Kind != format.KindFile || ino.cur.Kind != format.KindFile {
+	if h.ver == nil || h.ver == ino.cur || h.ver.Kind != format.KindFile {
+		return nil
+	}
+	if ino.cur.Kind == format.KindTombstone {
+		return h.ver // deleted on another host: an open handle reads on
+	}
+	if h.gen != ino.localGen || ino.dirtyLocked() || ino.cur.Kind != format.KindFile {
 		return nil
 	}
 	return h.ver
@@ -564,6 +572,7 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 	go func() {
 		var ref *format.ExtentRef
 		var err error
+		sent := time.Now()
 		if len(data) > 0 {
 			ref, err = fs.putExtent(context.Background(), ino.id, idx, data)
 		}
@@ -586,7 +595,7 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 			if ino.file.pending == nil {
 				ino.file.pending = map[uint64]*pendingExtent{}
 			}
-			ino.file.pending[idx] = &pendingExtent{ref: ref}
+			ino.file.pending[idx] = &pendingExtent{ref: ref, sent: sent}
 			free = true
 		}
 		// Return the buffer before waking waiters on ino.uploaded, so that
@@ -800,6 +809,8 @@ func (fs *FS) commitFileOnce(ctx context.Context, ino *inode, mutate func(n *for
 			}
 		} else if err := fs.uploadAll(ctx, ino); err != nil {
 			return err
+		} else if err := fs.renewStaleUploads(ctx, ino); err != nil {
+			return err
 		}
 	}
 	return fs.casLoop(ctx, ino, func() (*format.Inode, error) {
@@ -886,6 +897,49 @@ func (fs *FS) uploadAll(ctx context.Context, ino *inode) error {
 			return nil
 		}
 	}
+}
+
+// renewStaleUploads uploads again, under new extent ids, the extents this
+// host uploaded for the file more than half a host expiry ago and has not
+// committed yet (a commit that failed, or a host fenced meanwhile). No
+// version may name an extent uploaded more than one host expiry before
+// the version was sent (docs/FORMAT.md §15.7): the reaper deletes
+// unreferenced extents once they are older than its grace period. The
+// caller holds ino.commitMu and ino.ioMu exclusively.
+func (fs *FS) renewStaleUploads(ctx context.Context, ino *inode) error {
+	if fs.sync.kick == nil {
+		return nil // no pings: no reaper can judge this host
+	}
+	limit := fs.opts.HostExpiry / 2
+	type stale struct {
+		idx uint64
+		p   *pendingExtent
+	}
+	var old []stale
+	ino.mu.Lock()
+	for idx, p := range ino.file.pending {
+		if p.ref != nil && time.Since(p.sent) > limit {
+			old = append(old, stale{idx, p})
+		}
+	}
+	ino.mu.Unlock()
+	for _, s := range old {
+		data, err := fs.fetchExtent(ctx, ino.id, *s.p.ref)
+		if err != nil {
+			return fmt.Errorf("upload again an extent uploaded %v ago: %w", time.Since(s.p.sent).Round(time.Second), err)
+		}
+		sent := time.Now()
+		ref, err := fs.putExtent(ctx, ino.id, s.idx, data)
+		if err != nil {
+			return err
+		}
+		ino.mu.Lock()
+		if ino.file.pending[s.idx] == s.p {
+			ino.file.pending[s.idx] = &pendingExtent{ref: ref, sent: sent}
+		}
+		ino.mu.Unlock()
+	}
+	return nil
 }
 
 // mergeExtentsLocked overlays the pending extents on the committed ones and

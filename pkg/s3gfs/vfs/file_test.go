@@ -716,3 +716,22 @@ func TestForgetAndOptions(t *testing.T) {
 		t.Fatal("a write-back buffer smaller than two extents was accepted")
 	}
 }
+
+// A handle open on one host keeps reading the version it opened after
+// another host deletes the file, even once this host has learned of the
+// deletion (here: through a new open, which fails).
+func TestOpenHandleReadsOnAfterDeleteElsewhere(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.engine(), e.engine()
+	r := rand.New(rand.NewPCG(23, 23))
+	v1 := randBytes(r, extSize+300)
+	id := writeFile(t, a, root, "f", v1)
+	hb := open(t, b, id, false)
+	must(t, a.Unlink(ctx, root, "f"))
+	_, _, err := b.Open(ctx, id, false)
+	wantErr(t, err, vfs.ErrNotExist, "open after another host deleted the file")
+	got := make([]byte, len(v1))
+	readAt(t, b, hb, got, 0)
+	sameBytes(t, got, v1, "the open handle after the delete")
+	closeH(t, b, hb)
+}

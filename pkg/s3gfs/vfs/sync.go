@@ -277,6 +277,11 @@ func (fs *FS) writePing(ctx context.Context) error {
 	if !fs.opts.AsOf.IsZero() {
 		oldest = fs.opts.AsOf // a point-in-time view reads versions visible at AsOf
 	}
+	fs.mu.Lock()
+	if fs.closed {
+		oldest = time.Time{} // the last ping of a clean unmount holds nothing (P4)
+	}
+	fs.mu.Unlock()
 	s.mu.Lock()
 	seq := s.seq + 1
 	now := time.Now()

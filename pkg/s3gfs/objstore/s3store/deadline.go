@@ -23,9 +23,9 @@ var _ objstore.Deadliner = (*Store)(nil)
 
 // PutIfAbsentWithin is PutIfAbsent with an expiry the store itself
 // enforces (objstore.Deadliner): the request is a presigned URL whose
-// X-Amz-Expires is d, so a store that receives it later than d after its
-// signing time refuses it with 403 "Request has expired", whenever the
-// network delivers it. The signing time is this host's clock moved by the
+// X-Amz-Expires covers d (see presignExpiry), so a store that receives it
+// later refuses it with 403 "Request has expired", whenever the network
+// delivers it. The signing time is this host's clock moved by the
 // store's clock offset, estimated from the Date of the store's responses
 // (truncated to the second, so the estimate errs towards an earlier
 // expiry, never a later one).
@@ -38,15 +38,11 @@ func (s *Store) PutIfAbsentWithin(ctx context.Context, key string, body []byte, 
 	deadline := time.Now().Add(d)
 	var last error
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
-		left := time.Until(deadline).Truncate(time.Second)
-		if left < time.Second {
-			if last == nil {
-				left = time.Second // d under a second: the least a store can count
-			} else {
-				return objstore.ObjectInfo{}, s.wrap(op, key, fmt.Errorf("%w (no time left to retry: %v)", objstore.ErrExpired, last))
-			}
+		left := time.Until(deadline)
+		if left <= 0 && last != nil {
+			return objstore.ObjectInfo{}, s.wrap(op, key, fmt.Errorf("%w (no time left to retry: %v)", objstore.ErrExpired, last))
 		}
-		info, retryable, err := s.putWithin(ctx, key, body, left)
+		info, retryable, err := s.putWithin(ctx, key, body, presignExpiry(left))
 		if err == nil {
 			return info, nil
 		}
@@ -136,6 +132,21 @@ func (s *Store) putWithin(ctx context.Context, key string, body []byte, expires 
 		return objstore.ObjectInfo{}, true, fmt.Errorf("%w: %w", objstore.ErrUnavailable, detail)
 	}
 	return objstore.ObjectInfo{}, false, detail
+}
+
+// presignExpiry is the X-Amz-Expires for a request that must not take
+// effect more than left from now. The store counts whole seconds: the
+// signing time is written truncated to the second, and the clock offset
+// it is corrected by is known to the second (from Date headers), so the
+// signing time lies up to 2 s before the store's now. Rounding left up
+// and adding one second keeps every request valid for at least left − 1 s
+// and lets none take effect more than 2 s after left (the documented
+// bound, docs/FORMAT.md §12 P3).
+func presignExpiry(left time.Duration) time.Duration {
+	if left < 0 {
+		left = 0
+	}
+	return (left + time.Second - 1).Truncate(time.Second) + time.Second
 }
 
 // skewedSigner signs with this host's clock moved onto the store's.
