@@ -180,6 +180,12 @@ func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mount
 			return asOfErr(m.asOf, err)
 		}
 	}
+	// Catch SIGINT and SIGTERM before the mount exists: one that arrives
+	// as soon as the mount is reported ready must still write back and
+	// unmount, not kill the process and leave a dead mountpoint.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	server, err := fusefs.Mount(mnt, engine, fusefs.MountOptions{AllowOther: m.allowOther, ReadOnly: m.readOnly, Debug: m.debugFUSE, Logger: log})
 	if err != nil {
 		engine.Close(ctx)
@@ -191,9 +197,6 @@ func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mount
 		detachStdio() // the starting command has returned; do not hold its terminal or pipes
 	}
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	done := make(chan struct{})
 	go func() { server.Wait(); close(done) }()
 	select {
