@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -13,21 +12,18 @@ import (
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
 )
 
-// TestKnownBugSubSecondHostExpiry (skipped unless S3GFS_KNOWN_BUGS=1): a
-// host expiry under about two seconds, which `s3gfs mount` accepts (at
-// least three sync intervals of at least 10ms), makes commits fail on a
-// healthy store: a commit is a presigned conditional PUT that must reach
-// the store before the fence instant (last accepted ping + expiry), its
-// X-Amz-Expires counts whole seconds and its signing time errs up to a
-// second early (the store's clock offset is estimated from a Date header
-// truncated to the second), so the store answers 403 "Request has
-// expired" and the host reports itself fenced although its pings are
-// fine. Either such expiries should be refused (mount flag validation) or
-// the deadline should be met another way. Found by TestGCIsolation's
-// first version (HostExpiry 500ms: its first mkdir failed).
-func TestKnownBugSubSecondHostExpiry(t *testing.T) {
-	if os.Getenv("S3GFS_KNOWN_BUGS") != "1" {
-		t.Skip("known bug, not yet fixed: run with S3GFS_KNOWN_BUGS=1")
+// TestSubSecondHostExpiryCommits: a host expiry under a second (which
+// `s3gfs mount` accepts: at least three sync intervals of at least 10ms)
+// must not make commits fail on a healthy store. A commit is a presigned
+// conditional PUT that must reach the store before the fence instant;
+// X-Amz-Expires counts whole seconds and the signing time is estimated
+// from the store's Date (to the second). Until 5791b74 ("Commit deadlines
+// count whole store seconds") the store refused such commits with 403
+// "Request has expired" and the host reported itself fenced although its
+// pings were fine (found by TestGCIsolation's first version).
+func TestSubSecondHostExpiryCommits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the S3 server")
 	}
 	store := testenv.NewBucket(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
