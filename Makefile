@@ -25,6 +25,9 @@ help:
 	@echo "make crash  kill a mount with SIGKILL S3GFS_CRASH_KILLS times (default 50) mid-workload and check what it left (S3GFS_CRASH_SEED replays)"
 	@echo "make bench  s3gfs vs raw S3, s3fs and rclone on a local S3 server; results in bench/results/ (BENCH_SMOKE=1: small run)"
 	@echo "make bench-go  the Go benchmarks of the hot paths (codec, extent lookup, directory merge), with -benchmem"
+	@echo "make chart-test  render, decode strictly, lint and check the Helm chart (charts/s3gfs) and deploy/"
+	@echo "make deploy-manifests  regenerate the plain manifests in deploy/ from the chart (kubectl apply -k deploy/)"
+	@echo "make images  the controller, node and reaper OCI image tarballs in bin/images (offline: static binaries, no Docker; IMAGE_TAG=...)"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/s3gfs ./cmd/s3gfs
@@ -105,3 +108,22 @@ bench:
 BENCHTIME ?= 1s
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./pkg/s3gfs/format/ ./pkg/s3gfs/vfs/
+
+# Kubernetes packaging (docs: charts/s3gfs/values.yaml, build/images).
+# chart-test is also part of `make test` (go test ./...).
+.PHONY: chart-test deploy-manifests images
+chart-test:
+	$(GO) test -count=1 ./tests/chart/ ./build/...
+
+deploy-manifests:
+	$(GO) run ./build/cmd/deploy-manifests -chart charts/s3gfs -deploy deploy
+
+# Static binaries (CGO_ENABLED=0: the images have no libc) assembled into
+# image tarballs by build/ociimage; `ctr images import bin/images/X.tar`.
+IMAGE_TAG ?= $(VERSION)
+images:
+	@mkdir -p bin/static
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/static/s3gfs ./cmd/s3gfs
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/static/s3gfs-csi-controller ./cmd/controller
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/static/s3gfs-csi-node ./cmd/node
+	$(GO) run ./build/cmd/ociimage -bin bin/static -out bin/images -version $(IMAGE_TAG)
