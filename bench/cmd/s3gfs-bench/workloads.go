@@ -184,6 +184,11 @@ func runFS(ctx context.Context, cfg *config, t fsTarget, proxy *countingProxy, r
 	for i := range names {
 		names[i] = r.path("small", fmt.Sprintf("f%06d", i))
 	}
+	// A fresh mount, so the peak RSS of the small-file workloads is theirs
+	// and not the read cache the random reads filled.
+	if err := r.remount(); err != nil {
+		return err
+	}
 	if err := os.Mkdir(r.path("small"), 0o755); err != nil {
 		return err
 	}
