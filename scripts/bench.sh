@@ -11,6 +11,7 @@
 #   BENCH_LS=1000,10000  ls -l directory sizes     BENCH_TARGETS=raw,s3gfs,s3fs,rclone
 #   BENCH_S3GFS_ARGS   extra `s3gfs mount` flags   BENCH_OUT=bench/results
 #   BENCH_TRACE=FILE   log every S3 request (workload, kind, status, latency)
+#   BENCH_LABEL=NAME   results file suffix and a note in it (smoke runs: smoke)
 #
 # Needs root and /dev/fuse. Installs versitygw (scripts/install-tools.sh)
 # and, when missing, Debian's s3fs, rclone and fio; a peer that cannot be

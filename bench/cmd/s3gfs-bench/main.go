@@ -52,6 +52,7 @@ type config struct {
 	runID       string
 	proxyCounts bool
 	trace       string // log every request here
+	label       string // results file suffix, e.g. "smoke"
 }
 
 func main() {
@@ -104,6 +105,7 @@ func parseConfig() (*config, error) {
 	flag.IntVar(&c.visRounds, "vis-rounds", 0, "cross-mount visibility rounds (default 10, smoke 3)")
 	flag.DurationVar(&c.visTimeout, "vis-timeout", 0, "give up on one visibility round after this (default 60s, smoke 10s)")
 	flag.BoolVar(&c.proxyCounts, "count", true, "route every target through the counting proxy")
+	flag.StringVar(&c.label, "label", os.Getenv("BENCH_LABEL"), "suffix of the results files and a note in them, e.g. quiet-machine (smoke runs: smoke)")
 	flag.StringVar(&c.trace, "trace", os.Getenv("BENCH_TRACE"), "log every S3 request (workload, kind, status, latency, URI) to this file")
 	flag.Parse()
 
@@ -166,6 +168,9 @@ func parseConfig() (*config, error) {
 	}
 	if c.size < 4*c.objSize {
 		return nil, fmt.Errorf("-size %s must be at least 4 raw objects (%s each)", fmtBytes(c.size), fmtBytes(c.objSize))
+	}
+	if c.label == "" && c.smoke {
+		c.label = "smoke"
 	}
 	c.runID = strconv.FormatInt(time.Now().Unix()%1000000, 36)
 	return c, nil

@@ -266,8 +266,8 @@ func (r *results) write() error {
 	}
 	host, _ := os.Hostname()
 	base := r.started.UTC().Format("2006-01-02") + "-" + host
-	if r.cfg.smoke {
-		base += "-smoke"
+	if r.cfg.label != "" {
+		base += "-" + r.cfg.label
 	}
 	md := filepath.Join(r.cfg.out, base+".md")
 	pngPath := filepath.Join(r.cfg.out, base+".png")
@@ -291,6 +291,9 @@ func (r *results) markdown(b *bytes.Buffer, chart string) {
 		b.WriteString("> **SMOKE RUN.** A small configuration run to prove the harness works end to end, " +
 			"on a busy 2-core machine shared with other jobs. The figures are noisy and are **not** a " +
 			"performance claim; the full run (`make bench` without BENCH_SMOKE) is for a quiet machine.\n\n")
+	}
+	if cfg.label != "" && cfg.label != "smoke" {
+		fmt.Fprintf(b, "Run label: **%s**.\n\n", cfg.label)
 	}
 	load := strings.TrimSpace(readFirst("/proc/loadavg"))
 	fmt.Fprintf(b, "Machine: %d CPUs, kernel %s, load average at the end `%s`. Run took %s.\n\n",
