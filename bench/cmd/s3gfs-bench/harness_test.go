@@ -49,7 +49,7 @@ func TestClassify(t *testing.T) {
 func TestReport(t *testing.T) {
 	cfg := &config{size: 64 << 20, objSize: 8 << 20, smallSize: 4096, files: 200, lsSizes: []int{100, 1000},
 		randReads: 300, untarSrc: "/usr/local/go/src/encoding", visRounds: 3, visTimeout: 10 * time.Second,
-		smoke: true, out: t.TempDir()}
+		smoke: true, label: "smoke", out: t.TempDir()}
 	r := newResults(cfg)
 	r.set("raw", "raw.put8", cell{value: 300, ops: 8, reqs: counts{reqPut: 8}})
 	r.set("raw", "raw.get8", cell{value: 1000, ops: 8})
