@@ -24,8 +24,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/s3gfs/s3gfs/build/chartrender"
@@ -59,6 +61,11 @@ type rendered struct {
 
 func render(t *testing.T, valuesFile string) rendered {
 	t.Helper()
+	return renderAs(t, valuesFile, release)
+}
+
+func renderAs(t *testing.T, valuesFile, release string) rendered {
+	t.Helper()
 	vals, err := chartrender.ReadValues(valuesFile)
 	if err != nil {
 		t.Fatal(err)
@@ -80,8 +87,52 @@ func render(t *testing.T, valuesFile string) rendered {
 			t.Fatalf("%s: %s %s does not decode strictly: %v\n%s", valuesFile, o.Kind, o.Name, err, o.YAML)
 		}
 		r.objs = append(r.objs, obj)
+		checkNames(t, o.Kind, obj)
 	}
 	return r
+}
+
+// checkNames: names and labels the API server would accept (what the
+// engine cannot see: `helm install` would fail at the server).
+func checkNames(t *testing.T, kind string, obj runtime.Object) {
+	t.Helper()
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errs []string
+	if kind == "Service" {
+		errs = validation.IsDNS1035Label(m.GetName())
+	} else {
+		errs = validation.IsDNS1123Subdomain(m.GetName())
+	}
+	if len(errs) > 0 {
+		t.Errorf("%s %q: invalid name: %v", kind, m.GetName(), errs)
+	}
+	labels := []map[string]string{m.GetLabels()}
+	switch v := obj.(type) {
+	case *appsv1.Deployment:
+		labels = append(labels, v.Spec.Template.Labels)
+	case *appsv1.DaemonSet:
+		labels = append(labels, v.Spec.Template.Labels)
+	}
+	for _, ls := range labels {
+		for k, v := range ls {
+			if e := append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...); len(e) > 0 {
+				t.Errorf("%s %q: label %s=%s: %v", kind, m.GetName(), k, v, e)
+			}
+		}
+	}
+}
+
+// TestLongReleaseName: Helm allows release names of 53 characters; every
+// name the chart derives from one must still be valid.
+func TestLongReleaseName(t *testing.T) {
+	long := strings.Repeat("r", 53)
+	r := renderAs(t, "testdata/full.yaml", long)
+	if len(r.objs) == 0 {
+		t.Fatal("nothing rendered")
+	}
 }
 
 func valuesFiles(t *testing.T) []string {
