@@ -20,16 +20,24 @@ func runReaper(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("reaper", "[flags] s3://BUCKET/PREFIX",
 		`Runs reaper passes over the volume every --interval until SIGINT or
 SIGTERM, holding the volume's reaper lease while it runs (any number of
-reapers may be started; one acts, the others wait for the lease). With
---metrics-addr it serves Prometheus metrics at /metrics.`, stderr)
+reapers may be started; one acts, the others wait for the lease). The
+lease is an object in the bucket, or with --lease kubernetes a
+coordination.k8s.io Lease (leader election; in a pod it uses the pod's
+service account, elsewhere --kubeconfig). With --metrics-addr it serves
+Prometheus metrics at /metrics.`, stderr)
 	var f reaperFlags
 	f.register(fs)
 	interval := durationFlag(5 * time.Minute)
 	fs.Var(&interval, "interval", "time between the start of two passes")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this address, e.g. :9090")
+	var k k8sLeaseFlags
+	k.register(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
+	}
+	if k.kind != "bucket" && k.kind != "kubernetes" {
+		return fmt.Errorf("%w: --lease %q: want bucket or kubernetes", errUsage, k.kind)
 	}
 	if interval < durationFlag(time.Second) {
 		return fmt.Errorf("%w: --interval %s is too short", errUsage, time.Duration(interval))
@@ -61,7 +69,10 @@ reapers may be started; one acts, the others wait for the lease). With
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
 
-	lease := &reaper.BucketLease{Store: vol.Store, Keys: vol.Keys, Owner: f.owner, Duration: time.Duration(f.leaseFor), Logger: log}
+	lease, owner, err := k.lease(vol, &f, log)
+	if err != nil {
+		return err
+	}
 	var held context.Context
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -92,7 +103,7 @@ reapers may be started; one acts, the others wait for the lease). With
 		if held != nil {
 			metrics.LeaseHeld(true)
 			cfg := f.config(log)
-			cfg.Owner = lease.Owner
+			cfg.Owner = owner
 			r, err := reaper.Run(held, vol, cfg)
 			metrics.Observe(r, err)
 			if err != nil {
