@@ -478,8 +478,23 @@ func checkObjects(t *testing.T, r rendered) {
 	for _, d := range reapers {
 		s := d.Spec.Template.Spec
 		checkUnprivilegedPod(t, d.Name, s)
-		if s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken {
-			t.Errorf("%s: service account token mounted; the reaper uses no Kubernetes API", d.Name)
+		c0 := s.Containers[0]
+		if slices.Contains(c0.Args, "--lease=kubernetes") {
+			// The Kubernetes Lease: a token, and a Role naming this Lease.
+			if s.AutomountServiceAccountToken == nil || !*s.AutomountServiceAccountToken {
+				t.Errorf("%s: --lease=kubernetes without a service account token", d.Name)
+			}
+			lease := ""
+			for _, a := range c0.Args {
+				if v, ok := strings.CutPrefix(a, "--lease-name="); ok {
+					lease = v
+				}
+			}
+			if lease == "" || !roleNames(r, s.ServiceAccountName, "leases", "update", lease) {
+				t.Errorf("%s: no Role lets %s update the Lease %q", d.Name, s.ServiceAccountName, lease)
+			}
+		} else if s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken {
+			t.Errorf("%s: service account token mounted; with the bucket lease the reaper uses no Kubernetes API", d.Name)
 		}
 		if *d.Spec.Replicas < 2 && d.Spec.Replicas != nil {
 			t.Logf("%s: %d replica(s)", d.Name, *d.Spec.Replicas)
@@ -509,6 +524,36 @@ func checkObjects(t *testing.T, r rendered) {
 		checkSecretRefs(t, "VolumeSnapshotClass", vsc.Parameters, []string{"snapshotter"})
 	}
 	_ = secretName
+}
+
+// roleNames reports whether a Role bound to the service account sa allows
+// verb on the resource named name.
+func roleNames(r rendered, sa, resource, verb, name string) bool {
+	roles := map[string]*rbacv1.Role{}
+	for _, o := range r.objs {
+		if v, ok := o.(*rbacv1.Role); ok {
+			roles[v.Name] = v
+		}
+	}
+	for _, o := range r.objs {
+		b, ok := o.(*rbacv1.RoleBinding)
+		if !ok || b.RoleRef.Kind != "Role" || roles[b.RoleRef.Name] == nil {
+			continue
+		}
+		bound := false
+		for _, s := range b.Subjects {
+			bound = bound || (s.Kind == "ServiceAccount" && s.Name == sa && s.Namespace == namespace)
+		}
+		if !bound {
+			continue
+		}
+		for _, rule := range roles[b.RoleRef.Name].Rules {
+			if slices.Contains(rule.Resources, resource) && slices.Contains(rule.Verbs, verb) && slices.Contains(rule.ResourceNames, name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func reaperSpecs(ds []*appsv1.Deployment) []struct {
