@@ -170,6 +170,9 @@ func TestRenderValuesFiles(t *testing.T) {
 			if !strings.Contains(r.res.Notes, "kubectl") {
 				t.Errorf("NOTES.txt says nothing to do:\n%s", r.res.Notes)
 			}
+			if !strings.Contains(r.res.Notes, ".\n\nCheck that it runs") {
+				t.Errorf("NOTES.txt's first lines run together:\n%s", r.res.Notes)
+			}
 		})
 	}
 }
