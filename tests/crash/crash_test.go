@@ -16,7 +16,9 @@
 //   - every name readdir lists resolves (no dangling entry), and no name
 //     appears that no operation made;
 //   - `s3gfs fsck` exits 0 (orphans, which crashes may leave by design,
-//     are reported by fsck but are not damage: its exit status stays 0).
+//     are reported by fsck but are not damage: its exit status stays 0);
+//   - at the end, `mount --as-of` an instant just after a few of the kills
+//     shows exactly the tree the next host found (PROTOCOL I9).
 //
 // Then the workload goes on from the state found, on the new host, until
 // the next kill. At the end the last host unmounts cleanly, `s3gfs gc`
@@ -29,6 +31,7 @@
 package crash
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -80,6 +83,7 @@ func TestCrash(t *testing.T) {
 	}
 	outcomes := map[string]int{}
 	orphans := 0
+	var crashes []crashView // what each kill left, for the point-in-time check
 	start := time.Now()
 	for k := 1; k <= kills; k++ {
 		killed.Store(false)
@@ -94,13 +98,21 @@ func TestCrash(t *testing.T) {
 		time.Sleep(after)
 		killed.Store(true)
 		h.kill()
+		killedAt := time.Now()
 		close(stop)
 		waitOrFatal(t, &wg, 2*time.Minute, "workers did not return after the mount was killed")
 		for _, w := range workers {
 			w.abandon()
 		}
 		dead := h
+		// A request the dead host had sent may still land a moment after
+		// the kill; the new host starts a second after it, so the view
+		// half a second after the kill is exactly what the kill left.
+		time.Sleep(time.Until(killedAt.Add(time.Second)))
 		h = v.mount()
+		if obs, err := walk(h.dir); err == nil {
+			crashes = append(crashes, crashView{k: k, at: killedAt.Add(500 * time.Millisecond), tree: summarize(obs)})
+		}
 		problems, notes := checkAfterCrash(h, workers, outcomes)
 		for _, w := range workers {
 			problems = append(problems, w.unexpected...)
@@ -138,6 +150,7 @@ func TestCrash(t *testing.T) {
 	if err := h.stop(); err != nil {
 		t.Fatalf("clean unmount of the last host: %v\n%s", err, tail(h.log.String(), 40))
 	}
+	checkPointInTime(t, v, crashes, rng)
 	if r := v.run("fsck"); r.code != 0 {
 		t.Fatalf("fsck after the clean unmount exited %d:\n%s", r.code, r.out)
 	}
@@ -269,4 +282,59 @@ func formatCounts(m map[string]int) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// crashView is the tree a new host found right after a kill.
+type crashView struct {
+	k    int
+	at   time.Time
+	tree map[string]string
+}
+
+// summarize keeps what identifies each entry: kind, inode and a digest of
+// the content.
+func summarize(obs map[string]entry) map[string]string {
+	out := map[string]string{}
+	for p, e := range obs {
+		out[p] = fmt.Sprintf("%c %016x %x", e.kind, e.ino, sha256.Sum256(e.data))
+	}
+	return out
+}
+
+// checkPointInTime mounts the volume as it was just after a few kills
+// (mount --as-of half a second after the kill, by the store's clock: the
+// store runs on this machine): PROTOCOL invariant 9 says a point-in-time
+// view is what a crash of every host at that instant leaves, and no host
+// was writing then (the killed one was dead, the next one not yet
+// started), so the view must be exactly the tree the next host found.
+func checkPointInTime(t *testing.T, v *volumeFixture, crashes []crashView, rng *rand.Rand) {
+	rng.Shuffle(len(crashes), func(i, j int) { crashes[i], crashes[j] = crashes[j], crashes[i] })
+	for _, c := range crashes[:min(len(crashes), 3)] {
+		h := v.mount("--as-of", c.at.UTC().Format(time.RFC3339Nano))
+		obs, err := walk(h.dir)
+		if err != nil {
+			t.Fatalf("mount --as-of the instant of kill %d: %v", c.k, err)
+		}
+		got := summarize(obs)
+		var diffs []string
+		for p, want := range c.tree {
+			if got[p] != want {
+				diffs = append(diffs, fmt.Sprintf("%s: after the kill %q, as of its instant %q", p, want, got[p]))
+			}
+		}
+		for p, g := range got {
+			if _, ok := c.tree[p]; !ok {
+				diffs = append(diffs, fmt.Sprintf("%s: absent after the kill, as of its instant %q", p, g))
+			}
+		}
+		if err := h.stop(); err != nil {
+			t.Errorf("unmount of the --as-of mount: %v", err)
+		}
+		if len(diffs) > 0 {
+			sort.Strings(diffs)
+			t.Fatalf("mount --as-of %s (kill %d) differs from what the next host found after that kill (PROTOCOL I9):\n%s",
+				c.at.UTC().Format(time.RFC3339Nano), c.k, strings.Join(diffs, "\n"))
+		}
+		t.Logf("mount --as-of the instant of kill %d shows exactly what the next host found (%d entries)", c.k, len(got))
+	}
 }

@@ -111,17 +111,17 @@ func tail(s string, n int) string {
 }
 
 // mount starts a new host and waits until its mountpoint is live.
-func (v *volumeFixture) mount() *host {
+func (v *volumeFixture) mount(extra ...string) *host {
 	t := v.t
 	t.Helper()
 	v.n++
 	h := &host{v: v, name: fmt.Sprintf("crash-h%d", v.n), dir: t.TempDir(), done: make(chan error, 1), log: &syncBuffer{}}
-	h.cmd = exec.Command(testenv.Binary(t), "mount",
+	args := append([]string{"mount",
 		"--endpoint", v.srv.Endpoint,
 		"--sync-interval", syncInterval.String(),
 		"--host-expiry", hostExpiry.String(),
-		"--node-name", h.name,
-		v.url.String(), h.dir)
+		"--node-name", h.name}, extra...)
+	h.cmd = exec.Command(testenv.Binary(t), append(args, v.url.String(), h.dir)...)
 	h.cmd.Env = v.env()
 	h.cmd.Stdout = h.log
 	h.cmd.Stderr = h.log
