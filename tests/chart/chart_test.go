@@ -29,6 +29,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/s3gfs/s3gfs/build/chartrender"
 )
@@ -272,6 +274,34 @@ func TestDeployMatchesChart(t *testing.T) {
 	if k := string(want["kustomization.yaml"]); !strings.Contains(k, "kind: Kustomization") || !strings.Contains(k, "- node.yaml") {
 		t.Errorf("kustomization.yaml:\n%s", k)
 	}
+
+	// `kubectl apply -k deploy/` builds: kustomize (the library kubectl
+	// embeds) gives the chart's objects plus the Namespace, each decoding
+	// strictly.
+	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), deployDir)
+	if err != nil {
+		t.Fatalf("kustomize build deploy/: %v", err)
+	}
+	vals, err := chartrender.ReadValues(filepath.Join(deployDir, chartrender.DeployValues))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := chartrender.Render(chartDir, vals, chartrender.DeployRelease, chartrender.DeployNamespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rm.Size() != len(res.Objects)+1 {
+		t.Errorf("kustomize builds %d objects, the chart renders %d (+ the Namespace)", rm.Size(), len(res.Objects))
+	}
+	for _, r := range rm.Resources() {
+		y, err := r.AsYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := dec.Decode(y, nil, nil); err != nil {
+			t.Errorf("kustomize output %s: %v", r.CurId(), err)
+		}
+	}
 }
 
 func stripComments(s string) string {
@@ -372,6 +402,21 @@ func checkObjects(t *testing.T, r rendered) {
 			}
 			if c.Resources.Requests.Memory().IsZero() || c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
 				t.Errorf("%s/%s: resources %+v: want cpu and memory requests and a memory limit", w.name, c.Name, c.Resources)
+			}
+		}
+	}
+
+	// What the API server and the kubelet would refuse or fail on.
+	checkPodSpec(t, controller.Name, controller.Spec.Template.Spec)
+	checkPodSpec(t, node.Name, node.Spec.Template.Spec)
+	for _, d := range reapers {
+		checkPodSpec(t, d.Name, d.Spec.Template.Spec)
+	}
+	checkServices(t, r)
+	for _, o := range r.objs {
+		for _, ref := range secretRefs(o) {
+			if ref != secretName && secretName != "" {
+				t.Errorf("a reference to Secret %q; the chart's is %q", ref, secretName)
 			}
 		}
 	}
@@ -557,6 +602,194 @@ func roleNames(r rendered, sa, resource, verb, name string) bool {
 		}
 	}
 	return false
+}
+
+var ianaSvcName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$`)
+var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// checkPodSpec emulates the API server's validation of what the chart
+// varies (mounts, ports, probes, propagation) and the kubelet's expansion of
+// $(VAR) in args.
+func checkPodSpec(t *testing.T, name string, s corev1.PodSpec) {
+	t.Helper()
+	volumes := map[string]bool{}
+	for _, v := range s.Volumes {
+		if volumes[v.Name] {
+			t.Errorf("%s: volume %s twice", name, v.Name)
+		}
+		volumes[v.Name] = true
+	}
+	used := map[string]bool{}
+	containers := map[string]bool{}
+	listen := map[int32]string{}
+	for _, c := range s.Containers {
+		if containers[c.Name] {
+			t.Errorf("%s: container %s twice", name, c.Name)
+		}
+		containers[c.Name] = true
+		privileged := c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged
+		paths := map[string]bool{}
+		for _, m := range c.VolumeMounts {
+			used[m.Name] = true
+			if !volumes[m.Name] {
+				t.Errorf("%s/%s: mounts volume %s, which the pod does not have", name, c.Name, m.Name)
+			}
+			if paths[m.MountPath] {
+				t.Errorf("%s/%s: two mounts at %s", name, c.Name, m.MountPath)
+			}
+			paths[m.MountPath] = true
+			if m.MountPropagation != nil && *m.MountPropagation == corev1.MountPropagationBidirectional && !privileged {
+				t.Errorf("%s/%s: Bidirectional propagation is only for privileged containers", name, c.Name)
+			}
+		}
+		ports := map[string]bool{}
+		for _, p := range c.Ports {
+			if !ianaSvcName.MatchString(p.Name) {
+				t.Errorf("%s/%s: port name %q is not a valid IANA service name", name, c.Name, p.Name)
+			}
+			if ports[p.Name] {
+				t.Errorf("%s/%s: port name %s twice", name, c.Name, p.Name)
+			}
+			ports[p.Name] = true
+			if other, ok := listen[p.ContainerPort]; ok {
+				t.Errorf("%s: port %d declared by %s and %s", name, p.ContainerPort, other, c.Name)
+			}
+			listen[p.ContainerPort] = c.Name
+		}
+		if pr := c.LivenessProbe; pr != nil && pr.HTTPGet != nil && pr.HTTPGet.Port.StrVal != "" && !ports[pr.HTTPGet.Port.StrVal] {
+			t.Errorf("%s/%s: liveness probe on port %q, which the container does not name", name, c.Name, pr.HTTPGet.Port.StrVal)
+		}
+		if pr := c.LivenessProbe; pr != nil && pr.TCPSocket != nil && pr.TCPSocket.Port.StrVal != "" && !ports[pr.TCPSocket.Port.StrVal] {
+			t.Errorf("%s/%s: liveness probe on port %q, which the container does not name", name, c.Name, pr.TCPSocket.Port.StrVal)
+		}
+		env := map[string]bool{}
+		for _, e := range c.Env {
+			env[e.Name] = true
+		}
+		for _, a := range append(slices.Clone(c.Command), c.Args...) {
+			for _, m := range envRef.FindAllStringSubmatch(a, -1) {
+				if !env[m[1]] {
+					t.Errorf("%s/%s: argument %q uses $(%s), which is not in its environment", name, c.Name, a, m[1])
+				}
+			}
+		}
+	}
+	for v := range volumes {
+		if !used[v] {
+			t.Errorf("%s: volume %s is mounted by no container", name, v)
+		}
+	}
+}
+
+// checkServices: every Service selects a workload of the chart and targets
+// ports its pods name; every ServiceMonitor endpoint names a Service port.
+func checkServices(t *testing.T, r rendered) {
+	t.Helper()
+	type podt struct {
+		labels map[string]string
+		spec   corev1.PodSpec
+	}
+	var pods []podt
+	var svcs []*corev1.Service
+	var monitors []*monv1.ServiceMonitor
+	for _, o := range r.objs {
+		switch v := o.(type) {
+		case *appsv1.Deployment:
+			pods = append(pods, podt{v.Spec.Template.Labels, v.Spec.Template.Spec})
+		case *appsv1.DaemonSet:
+			pods = append(pods, podt{v.Spec.Template.Labels, v.Spec.Template.Spec})
+		case *corev1.Service:
+			svcs = append(svcs, v)
+		case *monv1.ServiceMonitor:
+			monitors = append(monitors, v)
+		}
+	}
+	for _, svc := range svcs {
+		selected := 0
+		for _, p := range pods {
+			match := true
+			for k, v := range svc.Spec.Selector {
+				match = match && p.labels[k] == v
+			}
+			if !match {
+				continue
+			}
+			selected++
+			for _, sp := range svc.Spec.Ports {
+				found := false
+				for _, c := range p.spec.Containers {
+					for _, cp := range c.Ports {
+						found = found || cp.Name == sp.TargetPort.StrVal
+					}
+				}
+				if !found {
+					t.Errorf("Service %s: target port %q is named by no container", svc.Name, sp.TargetPort.StrVal)
+				}
+			}
+		}
+		if selected == 0 {
+			t.Errorf("Service %s selects no workload", svc.Name)
+		}
+	}
+	for _, m := range monitors {
+		found := false
+		for _, svc := range svcs {
+			match := len(m.Spec.Selector.MatchLabels) > 0
+			for k, v := range m.Spec.Selector.MatchLabels {
+				match = match && svc.Labels[k] == v
+			}
+			if !match {
+				continue
+			}
+			found = true
+			for _, ep := range m.Spec.Endpoints {
+				named := false
+				for _, sp := range svc.Spec.Ports {
+					named = named || sp.Name == ep.Port
+				}
+				if !named {
+					t.Errorf("ServiceMonitor %s: endpoint port %q not a port of Service %s", m.Name, ep.Port, svc.Name)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("ServiceMonitor %s selects no Service", m.Name)
+		}
+	}
+}
+
+// secretRefs are the Secrets an object names.
+func secretRefs(o runtime.Object) []string {
+	var refs []string
+	var spec *corev1.PodSpec
+	switch v := o.(type) {
+	case *appsv1.Deployment:
+		spec = &v.Spec.Template.Spec
+	case *appsv1.DaemonSet:
+		spec = &v.Spec.Template.Spec
+	case *storagev1.StorageClass:
+		for k, val := range v.Parameters {
+			if strings.HasSuffix(k, "-secret-name") {
+				refs = append(refs, val)
+			}
+		}
+	case *snapv1.VolumeSnapshotClass:
+		for k, val := range v.Parameters {
+			if strings.HasSuffix(k, "-secret-name") {
+				refs = append(refs, val)
+			}
+		}
+	}
+	if spec != nil {
+		for _, c := range spec.Containers {
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					refs = append(refs, e.ValueFrom.SecretKeyRef.Name)
+				}
+			}
+		}
+	}
+	return refs
 }
 
 func reaperSpecs(ds []*appsv1.Deployment) []struct {
