@@ -569,7 +569,7 @@ func checkObjects(t *testing.T, r rendered) {
 		if vsc.Driver != driverName {
 			t.Errorf("VolumeSnapshotClass driver %q", vsc.Driver)
 		}
-		checkSecretRefs(t, "VolumeSnapshotClass", vsc.Parameters, []string{"snapshotter"})
+		checkSecretRefs(t, "VolumeSnapshotClass", vsc.Parameters, []string{"snapshotter", "snapshotter-list"})
 	}
 	_ = secretName
 }
