@@ -28,6 +28,9 @@ type worker struct {
 	root   string       // the mountpoint of the current host
 	killed *atomic.Bool // set just before the mount is killed
 
+	subdirs []*subdir       // directories this worker made (empty; files never go in them)
+	ghosts  map[string]bool // names an interrupted rmdir left listed (FORMAT W5)
+
 	mu         sync.Mutex
 	unexpected []string       // errors before the kill
 	acked      map[string]int // acknowledged operations by kind
@@ -35,7 +38,7 @@ type worker struct {
 }
 
 func newWorker(idx int, seed uint64, killed *atomic.Bool) *worker {
-	return &worker{idx: idx, rng: rand.New(rand.NewPCG(seed, uint64(idx)+1)), killed: killed, acked: map[string]int{}, lost: map[string]int{}}
+	return &worker{idx: idx, rng: rand.New(rand.NewPCG(seed, uint64(idx)+1)), killed: killed, acked: map[string]int{}, lost: map[string]int{}, ghosts: map[string]bool{}}
 }
 
 func (w *worker) abs(p string) string { return filepath.Join(w.root, p) }
@@ -78,6 +81,12 @@ func (w *worker) ack(op string) {
 func (w *worker) step() bool {
 	if len(w.files) < 4 || w.rng.IntN(6) == 0 {
 		return w.create()
+	}
+	if w.rng.IntN(12) == 0 {
+		if len(w.subdirs) < 2 || w.rng.IntN(2) == 0 {
+			return w.mkdir()
+		}
+		return w.rmdir(w.subdirs[w.rng.IntN(len(w.subdirs))])
 	}
 	f := w.files[w.rng.IntN(len(w.files))]
 	if f.fd != nil {
@@ -252,6 +261,53 @@ func (w *worker) drop(f *file) {
 			return
 		}
 	}
+}
+
+// subdir is the model of one directory a worker made.
+type subdir struct {
+	path        string
+	mayBeAbsent bool   // its mkdir is in flight
+	mayBeGone   bool   // its rmdir is in flight
+	inflight    string // the operation in flight when the mount died
+}
+
+func (w *worker) failDir(d *subdir, op string, err error) bool {
+	d.inflight = op
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.killed.Load() {
+		w.lost[op]++
+	} else {
+		w.unexpected = append(w.unexpected, fmt.Sprintf("worker %d: %s %s failed before the kill: %v", w.idx, op, d.path, err))
+	}
+	return false
+}
+
+func (w *worker) mkdir() bool {
+	w.next++
+	d := &subdir{path: path.Join(dirs[w.rng.IntN(3)], fmt.Sprintf("w%d-d%d", w.idx, w.next)), mayBeAbsent: true}
+	w.subdirs = append(w.subdirs, d)
+	if err := os.Mkdir(w.abs(d.path), 0o755); err != nil {
+		return w.failDir(d, "mkdir", err)
+	}
+	d.mayBeAbsent = false
+	w.ack("mkdir")
+	return true
+}
+
+func (w *worker) rmdir(d *subdir) bool {
+	d.mayBeGone = true
+	if err := syscall.Rmdir(w.abs(d.path)); err != nil {
+		return w.failDir(d, "rmdir", err)
+	}
+	for i, x := range w.subdirs {
+		if x == d {
+			w.subdirs = append(w.subdirs[:i], w.subdirs[i+1:]...)
+			break
+		}
+	}
+	w.ack("rmdir")
+	return true
 }
 
 // abandon closes every descriptor left open on the dead mount.
