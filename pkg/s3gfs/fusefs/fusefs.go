@@ -2,6 +2,18 @@
 // deliberately thin: each FUSE operation translates its arguments, calls
 // one vfs method, and maps the result's error to an errno in one place
 // (errno). It makes no object-store calls of its own.
+//
+// Every call passes the engine the request's context through
+// vfs.FS.Bound, which drops the kernel's interrupt and binds the request
+// to the host's lease instead. go-fuse cancels a request's context when
+// the kernel forwards a signal (FUSE_INTERRUPT), and Go programs receive
+// signals all the time (the runtime preempts goroutines with SIGURG):
+// answering EINTR would fail their stat and rename calls at random, which
+// few programs retry; worse, a change the store may already have accepted
+// must run to its end and report what happened, not stop halfway (a rename
+// half done, an O_EXCL create committed but reported as not). The lease
+// still bounds every request: once the host fences itself, whatever waits
+// on the store fails with EIO.
 package fusefs
 
 import (
@@ -183,16 +195,3 @@ func fillAttr(a vfs.Attr, out *fuse.Attr) {
 	out.Mtime, out.Mtimensec = uint64(a.Mtime/1e9), uint32(a.Mtime%1e9)
 	out.Ctime, out.Ctimensec = uint64(a.Ctime/1e9), uint32(a.Ctime%1e9)
 }
-
-// uninterruptible strips the kernel's interrupt from a request's
-// context. go-fuse cancels a request's context when the kernel forwards a
-// signal (FUSE_INTERRUPT), and Go programs receive signals all the time
-// (the runtime preempts goroutines with SIGURG): answering EINTR would
-// fail their stat and rename calls at random, which few programs retry.
-// Worse, a change the store may already have accepted must run to its end
-// and report what happened: answering EINTR halfway would leave a rename
-// half done and reported as failed, or an O_EXCL create committed and
-// reported as not, so that a retry fails with EEXIST. Requests stay
-// bounded without it: store requests have their own deadlines, a fenced
-// host answers EIO at once, and the kernel's wait remains killable.
-func uninterruptible(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

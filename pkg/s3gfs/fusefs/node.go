@@ -62,7 +62,7 @@ func (n *Node) child(ctx context.Context, a vfs.Attr, out *fuse.EntryOut) *fs.In
 }
 
 func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.engine().Lookup(uninterruptible(ctx), n.id, name)
+	a, err := n.engine().Lookup(n.engine().Bound(ctx), n.id, name)
 	if err != nil {
 		return nil, n.fsys.errno("lookup", err)
 	}
@@ -70,7 +70,7 @@ func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 }
 
 func (n *Node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	a, err := n.engine().GetAttr(uninterruptible(ctx), n.id)
+	a, err := n.engine().GetAttr(n.engine().Bound(ctx), n.id)
 	if err != nil {
 		return n.fsys.errno("getattr", err)
 	}
@@ -100,7 +100,7 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		ns := t.UnixNano()
 		s.Mtime = &ns
 	}
-	a, err := n.engine().SetAttr(uninterruptible(ctx), n.id, s)
+	a, err := n.engine().SetAttr(n.engine().Bound(ctx), n.id, s)
 	if err != nil {
 		return n.fsys.errno("setattr", err)
 	}
@@ -109,7 +109,7 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 }
 
 func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	a, h, err := n.engine().Create(uninterruptible(ctx), n.id, name, mode, flags&syscall.O_EXCL != 0, callerOf(ctx))
+	a, h, err := n.engine().Create(n.engine().Bound(ctx), n.id, name, mode, flags&syscall.O_EXCL != 0, callerOf(ctx))
 	if err != nil {
 		return nil, nil, 0, n.fsys.errno("create", err)
 	}
@@ -124,7 +124,7 @@ func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint3
 
 func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	h, keep, err := n.engine().Open(uninterruptible(ctx), n.id, writable)
+	h, keep, err := n.engine().Open(n.engine().Bound(ctx), n.id, writable)
 	if err != nil {
 		return nil, 0, n.fsys.errno("open", err)
 	}
@@ -152,7 +152,7 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.engine().Mkdir(uninterruptible(ctx), n.id, name, mode, callerOf(ctx))
+	a, err := n.engine().Mkdir(n.engine().Bound(ctx), n.id, name, mode, callerOf(ctx))
 	if err != nil {
 		return nil, n.fsys.errno("mkdir", err)
 	}
@@ -160,7 +160,7 @@ func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 func (n *Node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.engine().Mknod(uninterruptible(ctx), n.id, name, mode, dev, callerOf(ctx))
+	a, err := n.engine().Mknod(n.engine().Bound(ctx), n.id, name, mode, dev, callerOf(ctx))
 	if err != nil {
 		return nil, n.fsys.errno("mknod", err)
 	}
@@ -168,7 +168,7 @@ func (n *Node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, 
 }
 
 func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.engine().Symlink(uninterruptible(ctx), n.id, name, target, callerOf(ctx))
+	a, err := n.engine().Symlink(n.engine().Bound(ctx), n.id, name, target, callerOf(ctx))
 	if err != nil {
 		return nil, n.fsys.errno("symlink", err)
 	}
@@ -176,7 +176,7 @@ func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 }
 
 func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	t, err := n.engine().Readlink(uninterruptible(ctx), n.id)
+	t, err := n.engine().Readlink(n.engine().Bound(ctx), n.id)
 	if err != nil {
 		return nil, n.fsys.errno("readlink", err)
 	}
@@ -188,7 +188,7 @@ func (n *Node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if !ok {
 		return nil, syscall.EXDEV
 	}
-	a, err := n.engine().Link(uninterruptible(ctx), t.id, n.id, name)
+	a, err := n.engine().Link(n.engine().Bound(ctx), t.id, n.id, name)
 	if err != nil {
 		return nil, n.fsys.errno("link", err)
 	}
@@ -196,11 +196,11 @@ func (n *Node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 }
 
 func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
-	return n.fsys.errno("unlink", n.engine().Unlink(uninterruptible(ctx), n.id, name))
+	return n.fsys.errno("unlink", n.engine().Unlink(n.engine().Bound(ctx), n.id, name))
 }
 
 func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return n.fsys.errno("rmdir", n.engine().Rmdir(uninterruptible(ctx), n.id, name))
+	return n.fsys.errno("rmdir", n.engine().Rmdir(n.engine().Bound(ctx), n.id, name))
 }
 
 func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
@@ -208,11 +208,11 @@ func (n *Node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if !ok || np.fsys != n.fsys {
 		return syscall.EXDEV
 	}
-	return n.fsys.errno("rename", n.engine().Rename(uninterruptible(ctx), n.id, name, np.id, newName, flags))
+	return n.fsys.errno("rename", n.engine().Rename(n.engine().Bound(ctx), n.id, name, np.id, newName, flags))
 }
 
 func (n *Node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
-	es, err := n.engine().ReadDir(uninterruptible(ctx), n.id)
+	es, err := n.engine().ReadDir(n.engine().Bound(ctx), n.id)
 	if err != nil {
 		return nil, n.fsys.errno("readdir", err)
 	}
@@ -232,7 +232,7 @@ func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 }
 
 func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	v, err := n.engine().GetXattr(uninterruptible(ctx), n.id, attr)
+	v, err := n.engine().GetXattr(n.engine().Bound(ctx), n.id, attr)
 	if err != nil {
 		return 0, n.fsys.errno("getxattr", err)
 	}
@@ -243,15 +243,15 @@ func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 }
 
 func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return n.fsys.errno("setxattr", n.engine().SetXattr(uninterruptible(ctx), n.id, attr, data, flags))
+	return n.fsys.errno("setxattr", n.engine().SetXattr(n.engine().Bound(ctx), n.id, attr, data, flags))
 }
 
 func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	return n.fsys.errno("removexattr", n.engine().RemoveXattr(uninterruptible(ctx), n.id, attr))
+	return n.fsys.errno("removexattr", n.engine().RemoveXattr(n.engine().Bound(ctx), n.id, attr))
 }
 
 func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	names, err := n.engine().ListXattr(uninterruptible(ctx), n.id)
+	names, err := n.engine().ListXattr(n.engine().Bound(ctx), n.id)
 	if err != nil {
 		return 0, n.fsys.errno("listxattr", err)
 	}
@@ -285,14 +285,14 @@ func (n *Node) Allocate(ctx context.Context, f fs.FileHandle, off uint64, size u
 	if end < off {
 		return syscall.EFBIG
 	}
-	a, err := n.engine().GetAttr(uninterruptible(ctx), n.id)
+	a, err := n.engine().GetAttr(n.engine().Bound(ctx), n.id)
 	if err != nil {
 		return n.fsys.errno("fallocate", err)
 	}
 	if end <= a.Size {
 		return 0
 	}
-	_, err = n.engine().SetAttr(uninterruptible(ctx), n.id, vfs.SetAttr{Size: &end})
+	_, err = n.engine().SetAttr(n.engine().Bound(ctx), n.id, vfs.SetAttr{Size: &end})
 	return n.fsys.errno("fallocate", err)
 }
 
@@ -332,7 +332,7 @@ var (
 )
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.fsys.engine.Read(uninterruptible(ctx), h.h, dest, off)
+	n, err := h.fsys.engine.Read(h.fsys.engine.Bound(ctx), h.h, dest, off)
 	if err != nil {
 		return nil, h.fsys.errno("read", err)
 	}
@@ -340,7 +340,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	n, err := h.fsys.engine.Write(uninterruptible(ctx), h.h, data, off)
+	n, err := h.fsys.engine.Write(h.fsys.engine.Bound(ctx), h.h, data, off)
 	if err != nil {
 		return uint32(n), h.fsys.errno("write", err)
 	}
@@ -348,13 +348,13 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 }
 
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
-	return h.fsys.errno("flush", h.fsys.engine.Flush(uninterruptible(ctx), h.h))
+	return h.fsys.errno("flush", h.fsys.engine.Flush(h.fsys.engine.Bound(ctx), h.h))
 }
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	return h.fsys.errno("fsync", h.fsys.engine.Fsync(uninterruptible(ctx), h.h))
+	return h.fsys.errno("fsync", h.fsys.engine.Fsync(h.fsys.engine.Bound(ctx), h.h))
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
-	return h.fsys.errno("release", h.fsys.engine.Release(uninterruptible(ctx), h.h))
+	return h.fsys.errno("release", h.fsys.engine.Release(h.fsys.engine.Bound(ctx), h.h))
 }

@@ -574,7 +574,9 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 		var err error
 		sent := time.Now()
 		if len(data) > 0 {
-			ref, err = fs.putExtent(context.Background(), ino.id, idx, data)
+			// Bound by the lease: once the host fences itself, an upload
+			// stops retrying an unreachable store (nothing could commit it).
+			ref, err = fs.putExtent(fs.Bound(context.Background()), ino.id, idx, data)
 		}
 		ino.mu.Lock()
 		ino.file.uploading--
@@ -615,8 +617,14 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 
 // putExtent uploads one extent under a fresh random id.
 func (fs *FS) putExtent(ctx context.Context, id, idx uint64, data []byte) (*format.ExtentRef, error) {
+	if err := fs.checkFenced(); err != nil {
+		return nil, err // no use uploading what a fenced host cannot commit
+	}
 	fs.upSem <- struct{}{}
 	defer func() { <-fs.upSem }()
+	if err := fs.checkFenced(); err != nil {
+		return nil, err // fenced while waiting for a turn
+	}
 	obj := format.EncodeExtent(data)
 	for {
 		eid := randomID()

@@ -238,6 +238,7 @@ func (fs *FS) Close(ctx context.Context) error {
 			fs.log.Warn("final ping failed", "err", perr)
 		}
 		fs.sync.pinging.Unlock()
+		fs.sync.fenceTimer.Stop()
 	}
 	return err
 }

@@ -52,6 +52,13 @@ type syncer struct {
 	start     time.Time
 	kick      chan struct{}
 	lastPing  time.Time
+	// lease lives while this host is live: it ends when the host fences
+	// itself (at lastOK + expiry, by fenceTimer, whether or not a request
+	// is looking), so requests bound by it (FS.Bound) stop waiting on a
+	// stalled store at that instant. unfence starts a new one.
+	lease      context.Context
+	endLease   context.CancelFunc
+	fenceTimer *time.Timer
 }
 
 func (fs *FS) startSync() {
@@ -62,8 +69,58 @@ func (fs *FS) startSync() {
 	s.start = time.Now()
 	s.lastOK = time.Now()
 	s.kick = make(chan struct{}, 1)
+	s.lease, s.endLease = context.WithCancel(context.Background())
+	s.fenceTimer = time.AfterFunc(fs.opts.HostExpiry, fs.fenceIfLapsed)
 	fs.loopDone.Add(1)
 	go fs.syncLoop()
+}
+
+// renewedLocked records a ping the store accepted, sent at sent. s.mu is
+// held.
+func (fs *FS) renewedLocked(sent time.Time) {
+	s := &fs.sync
+	s.lastOK = sent
+	s.fenceTimer.Reset(time.Until(sent.Add(fs.opts.HostExpiry)))
+}
+
+// fenceIfLapsed fences this host once its last accepted ping is a host
+// expiry old (fenceTimer).
+func (fs *FS) fenceIfLapsed() {
+	fs.checkFenced()
+}
+
+// Bound returns ctx without the kernel's interrupt (see fusefs) but bound
+// by this host's lease: it is done once the host fences itself, so a
+// request waiting on a stalled store fails then with an error, instead of
+// waiting for the store to come back. (Without pings, ctx without its
+// cancellation.)
+func (fs *FS) Bound(ctx context.Context) context.Context {
+	ctx = context.WithoutCancel(ctx)
+	s := &fs.sync
+	if s.kick == nil {
+		return ctx
+	}
+	s.mu.Lock()
+	lease := s.lease
+	s.mu.Unlock()
+	return leaseBound{ctx, lease}
+}
+
+// leaseBound carries the values of a request's context and the lifetime
+// of a lease. It reports context.DeadlineExceeded once the lease ended: the
+// host's deadline passed.
+type leaseBound struct {
+	context.Context // values only (no cancellation)
+	lease           context.Context
+}
+
+func (c leaseBound) Done() <-chan struct{} { return c.lease.Done() }
+
+func (c leaseBound) Err() error {
+	if c.lease.Err() != nil {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // noteCommitted queues a version this host committed for the next ping.
@@ -91,6 +148,7 @@ func (fs *FS) checkFenced() error {
 	defer s.mu.Unlock()
 	if !s.fenced && time.Since(s.lastOK) >= fs.opts.HostExpiry {
 		s.fenced = true
+		s.endLease()
 		fs.log.Error("ping not renewed within the host expiry: fencing this host until the store is reachable", "expiry", fs.opts.HostExpiry)
 	}
 	if s.fenced {
@@ -222,7 +280,7 @@ func (fs *FS) ping(ctx context.Context) error {
 				fs.log.Warn("cannot write a ping with these credentials; the reaper will not know this read-only host", "err", err)
 			}
 			s.noPing = true
-			s.lastOK = time.Now()
+			fs.renewedLocked(time.Now())
 			s.mu.Unlock()
 			return nil
 		}
@@ -324,7 +382,7 @@ func (fs *FS) writePing(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.seq = seq
-	s.lastOK = sent
+	fs.renewedLocked(sent)
 	s.mu.Unlock()
 	return nil
 }
@@ -344,6 +402,7 @@ func (fs *FS) unfence() {
 	s := &fs.sync
 	s.mu.Lock()
 	s.fenced = false
+	s.lease, s.endLease = context.WithCancel(context.Background())
 	s.peers = map[uint64]uint64{}
 	s.etags = map[string]string{}
 	s.mu.Unlock()
