@@ -28,6 +28,7 @@ help:
 	@echo "make chart-test  render, decode strictly, lint and check the Helm chart (charts/s3gfs) and deploy/"
 	@echo "make deploy-manifests  regenerate the plain manifests in deploy/ from the chart (kubectl apply -k deploy/)"
 	@echo "make images  the controller, node and reaper OCI image tarballs in bin/images (offline: static binaries, no Docker; IMAGE_TAG=...)"
+	@echo "make images-smoke  run the images in a private containerd (needs root, apt-get install containerd runc): S3 format, reaper, FUSE mount"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/s3gfs ./cmd/s3gfs
@@ -111,7 +112,7 @@ bench-go:
 
 # Kubernetes packaging (docs: charts/s3gfs/values.yaml, build/images).
 # chart-test is also part of `make test` (go test ./...).
-.PHONY: chart-test deploy-manifests images
+.PHONY: chart-test deploy-manifests images images-smoke
 chart-test:
 	$(GO) test -count=1 ./tests/chart/ ./build/...
 
@@ -127,3 +128,8 @@ images:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/static/s3gfs-csi-controller ./cmd/controller
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/static/s3gfs-csi-node ./cmd/node
 	$(GO) run ./build/cmd/ociimage -bin bin/static -out bin/images -version $(IMAGE_TAG)
+
+# The images run through a real containerd (Debian's, started privately by
+# the test) against the test S3 server; not in `make test`.
+images-smoke: tools
+	S3GFS_IMAGE_SMOKE=1 S3GFS_REQUIRE_S3=1 $(GO) test -count=1 -v -run 'TestContainerdSmoke' -timeout 15m ./build/ociimage/
