@@ -269,6 +269,9 @@ func TestInterruptedRmdir(t *testing.T) {
 	if n := e.newest(d); n.Kind.String() != "tombstone" {
 		t.Fatalf("rmdir's first step left a %s", n.Kind)
 	}
+	if got := names(t, fs, root); slices.Contains(got, "d") {
+		t.Fatalf("the host that tombstoned d still lists it: %v", got)
+	}
 	other := e.engine()
 	_, err := other.Lookup(ctx, root, "d")
 	wantErr(t, err, vfs.ErrNotExist, "lookup of an entry to a tombstoned directory")

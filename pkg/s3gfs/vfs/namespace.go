@@ -760,8 +760,29 @@ func (fs *FS) ReadDir(ctx context.Context, id uint64) ([]DirEntry, error) {
 		out = append(out, DirEntry{Name: e.Name, Ino: e.Child, Mode: typeBits(e.ChildKind, 0)})
 	}
 	dir.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	// Leave out entries this host knows to name a deleted inode (left by
+	// an interrupted rmdir or rename, W5/W6): a lookup would not find them.
+	live := out[:0]
+	for _, e := range out {
+		if !fs.knownDeleted(e.Ino) {
+			live = append(live, e)
+		}
+	}
+	sort.Slice(live, func(i, j int) bool { return live[i].Name < live[j].Name })
+	return live, nil
+}
+
+// knownDeleted reports whether this host holds inode id as tombstoned.
+func (fs *FS) knownDeleted(id uint64) bool {
+	fs.mu.Lock()
+	ino := fs.inodes[id]
+	fs.mu.Unlock()
+	if ino == nil {
+		return false
+	}
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	return ino.cur != nil && ino.cur.Kind == format.KindTombstone
 }
 
 // SetAttr changes attributes; a size change truncates or extends the file.
