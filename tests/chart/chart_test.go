@@ -9,6 +9,7 @@ package chart
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -943,4 +944,73 @@ func hostPathOf(s corev1.PodSpec, volume string) string {
 		}
 	}
 	return ""
+}
+
+// TestArgsAreTheBinariesFlags runs each s3gfs binary with the arguments the
+// chart gives its container, plus -h: the binaries' flag parsing refuses an
+// unknown flag (exit 2) before it reaches -h (exit 0). So a flag renamed in
+// cmd/ breaks this test rather than a cluster.
+func TestArgsAreTheBinariesFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries: not with -short")
+	}
+	dir := t.TempDir()
+	for bin, pkg := range map[string]string{"s3gfs": "./cmd/s3gfs", "s3gfs-csi-controller": "./cmd/controller", "s3gfs-csi-node": "./cmd/node"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, bin), pkg)
+		cmd.Dir = "../.."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	binary := map[string]string{
+		"s3gfs-controller": "s3gfs-csi-controller",
+		"s3gfs-node":       "s3gfs-csi-node",
+		"s3gfs-mounter":    "s3gfs-csi-node",
+		"reaper":           "s3gfs",
+	}
+	checked := map[string]bool{}
+	for _, f := range valuesFiles(t) {
+		r := render(t, f)
+		for _, o := range r.objs {
+			var spec *corev1.PodSpec
+			switch v := o.(type) {
+			case *appsv1.Deployment:
+				spec = &v.Spec.Template.Spec
+			case *appsv1.DaemonSet:
+				spec = &v.Spec.Template.Spec
+			}
+			if spec == nil {
+				continue
+			}
+			for _, c := range spec.Containers {
+				bin, ours := binary[c.Name]
+				if !ours {
+					continue
+				}
+				args := make([]string, len(c.Args))
+				for i, a := range c.Args {
+					args[i] = envRef.ReplaceAllString(a, "x")
+				}
+				cmd := exec.Command(filepath.Join(dir, bin), append(args, "-h")...)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Errorf("%s: %s %s: %v\n%s", f, bin, strings.Join(args, " "), err, lastLines(string(out), 5))
+				}
+				checked[c.Name] = true
+			}
+		}
+	}
+	for c := range binary {
+		if !checked[c] {
+			t.Errorf("no values file renders container %s", c)
+		}
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
 }
