@@ -1014,3 +1014,45 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(l, "\n")
 }
+
+// TestPackage is `helm package`: the chart archives, and the archive
+// renders exactly as the directory does.
+func TestPackage(t *testing.T) {
+	c, err := chartrender.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tgz, err := chartutil.Save(c, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(tgz) != "s3gfs-"+c.Metadata.Version+".tgz" {
+		t.Errorf("archive %s", tgz)
+	}
+	vals, err := chartrender.ReadValues("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromDir, err := chartrender.Render(chartDir, vals, release, namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromTgz, err := chartrender.Render(tgz, vals, release, namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fromDir.Objects) != len(fromTgz.Objects) {
+		t.Fatalf("%d objects from the directory, %d from the archive", len(fromDir.Objects), len(fromTgz.Objects))
+	}
+	for i := range fromDir.Objects {
+		if fromDir.Objects[i].YAML != fromTgz.Objects[i].YAML {
+			t.Errorf("%s %s renders differently from the archive", fromDir.Objects[i].Kind, fromDir.Objects[i].Name)
+		}
+	}
+	if fromTgz.Chart.Schema == nil {
+		t.Error("the archive has no values.schema.json")
+	}
+}
