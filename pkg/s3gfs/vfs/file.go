@@ -154,6 +154,12 @@ func (h *Handle) pinnedLocked() *format.Inode {
 // keepCache reports whether the kernel may keep its cached pages of the
 // file; Handle.Direct whether the handle must bypass them.
 func (fs *FS) Open(ctx context.Context, id uint64, writable bool) (h *Handle, keepCache bool, err error) {
+	return fs.open(ctx, id, writable, true)
+}
+
+// open opens inode id, revalidating it first when revalidate is set (it
+// is not for a file this very call created: its version is the newest).
+func (fs *FS) open(ctx context.Context, id uint64, writable, revalidate bool) (h *Handle, keepCache bool, err error) {
 	if writable {
 		if err := fs.writable(); err != nil {
 			return nil, false, err
@@ -170,7 +176,7 @@ func (fs *FS) Open(ctx context.Context, id uint64, writable bool) (h *Handle, ke
 	clean := !ino.dirtyLocked()
 	before := ino.cur
 	ino.mu.Unlock()
-	if clean {
+	if clean && revalidate {
 		ino.commitMu.Lock()
 		err := fs.refresh(ctx, ino)
 		ino.commitMu.Unlock()

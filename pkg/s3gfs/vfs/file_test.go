@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore/memstore"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
 )
@@ -734,4 +735,32 @@ func TestOpenHandleReadsOnAfterDeleteElsewhere(t *testing.T) {
 	readAt(t, b, hb, got, 0)
 	sameBytes(t, got, v1, "the open handle after the delete")
 	closeH(t, b, hb)
+}
+
+// Creating, writing and closing a small file in a directory this host has
+// just validated costs three conditional creates (the inode, the
+// directory's entry, the file's content) and no listing: the open that
+// follows the create does not revalidate the file it has just created.
+func TestSmallFileCreateRequests(t *testing.T) {
+	e := newEnv(t)
+	fs := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
+	names(t, fs, root) // the directory is loaded and fresh
+	var mu sync.Mutex
+	ops := map[memstore.Op]int{}
+	e.store.SetHooks(memstore.Hooks{Before: func(op memstore.Op, key string) error {
+		mu.Lock()
+		ops[op]++
+		mu.Unlock()
+		return nil
+	}})
+	_, h, err := fs.Create(ctx, root, "small", 0o644, false, caller)
+	must(t, err)
+	write(t, fs, h, []byte("a small file"), 0)
+	closeH(t, fs, h)
+	e.store.SetHooks(memstore.Hooks{})
+	mu.Lock()
+	defer mu.Unlock()
+	if ops[memstore.OpList] != 0 || ops[memstore.OpPutIfAbsent] != 3 || len(ops) != 1 {
+		t.Fatalf("create+write+close of a small file: requests %v, want 3 put-if-absent and nothing else", ops)
+	}
 }

@@ -205,13 +205,16 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 		ino.mu.Unlock()
 		return nil
 	}
-	// Walk back from the newest version past any corrupt ones.
+	// Walk back from the newest version past any corrupt ones, starting
+	// with the page already read (in the common case the newest version is
+	// readable, and one LIST was enough).
 	startAfter := ""
 	skipped := uint64(0)
-	for {
-		page, err := fs.store.List(ctx, dir, startAfter, 100)
-		if err != nil {
-			return fmt.Errorf("list versions of inode %016x: %w", ino.id, err)
+	for first := true; ; first = false {
+		if !first {
+			if page, err = fs.store.List(ctx, dir, startAfter, 100); err != nil {
+				return fmt.Errorf("list versions of inode %016x: %w", ino.id, err)
+			}
 		}
 		for _, obj := range page.Objects {
 			_, v, err := fs.keys.ParseInode(obj.Key)

@@ -308,7 +308,7 @@ func (fs *FS) createOnce(ctx context.Context, parent uint64, name string, mode u
 	// The name is committed: an interrupt (the kernel cancels ctx when the
 	// caller gets a signal) must not turn that into a failure, or the
 	// caller's retried O_EXCL open would find its own file and fail.
-	h, _, err := fs.Open(context.WithoutCancel(ctx), a.Ino, true)
+	h, _, err := fs.open(context.WithoutCancel(ctx), a.Ino, true, !created)
 	if errors.Is(err, ErrNotExist) && !created {
 		return Attr{}, nil, errCreateRace
 	}
