@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
@@ -54,6 +55,8 @@ type inode struct {
 
 	open    int // open handles on this host
 	handles map[*Handle]struct{}
+	// prefetching: a listing's children are being loaded (prefetchChildren).
+	prefetching atomic.Bool
 	// mixed: the open handles do not all read one version (an open found
 	// a newer version while older handles were open). New handles then
 	// bypass the kernel's page cache, which holds the older handles'
@@ -102,7 +105,13 @@ func (fs *FS) inode(ctx context.Context, id uint64) (*inode, error) {
 	ino.mu.Unlock()
 	if !loaded || stale {
 		ino.commitMu.Lock()
-		err := fs.refresh(ctx, ino)
+		ino.mu.Lock()
+		done := ino.cur != nil && !ino.stale // loaded by whoever held commitMu
+		ino.mu.Unlock()
+		var err error
+		if !done {
+			err = fs.refresh(ctx, ino)
+		}
 		if err == nil {
 			ino.mu.Lock()
 			ino.stale = false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"syscall"
 	"time"
 
@@ -769,7 +770,50 @@ func (fs *FS) ReadDir(ctx context.Context, id uint64) ([]DirEntry, error) {
 		}
 	}
 	sort.Slice(live, func(i, j int) bool { return live[i].Name < live[j].Name })
+	fs.prefetchChildren(dir, live)
 	return live, nil
+}
+
+// Prefetch bounds: children loaded at once, and per listing.
+const (
+	prefetchParallel = 16
+	prefetchMax      = 10000
+)
+
+// prefetchChildren loads, in the background and in parallel, the inodes a
+// listing names that this host has not loaded: a listing is usually
+// followed by a lookup of every name (ls -l), which would otherwise load
+// them one after another, two requests each.
+func (fs *FS) prefetchChildren(dir *inode, entries []DirEntry) {
+	var ids []uint64
+	fs.mu.Lock()
+	for _, e := range entries {
+		if len(ids) == prefetchMax {
+			break
+		}
+		if fs.inodes[e.Ino] == nil {
+			ids = append(ids, e.Ino)
+		}
+	}
+	fs.mu.Unlock()
+	if len(ids) == 0 || !dir.prefetching.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer dir.prefetching.Store(false)
+		ctx := fs.Bound(context.Background())
+		sem := make(chan struct{}, prefetchParallel)
+		var wg sync.WaitGroup
+		for _, id := range ids {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				fs.inode(ctx, id) // errors surface at the lookup that needs it
+			}()
+		}
+		wg.Wait()
+	}()
 }
 
 // knownDeleted reports whether this host holds inode id as tombstoned.
