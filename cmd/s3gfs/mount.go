@@ -45,6 +45,7 @@ type mountFlags struct {
 	hostExpiry durationFlag
 	nodeName   string
 	asOf       string
+	pprofAddr  string
 }
 
 func runMount(ctx context.Context, args []string, stderr io.Writer) error {
@@ -54,7 +55,7 @@ mountpoint is unmounted (umount MOUNTPOINT) or the process gets SIGINT or
 SIGTERM; then it writes back everything and exits 0. With --background it
 returns as soon as the mount is ready. Any number of hosts may mount one
 volume read-write at once.`, stderr)
-	m := mountFlags{cacheSize: 128 << 20, bufferSize: 256 << 20, syncEvery: durationFlag(time.Second), hostExpiry: durationFlag(3 * time.Minute)}
+	m := mountFlags{cacheSize: vfs.DefaultCacheSize, bufferSize: vfs.DefaultBufferSize, syncEvery: durationFlag(time.Second), hostExpiry: durationFlag(3 * time.Minute)}
 	m.nodeName, _ = os.Hostname()
 	m.store.register(fs)
 	m.log.register(fs)
@@ -67,6 +68,7 @@ volume read-write at once.`, stderr)
 	fs.BoolVar(&m.background, "background", false, "return once the mount is ready, leaving it served by a background process")
 	fs.StringVar(&m.logFile, "log-file", "", "append logs to this file (default: standard error; with --background, logs after start-up are discarded unless this is set)")
 	fs.BoolVar(&m.debugFUSE, "debug-fuse", false, "log every FUSE request")
+	fs.StringVar(&m.pprofAddr, "pprof-addr", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060, for go tool pprof")
 	fs.Var(&m.syncEvery, "sync-interval", "how often to write this host's ping and pick up other hosts' changes")
 	fs.Var(&m.hostExpiry, "host-expiry", "stop serving (fence) when the ping could not be renewed for this long; at least 3 sync intervals; the reaper waits this long for a silent host")
 	fs.StringVar(&m.nodeName, "node-name", m.nodeName, "machine name recorded in the ping (shown by s3gfs hosts)")
@@ -186,6 +188,12 @@ func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mount
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	if m.pprofAddr != "" {
+		if err := servePprof(m.pprofAddr, log); err != nil {
+			engine.Close(ctx)
+			return err
+		}
+	}
 	server, err := fusefs.Mount(mnt, engine, fusefs.MountOptions{AllowOther: m.allowOther, ReadOnly: m.readOnly, Debug: m.debugFUSE, Logger: log})
 	if err != nil {
 		engine.Close(ctx)

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -224,9 +226,10 @@ func cliBackground(t *testing.T, c *cli) {
 	mnt := t.TempDir()
 	logFile := filepath.Join(t.TempDir(), "mount.log")
 	detachOnCleanup(t, mnt)
+	pprofAddr := fmt.Sprintf("127.0.0.1:%d", closedPort(t))
 	mountBG := func() int {
 		t.Helper()
-		r := c.run(t, time.Minute, "", "mount", "--background", "--endpoint", c.srv.Endpoint, "--log-file", logFile, u.String(), mnt)
+		r := c.run(t, time.Minute, "", "mount", "--background", "--endpoint", c.srv.Endpoint, "--log-file", logFile, "--pprof-addr", pprofAddr, u.String(), mnt)
 		if r.code != 0 {
 			t.Fatalf("mount --background: %v", r)
 		}
@@ -256,6 +259,16 @@ func cliBackground(t *testing.T, c *cli) {
 	}
 
 	pid := mountBG()
+	// --pprof-addr serves the mount process's profiles.
+	if resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/goroutine?debug=1"); err != nil {
+		t.Errorf("--pprof-addr %s: %v", pprofAddr, err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
+			t.Errorf("--pprof-addr %s: %s: %.200s", pprofAddr, resp.Status, body)
+		}
+	}
 	rng := newDiffGen(1).rng
 	big := randBytes(rng, testExtentSize*3+123)
 	files := map[string][]byte{"small": []byte("hello from the CLI"), "dir/big": big}

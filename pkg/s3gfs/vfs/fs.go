@@ -57,13 +57,23 @@ import (
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
 )
 
+// Default memory bounds. With the Go runtime's own, they keep a mount
+// under 300 MiB resident (issue 7's target): enough write-back buffer to
+// keep 8 uploads of 4 MiB extents in flight several times over.
+const (
+	DefaultBufferSize = 128 << 20
+	DefaultCacheSize  = 64 << 20
+)
+
 // Options tune an FS.
 type Options struct {
 	HostID   uint64 // this mount's host id; random when 0
 	ReadOnly bool
-	// BufferSize bounds the bytes of dirty file data held in memory.
+	// BufferSize bounds the bytes of dirty file data held in memory
+	// (default DefaultBufferSize).
 	BufferSize int64
-	// CacheSize bounds the extent read cache in memory; CacheDir adds a disk tier.
+	// CacheSize bounds the extent read cache in memory (default
+	// DefaultCacheSize); CacheDir adds a disk tier.
 	CacheSize int64
 	CacheDir  string
 	// Revalidate is how old this host's view of a directory may grow before
@@ -113,12 +123,12 @@ func (o *Options) defaults() {
 		o.HostID = randomID()
 	}
 	if o.BufferSize <= 0 {
-		o.BufferSize = 256 << 20
+		o.BufferSize = DefaultBufferSize
 	}
 	if o.CacheSize < 0 {
 		o.CacheSize = 0
 	} else if o.CacheSize == 0 {
-		o.CacheSize = 128 << 20
+		o.CacheSize = DefaultCacheSize
 	}
 	if o.Revalidate <= 0 {
 		o.Revalidate = time.Second
