@@ -22,14 +22,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// knownBugs reports whether tests of known, not yet fixed bugs run
-// (S3GFS_KNOWN_BUGS=1, as `make torture` sets); without it they skip.
-func knownBugs(t *testing.T) {
-	if os.Getenv("S3GFS_KNOWN_BUGS") != "1" {
-		t.Skip("known bug, not yet fixed: run with S3GFS_KNOWN_BUGS=1")
-	}
-}
-
 type volumeFixture struct {
 	t   *testing.T
 	srv *testenv.Server

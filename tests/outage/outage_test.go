@@ -164,7 +164,7 @@ func longOutage(t *testing.T, stall bool) {
 		mu.Lock()
 		all := true
 		for _, o := range outcomes {
-			all = all && (o.done || knownHang(o, stall))
+			all = all && o.done
 		}
 		mu.Unlock()
 		if all {
@@ -174,13 +174,6 @@ func longOutage(t *testing.T, stall bool) {
 	}
 	mu.Lock()
 	for _, o := range outcomes {
-		if !o.done && o.bad == "" && knownHang(o, stall) {
-			// Known bugs, reproduced by TestKnownBugFencedFsyncBlocks and
-			// TestKnownBugStalledStoreHangsOperations (skipped unless
-			// S3GFS_KNOWN_BUGS=1): logged here, judged there.
-			t.Logf("known bug: %s: still blocked %v after the cut", o.what, time.Since(cut).Round(time.Second))
-			continue
-		}
 		switch {
 		case !o.done:
 			problems = append(problems, fmt.Sprintf("%s: still blocked %v after the cut (bound %v)", o.what, time.Since(cut).Round(time.Second), bound))
@@ -289,14 +282,6 @@ func longOutage(t *testing.T, stall bool) {
 	if len(problems) > 0 {
 		t.Fatalf("%d problems:\n%s\n\nlog of host a:\n%s", len(problems), strings.Join(problems, "\n"), a.log)
 	}
-}
-
-// knownHang says whether an operation blocked past the bound is one of
-// the known bugs: in a stalled network, anything that was waiting on the
-// store when it stalled; and an fsync of data that could not be written
-// back before the host fenced itself.
-func knownHang(o *outcome, stall bool) bool {
-	return (stall && strings.HasPrefix(o.what, "round 1")) || strings.Contains(o.what, "fsync")
 }
 
 func errString(o *outcome) string {
