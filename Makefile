@@ -70,15 +70,13 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseParams -fuzztime=$(FUZZTIME) ./pkg/driver/
 
 # The randomized multi-host torture test (tests/torture) for a long run.
-# `make test` runs it for 20s and leaves out checks of known, not yet
-# fixed bugs (tests/torture/knownbugs_test.go); this target runs it for
-# TORTURE_DURATION and checks them too.
+# `make test` runs it for 20s; this target runs it for TORTURE_DURATION.
 TORTURE_DURATION ?= 10m
 TORTURE_TIMEOUT  ?= 60m
 .PHONY: torture
 torture: tools build
 	S3GFS_REQUIRE_S3=1 S3GFS_REQUIRE_FUSE=1 S3GFS_BIN=$(CURDIR)/bin/s3gfs S3GFS_TORTURE_DURATION=$(TORTURE_DURATION) \
-		S3GFS_KNOWN_BUGS=1 $(GO) test -count=1 -v -timeout $(TORTURE_TIMEOUT) ./tests/torture/
+		$(GO) test -count=1 -v -timeout $(TORTURE_TIMEOUT) ./tests/torture/
 
 # The crash-consistency test (tests/crash) for many kills: `make test` kills
 # the mount 3 times; this target S3GFS_CRASH_KILLS times.
