@@ -70,6 +70,12 @@ func (fs *FS) createVersion(ctx context.Context, key string, obj []byte) (objsto
 			return objstore.ObjectInfo{}, gerr
 		}
 	}
+	if errors.Is(err, objstore.ErrExists) {
+		// The key exists, but whose it is could not be read: it may be
+		// this host's own create. Reporting a lost race would make the
+		// caller re-apply its change on top of itself.
+		return objstore.ObjectInfo{}, fmt.Errorf("%s exists, but reading it back to tell whose it is failed: %w", key, objstore.ErrUnavailable)
+	}
 	return objstore.ObjectInfo{}, err
 }
 

@@ -419,13 +419,16 @@ func (fs *FS) dropReplaced(ctx context.Context, removed []format.Entry) error {
 		if e.ChildKind == format.KindDir {
 			continue
 		}
-		child, err := fs.inode(ctx, e.Child)
-		if errors.Is(err, ErrNotExist) {
-			continue
-		}
-		if err == nil {
-			err = fs.persist(ctx, func(ctx context.Context) error { return fs.dropLink(ctx, child) })
-		}
+		err := fs.persist(ctx, func(ctx context.Context) error {
+			child, err := fs.inode(ctx, e.Child)
+			if errors.Is(err, ErrNotExist) {
+				return nil // deleted meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			return fs.dropLink(ctx, child)
+		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("drop link of %016x: %w", e.Child, err))
 		}
