@@ -671,8 +671,12 @@ func (fs *FS) renameAcross(ctx context.Context, src, dst *inode, se format.Entry
 	}
 	if err != nil {
 		// Both names now exist (W6 allows that after a failure), and the
-		// raised link count is theirs; report.
+		// raised link count is theirs; what the new name replaced is gone
+		// all the same, so its link is dropped. Report.
 		fs.log.Warn("rename: could not remove the old name after adding the new one", "name", oldName, "err", err)
+		if derr := fs.dropReplaced(context.WithoutCancel(ctx), replaced); derr != nil {
+			fs.log.Error("rename: could not drop the link of what the new name replaced", "name", newName, "err", derr)
+		}
 		return err
 	}
 	dropMoveLink()

@@ -124,3 +124,71 @@ func TestRacingCrossDirectoryRenamesUnderFaults(t *testing.T) {
 		}
 	}
 }
+
+// TestRacingRenamesOntoOneName: four hosts rename four files onto one
+// name at once, two across directories and two within, with store
+// requests failing before or after they take effect. Whatever succeeds or
+// fails, every file's link count equals the number of names it has, and a
+// file with none is deleted. (Found this way: a cross-directory rename
+// whose removal of the old name failed skipped dropping the link of the
+// file its new name had replaced, leaving an orphan.)
+func TestRacingRenamesOntoOneName(t *testing.T) {
+	e := newEnv(t)
+	var fss []*vfs.FS
+	for i := 0; i < 4; i++ {
+		fss = append(fss, e.engine())
+	}
+	a, b := mkdir(t, fss[0], root, "a"), mkdir(t, fss[0], root, "b")
+	r := rand.New(rand.NewPCG(9, 9))
+	var rmu sync.Mutex
+	fault := func(memstore.Op, string) error {
+		rmu.Lock()
+		defer rmu.Unlock()
+		if r.IntN(100) < 3 {
+			return objstore.ErrUnavailable
+		}
+		return nil
+	}
+	for round := 0; round < 60; round++ {
+		type src struct {
+			dir  uint64
+			name string
+		}
+		srcs := []src{{b, fmt.Sprintf("s%d", round)}, {a, fmt.Sprintf("t%d", round)}, {b, fmt.Sprintf("u%d", round)}, {a, fmt.Sprintf("v%d", round)}}
+		var ids []uint64
+		for i, s := range srcs {
+			ids = append(ids, writeFile(t, fss[0], s.dir, s.name, []byte(s.name)))
+			lookup(t, fss[i], s.dir, s.name)
+		}
+		target := fmt.Sprintf("x%d", round)
+		e.store.SetHooks(memstore.Hooks{Before: fault, After: fault})
+		var wg sync.WaitGroup
+		for i, fs := range fss {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				fs.Rename(context.Background(), srcs[i].dir, srcs[i].name, a, target, 0)
+			}()
+		}
+		wg.Wait()
+		e.store.SetHooks(memstore.Hooks{})
+		fresh := e.engine()
+		names := map[uint64]int{}
+		for _, d := range []uint64{a, b} {
+			es, err := fresh.ReadDir(context.Background(), d)
+			must(t, err)
+			for _, en := range es {
+				names[en.Ino]++
+			}
+		}
+		for _, id := range ids {
+			n := e.newest(id)
+			switch {
+			case n.Kind == format.KindTombstone && names[id] != 0:
+				t.Fatalf("round %d: %016x deleted but has %d names", round, id, names[id])
+			case n.Kind != format.KindTombstone && int(n.Nlink) != names[id]:
+				t.Fatalf("round %d: %016x has %d names but link count %d", round, id, names[id], n.Nlink)
+			}
+		}
+	}
+}
