@@ -631,11 +631,23 @@ func (fs *FS) renameAcross(ctx context.Context, src, dst *inode, se format.Entry
 	}
 	ch := &dirChange{ops: []dirOp{put}}
 	if err := fs.applyDir(ctx, dst, ch); err != nil {
-		dropMoveLink()
-		if replacedDir != nil {
-			fs.restoreDir(ctx, dst, newName, put.replaceDir, replacedDir)
+		landed, known := false, decided(err)
+		if !known {
+			// The store failed in a way that leaves open whether the new
+			// name was put: look.
+			landed, known = fs.names(ctx, dst, newName, se.Child)
 		}
-		return err
+		if !landed {
+			if known {
+				dropMoveLink()
+			} // else the raised count stays: too high is an orphan at worst, too low would delete a named file
+			if replacedDir != nil {
+				fs.restoreDir(ctx, dst, newName, put.replaceDir, replacedDir)
+			}
+			return err
+		}
+		// The new name is in place although its commit reported an error:
+		// go on with the move.
 	}
 	replaced := ch.replaced
 	err := fs.applyDir(ctx, src, &dirChange{ops: []dirOp{remove}})
@@ -683,6 +695,17 @@ func (fs *FS) renameAcross(ctx context.Context, src, dst *inode, se format.Entry
 	return fs.dropReplaced(context.WithoutCancel(ctx), replaced)
 }
 
+// names reports whether directory dir, read afresh from the store, names
+// child under name; known is false when the store could not tell.
+func (fs *FS) names(ctx context.Context, dir *inode, name string, child uint64) (present, known bool) {
+	err := fs.persist(ctx, func(ctx context.Context) error { return fs.freshen(ctx, dir) })
+	if err != nil {
+		return false, false
+	}
+	e, ok := dir.entry(name)
+	return ok && e.Child == child, true
+}
+
 // persist runs step, a cleanup an operation must finish once it has
 // begun changing the volume (giving back a raised link count, taking back
 // a transient name), again while it fails for reasons that may pass (the
@@ -697,12 +720,19 @@ func (fs *FS) persist(ctx context.Context, step func(context.Context) error) err
 			time.Sleep(time.Duration(25<<i) * time.Millisecond)
 		}
 		err = step(ctx)
-		if err == nil || errors.Is(err, ErrNotExist) || errors.Is(err, ErrExist) || errors.Is(err, ErrFenced) ||
-			errors.Is(err, ErrNotEmpty) || errors.Is(err, ErrIsDir) || errors.Is(err, ErrNotDir) || errors.Is(err, ErrReadOnly) {
+		if err == nil || decided(err) || errors.Is(err, ErrFenced) {
 			return err
 		}
 	}
 	return err
+}
+
+// decided reports whether err is a definite outcome of a namespace change
+// (it was refused and took no effect), as opposed to one that leaves open
+// whether it took effect (the store unreachable).
+func decided(err error) bool {
+	return errors.Is(err, ErrNotExist) || errors.Is(err, ErrExist) || errors.Is(err, ErrNotEmpty) ||
+		errors.Is(err, ErrIsDir) || errors.Is(err, ErrNotDir) || errors.Is(err, ErrReadOnly)
 }
 
 // raiseLink adds one to a non-directory's link count (rule W3).
