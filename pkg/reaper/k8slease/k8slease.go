@@ -46,8 +46,12 @@ type Lease struct {
 	done    chan struct{}      // closed when the election has ended
 	leading context.Context    // live while this candidate leads; nil otherwise
 	elector *leaderelection.LeaderElector
-	changed chan struct{} // closed and replaced whenever leading changes
+	changed chan struct{}             // closed and replaced whenever leading changes
+	held    []context.CancelCauseFunc // the contexts Acquire handed out
 }
+
+// errReleased ends the contexts Acquire returned when Release is called.
+var errReleased = errors.New("the reaper lease was released")
 
 var _ reaper.Lease = (*Lease)(nil)
 
@@ -67,6 +71,9 @@ func (l *Lease) Acquire(ctx context.Context) (context.Context, error) {
 		if leading != nil && leading.Err() == nil {
 			held, cancel := context.WithCancelCause(ctx)
 			context.AfterFunc(leading, func() { cancel(reaper.ErrLeaseLost) })
+			l.mu.Lock()
+			l.held = append(l.held, cancel)
+			l.mu.Unlock()
 			return held, nil
 		}
 		select {
@@ -84,9 +91,12 @@ func (l *Lease) Acquire(ctx context.Context) (context.Context, error) {
 // (its holder cleared), so a standby can take it at once.
 func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
-	stop, done := l.stop, l.done
-	l.stop = nil
+	stop, done, held := l.stop, l.done, l.held
+	l.stop, l.held = nil, nil
 	l.mu.Unlock()
+	for _, cancel := range held {
+		cancel(errReleased) // at once, before the Lease is given up
+	}
 	if stop == nil {
 		return nil
 	}
