@@ -94,7 +94,7 @@ func CheckAsOf(ctx context.Context, vol *volume.Volume, t time.Time, pinned bool
 	}
 	// Stores keep times to the second: a second not yet over may still
 	// gain commits, and a view of it would change.
-	if t.After(now.Add(-time.Second)) {
+	if !t.Truncate(time.Second).Before(now.Truncate(time.Second)) {
 		return fmt.Errorf("%w: %s is not over yet (the store keeps times to the second and its clock reads %s): use a time at least a second ago",
 			ErrFuture, t.Format(time.RFC3339Nano), now.Format(time.RFC3339))
 	}
