@@ -66,7 +66,7 @@ var benchShapes = []struct {
 	{"dir-full-10k", func() *format.Inode { return benchDir(10000) }},
 	{"dir-full-100k", func() *format.Inode { return benchDir(100000) }},
 	{"dir-delta-16", func() *format.Inode { return benchDelta(16) }},
-	{"file-256-extents", func() *format.Inode { return benchFile(256) }},    // 1 GiB
+	{"file-256-extents", func() *format.Inode { return benchFile(256) }},   // 1 GiB
 	{"file-4096-extents", func() *format.Inode { return benchFile(4096) }}, // 16 GiB
 }
 
