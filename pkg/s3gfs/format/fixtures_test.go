@@ -40,8 +40,32 @@ func fxVolume() *format.Volume {
 	}
 }
 
+// fxCloneVolume is a clone's header (FORMAT.md §16.1).
+func fxCloneVolume() *format.Volume {
+	v := fxVolume()
+	v.ID[0] = 0xc1
+	v.Features = format.FeatureClone
+	v.Clone = &format.CloneSource{
+		Bucket: "source-bucket", Prefix: "vols/pvc-src", ID: fxVolume().ID,
+		At: time.Date(2025, 6, 1, 12, 0, 1, 0, time.UTC), Pin: "csi-clone-pvc-dst", Depth: 2,
+	}
+	return v
+}
+
 func fxInodes() map[string]*format.Inode {
 	return map[string]*format.Inode{
+		"inode-file-origins.bin": {
+			// A clone's file: extent 0 its own, extent 1 its source's,
+			// extent 2 its source's source's.
+			ID: 0x3f9a0c7e12b45d81, Version: 4, Kind: format.KindFile, Writer: 0x5e1f00d2c4a7b931,
+			Mode: 0o600, UID: 1000, GID: 1000, Nlink: 1, Size: 2*(4<<20) + 5,
+			Atime: fxTime, Mtime: fxTime + 1, Ctime: fxTime + 2,
+			Extents: []format.ExtentRef{
+				{Index: 0, EID: 0xa1b2c3d4e5f60718, Length: 13, CRC: 0x258aeed7},
+				{Index: 1, EID: 0xa1b2c3d4e5f60718, Length: 4 << 20, CRC: 0x01020304, Origin: 1},
+				{Index: 2, EID: 0x0badc0ffee0ddf00, Length: 5, CRC: 0x12345678, Origin: 2},
+			},
+		},
 		"inode-file-inline.bin": {
 			ID: 0x3f9a0c7e12b45d81, Version: 2, Kind: format.KindFile, Writer: 0x5e1f00d2c4a7b931,
 			Mode: 0o644, UID: 1000, GID: 1000, Nlink: 1, Size: 3,
@@ -115,6 +139,23 @@ func fixtures() []fixture {
 				}
 			},
 			encode: func() ([]byte, error) { return format.EncodeVolume(fxVolume()) },
+		},
+		{
+			file: "volume-clone.bin",
+			check: func(t *testing.T, obj []byte) {
+				v, err := format.DecodeVolume(obj)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := fxCloneVolume()
+				c := v.Clone
+				if v.ID != want.ID || v.Features != format.FeatureClone || c == nil || c.Bucket != "source-bucket" ||
+					c.Prefix != "vols/pvc-src" || c.ID != fxVolume().ID || !c.At.Equal(want.Clone.At) ||
+					c.Pin != "csi-clone-pvc-dst" || c.Depth != 2 || v.Depth() != 2 {
+					t.Fatalf("volume-clone.bin decodes to %+v %+v", v, c)
+				}
+			},
+			encode: func() ([]byte, error) { return format.EncodeVolume(fxCloneVolume()) },
 		},
 		{
 			file: "extent.bin",

@@ -227,6 +227,9 @@ func seedCorpus(t *testing.T) map[string][]byte {
 	min := sampleVolume()
 	min.ExtentSize, min.InlineLimit, min.Retention = format.MinExtentSize, 0, 0
 	vols["min"] = min
+	clone := sampleVolume()
+	setClone(clone)
+	vols["clone"] = clone
 	feat := sampleVolume()
 	feat.Features = 1
 	for name, v := range vols {

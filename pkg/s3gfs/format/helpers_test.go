@@ -80,7 +80,35 @@ func rawVolumePayload(v *format.Volume) []byte {
 		s.sv(v.Created.UnixNano())
 	}
 	s.uv(v.Features)
+	if c := v.Clone; c != nil && v.Features&format.FeatureClone != 0 {
+		s.str(c.Bucket)
+		s.str(c.Prefix)
+		s.b = append(s.b, c.ID[:]...)
+		if c.At.IsZero() {
+			s.sv(0)
+		} else {
+			s.sv(c.At.UnixNano())
+		}
+		s.str(c.Pin)
+		s.uv(uint64(c.Depth))
+	}
 	return s.b
+}
+
+// sampleClone is a valid clone source.
+func sampleClone() *format.CloneSource {
+	return &format.CloneSource{
+		Bucket: "src-bucket.example", Prefix: "vols/pvc-1",
+		ID: [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+		At: time.Unix(0, t2025+5_000_000_000).UTC(), Pin: "csi-clone-pvc-2", Depth: 1,
+	}
+}
+
+// setClone makes v a clone and returns its source for a test to spoil.
+func setClone(v *format.Volume) *format.CloneSource {
+	v.Features |= format.FeatureClone
+	v.Clone = sampleClone()
+	return v.Clone
 }
 
 // rawInodePayload encodes n per FORMAT.md §5 without validation. The body
@@ -111,13 +139,24 @@ func rawInodePayload(n *format.Inode) []byte {
 			s.u8(1)
 			s.blob(n.Data)
 		} else {
-			s.u8(0)
+			origins := false
+			for _, x := range n.Extents {
+				origins = origins || x.Origin != 0
+			}
+			if origins {
+				s.u8(2)
+			} else {
+				s.u8(0)
+			}
 			s.uv(uint64(len(n.Extents)))
 			for _, x := range n.Extents {
 				s.uv(x.Index)
 				s.u64(x.EID)
 				s.uv(uint64(x.Length))
 				s.u32(x.CRC)
+				if origins {
+					s.u8(x.Origin)
+				}
 			}
 		}
 	case format.KindDir:
@@ -199,6 +238,18 @@ func sampleInodes() map[string]*format.Inode {
 				{Index: 0, EID: 0xa1b2c3d4e5f60718, Length: 1000, CRC: 0xdeadbeef},
 				{Index: 2, EID: 0, Length: es, CRC: 0},
 				{Index: 3, EID: ^uint64(0), Length: es - 1, CRC: 0xffffffff},
+			},
+		},
+		"file-origins": {
+			// a clone's file (FORMAT.md §16.3): extent 0 its own, 1 from
+			// its source, 3 from the source's source, at the deepest origin.
+			ID: 0x7c1e3a5b9d2f4e61, Version: 7, Kind: format.KindFile, Writer: host,
+			Mode: 0o644, Nlink: 1, Size: 4 * es,
+			Extents: []format.ExtentRef{
+				{Index: 0, EID: 0x1111111111111111, Length: es, CRC: 1},
+				{Index: 1, EID: 0x1111111111111111, Length: 10, CRC: 2, Origin: 1},
+				{Index: 2, EID: 0x2222, Length: 1, CRC: 3, Origin: format.MaxCloneDepth},
+				{Index: 3, EID: 0x3333, Length: es, CRC: 4, Origin: 2},
 			},
 		},
 		"dir-root-empty": {
@@ -293,6 +344,11 @@ func normInode(n *format.Inode) *format.Inode {
 func normVolume(v *format.Volume) *format.Volume {
 	c := *v
 	c.Created = time.Unix(0, c.Created.UnixNano()).UTC()
+	if v.Clone != nil {
+		cs := *v.Clone
+		cs.At = time.Unix(0, cs.At.UnixNano()).UTC()
+		c.Clone = &cs
+	}
 	return &c
 }
 

@@ -84,6 +84,9 @@ type ExtentRef struct {
 	EID    uint64 // the extent object's id (key: Keys.Extent(inode, EID))
 	Length uint32 // bytes stored in the extent object
 	CRC    uint32 // CRC-32C of those bytes
+	// Origin says which volume holds the extent: 0 this one, k >= 1 the
+	// k-th volume of a clone's source chain (FORMAT.md §16).
+	Origin uint8
 }
 
 // EntryOp is a directory change in a version.
@@ -133,6 +136,25 @@ type Inode struct {
 	Target string
 }
 
+// MaxOrigin is the highest origin of the version's extent references (0
+// when every extent is the volume's own).
+func (n *Inode) MaxOrigin() int {
+	m := 0
+	for _, x := range n.Extents {
+		m = max(m, int(x.Origin))
+	}
+	return m
+}
+
+// CheckOrigins refuses a version read from a volume of clone depth depth
+// (0: not a clone) with an extent reference reaching below its chain.
+func (n *Inode) CheckOrigins(depth int) error {
+	if o := n.MaxOrigin(); o > depth {
+		return fmt.Errorf("%w: inode %016x v%d names an extent of origin %d in a volume of clone depth %d", ErrCorrupt, n.ID, n.Version, o, depth)
+	}
+	return nil
+}
+
 // IsFull reports whether a directory version holds its full entry list.
 func (n *Inode) IsFull() bool { return n.Base == n.Version }
 
@@ -179,6 +201,9 @@ func (n *Inode) Validate() error {
 			}
 			if x.Length == 0 || x.Index > MaxExtentIndex {
 				return bad("extent %d has length 0 or an index above %d", x.Index, uint64(MaxExtentIndex))
+			}
+			if x.Origin > MaxCloneDepth {
+				return bad("extent %d has origin %d above %d", x.Index, x.Origin, MaxCloneDepth)
 			}
 		}
 	case KindDir:
@@ -299,13 +324,21 @@ func EncodeInode(n *Inode) ([]byte, error) {
 			e.u8(1)
 			e.bytes(n.Data)
 		} else {
-			e.u8(0)
+			origins := n.MaxOrigin() > 0
+			if origins {
+				e.u8(2)
+			} else {
+				e.u8(0)
+			}
 			e.uvarint(uint64(len(n.Extents)))
 			for _, x := range n.Extents {
 				e.uvarint(x.Index)
 				e.u64(x.EID)
 				e.uvarint(uint64(x.Length))
 				e.u32(x.CRC)
+				if origins {
+					e.u8(x.Origin)
+				}
 			}
 		}
 	case KindDir:
@@ -360,8 +393,8 @@ func DecodeInode(obj []byte, extentSize uint32) (*Inode, error) {
 	}
 	switch n.Kind {
 	case KindFile:
-		switch d.u8("inline flag") {
-		case 0:
+		switch flag := d.u8("inline flag"); flag {
+		case 0, 2:
 			cnt := d.uvarintMax("extent count", MaxExtents)
 			if cnt > uint64(len(p)) { // each extent takes at least 14 bytes
 				d.fail("extent count %d exceeds object size", cnt)
@@ -370,7 +403,15 @@ func DecodeInode(obj []byte, extentSize uint32) (*Inode, error) {
 				x := ExtentRef{Index: d.uvarintMax("extent index", MaxExtentIndex), EID: d.u64("extent id")}
 				x.Length = uint32(d.uvarintMax("extent length", uint64(extentSize)))
 				x.CRC = d.u32("extent crc")
+				if flag == 2 {
+					if x.Origin = d.u8("extent origin"); x.Origin > MaxCloneDepth {
+						d.fail("extent origin %d exceeds %d", x.Origin, MaxCloneDepth)
+					}
+				}
 				n.Extents = append(n.Extents, x)
+			}
+			if flag == 2 && d.err == nil && n.MaxOrigin() == 0 {
+				d.fail("extents with origins, all of them 0")
 			}
 		case 1:
 			n.Inline = true

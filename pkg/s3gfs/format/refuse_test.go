@@ -411,6 +411,7 @@ func TestInodeRefusesBadEncodings(t *testing.T) {
 	cases := map[string]func() []byte{
 		"inline flag 2":  func() []byte { s := head(); s.u8(2); return s.b },
 		"inline flag ff": func() []byte { s := head(); s.u8(0xff); s.uv(0); return s.b },
+		"inline flag 3":  func() []byte { s := head(); s.u8(3); s.uv(0); return s.b },
 		"varint overflow": func() []byte {
 			var s spec
 			s.u64(1)
@@ -552,7 +553,21 @@ func TestVolumeRefusesBadFields(t *testing.T) {
 		{"inline limit huge", func(v *format.Volume) { v.InlineLimit = 1<<32 - 1 }, format.ErrCorrupt, "both", ""},
 		{"negative retention", func(v *format.Volume) { v.Retention = -time.Second }, format.ErrCorrupt, "validate", ""},
 		{"retention above 100 years", func(v *format.Volume) { v.Retention = 101 * 365 * 24 * time.Hour }, format.ErrCorrupt, "both", ""},
-		{"unknown feature bit 0", func(v *format.Volume) { v.Features = 1 }, format.ErrUnsupported, "both", ""},
+		{"unknown feature bit 1", func(v *format.Volume) { v.Features = 2 }, format.ErrUnsupported, "both", ""},
+		{"clone bit without clone fields", func(v *format.Volume) { v.Features = format.FeatureClone }, format.ErrCorrupt, "validate", ""},
+		{"clone fields without clone bit", func(v *format.Volume) { v.Clone = sampleClone() }, format.ErrCorrupt, "validate", ""},
+		{"clone and an unknown bit", func(v *format.Volume) { v.Features, v.Clone = format.FeatureClone|4, sampleClone() }, format.ErrUnsupported, "both", ""},
+		{"clone bucket too short", func(v *format.Volume) { setClone(v).Bucket = "ab" }, format.ErrCorrupt, "both", ""},
+		{"clone bucket uppercase", func(v *format.Volume) { setClone(v).Bucket = "Bucket" }, format.ErrCorrupt, "both", ""},
+		{"clone bucket ends with dash", func(v *format.Volume) { setClone(v).Bucket = "bucket-" }, format.ErrCorrupt, "both", ""},
+		{"clone bucket too long", func(v *format.Volume) { setClone(v).Bucket = strings.Repeat("b", 64) }, format.ErrCorrupt, "both", ""},
+		{"clone prefix with ..", func(v *format.Volume) { setClone(v).Prefix = "a/../b" }, format.ErrCorrupt, "both", ""},
+		{"clone prefix leading slash", func(v *format.Volume) { setClone(v).Prefix = "/a" }, format.ErrCorrupt, "both", ""},
+		{"clone time zero", func(v *format.Volume) { setClone(v).At = time.Time{} }, format.ErrCorrupt, "both", ""},
+		{"clone pin empty", func(v *format.Volume) { setClone(v).Pin = "" }, format.ErrCorrupt, "both", ""},
+		{"clone pin with slash", func(v *format.Volume) { setClone(v).Pin = "a/b" }, format.ErrCorrupt, "both", ""},
+		{"clone depth 0", func(v *format.Volume) { setClone(v).Depth = 0 }, format.ErrCorrupt, "both", ""},
+		{"clone depth 9", func(v *format.Volume) { setClone(v).Depth = format.MaxCloneDepth + 1 }, format.ErrCorrupt, "both", ""},
 		{"unknown feature bit 63", func(v *format.Volume) { v.Features = 1 << 63 }, format.ErrUnsupported, "both", ""},
 	}
 	for _, c := range cases {
@@ -614,4 +629,42 @@ func TestExtentRefusesMismatch(t *testing.T) {
 	other := format.EncodeExtent([]byte("HELLO, S3GFS\n"))
 	_, err := format.DecodeExtent(other, good)
 	wantErr(t, "other extent", err, format.ErrCorrupt)
+}
+
+// A file body with origins (FORMAT.md §5.3, §16.3): flag 2 with every
+// origin 0, or an origin above MaxCloneDepth, is corrupt; CheckOrigins
+// refuses an origin deeper than the volume's chain.
+func TestInodeRefusesBadOrigins(t *testing.T) {
+	n := &format.Inode{ID: 9, Version: 2, Kind: format.KindFile, Nlink: 1, Size: 1,
+		Extents: []format.ExtentRef{{Index: 0, EID: 5, Length: 1, CRC: 7, Origin: 1}}}
+	obj, err := format.EncodeInode(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := format.Open(format.KindInode, obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p[len(p)-1] != 1 {
+		t.Fatalf("the payload does not end with the origin byte: % x", p)
+	}
+	got, err := format.DecodeInode(obj, format.DefaultExtentSize)
+	if err != nil || got.Extents[0].Origin != 1 {
+		t.Fatalf("decode: %v %+v", err, got)
+	}
+	if err := got.CheckOrigins(0); !errors.Is(err, format.ErrCorrupt) {
+		t.Errorf("origin 1 in a volume that is not a clone: %v", err)
+	}
+	if err := got.CheckOrigins(1); err != nil {
+		t.Errorf("origin 1 in a clone: %v", err)
+	}
+	for _, o := range []byte{0, format.MaxCloneDepth + 1, 0xff} {
+		q := append([]byte(nil), p...)
+		q[len(q)-1] = o
+		_, err := format.DecodeInode(seal(format.KindInode, q), format.DefaultExtentSize)
+		wantErr(t, fmt.Sprintf("origin %d", o), err, format.ErrCorrupt)
+	}
+	n.Extents[0].Origin = format.MaxCloneDepth + 1
+	_, err = format.EncodeInode(n)
+	wantErr(t, "encode origin 9", err, format.ErrCorrupt)
 }

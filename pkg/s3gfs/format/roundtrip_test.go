@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,7 +70,16 @@ func TestVolumeRoundTrip(t *testing.T) {
 			Retention: 100 * 365 * 24 * time.Hour, Created: time.Unix(0, -1<<63),
 			ID: [16]byte{0: 0xff, 15: 0xff},
 		},
-		"odd": {ExtentSize: 5 * 4096 * 16, InlineLimit: 1, Retention: time.Second, Created: time.Unix(0, 1<<63-1)},
+		"odd":   {ExtentSize: 5 * 4096 * 16, InlineLimit: 1, Retention: time.Second, Created: time.Unix(0, 1<<63-1)},
+		"clone": func() *format.Volume { v := sampleVolume(); setClone(v); return v }(),
+		"clone-max": func() *format.Volume {
+			v := sampleVolume()
+			c := setClone(v)
+			c.Bucket, c.Prefix, c.Pin, c.Depth = strings.Repeat("b", 63), strings.Repeat("p", 512), strings.Repeat("n", 253), format.MaxCloneDepth
+			c.At = time.Unix(0, -1)
+			return v
+		}(),
+		"clone-root": func() *format.Volume { v := sampleVolume(); c := setClone(v); c.Prefix, c.Bucket = "", "b.c"; return v }(),
 	}
 	for name, v := range vols {
 		t.Run(name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package format
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -26,10 +27,76 @@ type Volume struct {
 	Retention   time.Duration // how long superseded versions stay mountable
 	Created     time.Time     // the formatting host's clock, informational only
 	Features    uint64        // feature bits; unknown bits are refused
+	// Clone is set exactly when Features has FeatureClone: the volume
+	// falls through to its source at a pinned instant (FORMAT.md §16).
+	Clone *CloneSource
 }
 
+// Feature bits of the volume header.
+const (
+	// FeatureClone: the volume is a clone (FORMAT.md §16).
+	FeatureClone uint64 = 1
+)
+
 // KnownFeatures is the set of feature bits this build understands.
-const KnownFeatures uint64 = 0
+const KnownFeatures uint64 = FeatureClone
+
+// MaxCloneDepth bounds a clone's chain of sources (clones of clones).
+const MaxCloneDepth = 8
+
+// CloneSource is where a clone falls through to: its source volume, seen
+// at the store time At, which the source's pin Pin holds.
+type CloneSource struct {
+	Bucket string
+	Prefix string
+	ID     [16]byte  // the source header's id
+	At     time.Time // T: the pin's store time (ns)
+	Pin    string    // the pin s/<Pin> in the source
+	Depth  int       // 1 + the source's depth
+}
+
+// Depth is the length of the volume's source chain (0: not a clone).
+func (v *Volume) Depth() int {
+	if v.Clone == nil {
+		return 0
+	}
+	return v.Clone.Depth
+}
+
+// ValidateBucketName checks a general-purpose S3 bucket name as a clone
+// header records it: 3-63 characters from a-z 0-9 . -, starting and
+// ending with a letter or digit, without "..".
+func ValidateBucketName(b string) error {
+	ok := len(b) >= 3 && len(b) <= 63 && !strings.Contains(b, "..")
+	for i := 0; ok && i < len(b); i++ {
+		c := b[i]
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		ok = alnum || (c == '.' || c == '-') && i > 0 && i < len(b)-1
+	}
+	if !ok {
+		return fmt.Errorf("invalid bucket name %q", b)
+	}
+	return nil
+}
+
+func (c *CloneSource) validate() error {
+	if err := ValidateBucketName(c.Bucket); err != nil {
+		return fmt.Errorf("%w: clone source: %v", ErrCorrupt, err)
+	}
+	if _, err := NewKeys(c.Prefix); err != nil {
+		return fmt.Errorf("%w: clone source: %v", ErrCorrupt, err)
+	}
+	if c.At.IsZero() || c.At.UnixNano() == 0 {
+		return fmt.Errorf("%w: clone source time is zero", ErrCorrupt)
+	}
+	if err := ValidateSnapshotName(c.Pin); err != nil {
+		return fmt.Errorf("%w: clone source pin: %v", ErrCorrupt, err)
+	}
+	if c.Depth < 1 || c.Depth > MaxCloneDepth {
+		return fmt.Errorf("%w: clone depth %d must be between 1 and %d", ErrCorrupt, c.Depth, MaxCloneDepth)
+	}
+	return nil
+}
 
 // Validate checks the header's fields.
 func (v *Volume) Validate() error {
@@ -44,6 +111,12 @@ func (v *Volume) Validate() error {
 	}
 	if v.Features&^KnownFeatures != 0 {
 		return fmt.Errorf("%w: volume uses unknown features %#x", ErrUnsupported, v.Features&^KnownFeatures)
+	}
+	if (v.Features&FeatureClone != 0) != (v.Clone != nil) {
+		return fmt.Errorf("%w: clone feature bit and clone fields disagree", ErrCorrupt)
+	}
+	if v.Clone != nil {
+		return v.Clone.validate()
 	}
 	return nil
 }
@@ -64,6 +137,14 @@ func EncodeVolume(v *Volume) ([]byte, error) {
 	}
 	e.varint(created)
 	e.uvarint(v.Features)
+	if c := v.Clone; c != nil {
+		e.str(c.Bucket)
+		e.str(c.Prefix)
+		e.b = append(e.b, c.ID[:]...)
+		e.varint(c.At.UnixNano())
+		e.str(c.Pin)
+		e.uvarint(uint64(c.Depth))
+	}
 	return Seal(KindVolume, e.b), nil
 }
 
@@ -86,6 +167,25 @@ func DecodeVolume(obj []byte) (*Volume, error) {
 		v.Created = time.Unix(0, created)
 	}
 	v.Features = d.uvarint("features")
+	if d.err == nil && v.Features&^KnownFeatures != 0 {
+		// Unknown features may change the layout of what follows.
+		return nil, fmt.Errorf("%w: volume uses unknown features %#x", ErrUnsupported, v.Features&^KnownFeatures)
+	}
+	if v.Features&FeatureClone != 0 {
+		c := &CloneSource{}
+		c.Bucket = d.str("clone source bucket", 63)
+		c.Prefix = d.str("clone source prefix", 512)
+		if d.need(16, "clone source id") {
+			copy(c.ID[:], p[d.off:d.off+16])
+			d.off += 16
+		}
+		if at := d.varint("clone source time"); at != 0 {
+			c.At = time.Unix(0, at)
+		}
+		c.Pin = d.str("clone source pin", 253)
+		c.Depth = int(d.uvarintMax("clone depth", MaxCloneDepth))
+		v.Clone = c
+	}
 	if err := d.end("volume header"); err != nil {
 		return nil, err
 	}

@@ -147,6 +147,9 @@ func Open(ctx context.Context, store objstore.Store, u URL, writable bool) (*Vol
 		return nil, fmt.Errorf("volume header of %s: %w", u, err)
 	}
 	v := &Volume{Store: store, URL: u, Keys: keys, Header: h, Created: info.LastModified}
+	if h.Clone != nil {
+		return nil, fmt.Errorf("volume header of %s: %w: clone volumes are not supported by this build yet", u, format.ErrUnsupported)
+	}
 	if writable {
 		if err := Probe(ctx, store, keys); err != nil {
 			return nil, err
