@@ -179,6 +179,9 @@ func printReport(w io.Writer, vol *volume.Volume, r *reaper.Report, verbose bool
 		fmt.Fprintf(w, "would free: %s\n", formatSize(r.Bytes))
 	}
 	fmt.Fprintf(w, "kept: %s\n", formatCounts(r.Kept))
+	if r.Usage != nil {
+		fmt.Fprintf(w, "volume holds: %s in %d objects, %d inodes reachable\n", formatSize(int64(min(r.Usage.Bytes, 1<<62))), r.Usage.Objects, r.Usage.Inodes)
+	}
 	if r.HoldAll {
 		fmt.Fprintln(w, "an unreadable ping may hold any version: nothing but pings and probes was deleted")
 	}

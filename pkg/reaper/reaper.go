@@ -112,6 +112,9 @@ type Report struct {
 	// Problems lists objects that could not be read or make no sense,
 	// each naming its key. They are kept.
 	Problems []string
+	// Usage is what the volume holds after the pass, as recorded for
+	// statfs (FORMAT §15.9); nil for a dry run or an incomplete pass.
+	Usage    *format.Usage
 	Duration time.Duration
 }
 
@@ -124,6 +127,10 @@ type plan struct {
 	pings      []objstore.ObjectInfo
 	probes     []objstore.ObjectInfo
 	kinds      map[string]string // key -> kind, for counting
+
+	// usage is what the volume holds once the plan is carried out
+	// (FORMAT §15.9); nil when the pass held everything back.
+	usage *format.Usage
 }
 
 // Run makes one pass over vol: it plans, records its horizon, and deletes
@@ -155,7 +162,27 @@ func Run(held context.Context, vol *volume.Volume, cfg Config) (*Report, error) 
 		}
 		return r, nil
 	}
-	return r, execute(held, vol.Store, cfg, p, r)
+	if err := execute(held, vol.Store, cfg, p, r); err != nil {
+		return r, err
+	}
+	if p.usage != nil {
+		writeUsage(held, vol, cfg, p.usage)
+		r.Usage = p.usage
+	}
+	return r, nil
+}
+
+// writeUsage records what the volume holds after a complete pass. A
+// failure is logged, not returned: the figure informs statfs, nothing
+// depends on it, and the pass itself succeeded.
+func writeUsage(ctx context.Context, vol *volume.Volume, cfg Config, u *format.Usage) {
+	obj, err := format.EncodeUsage(u)
+	if err == nil {
+		_, err = vol.Store.Put(ctx, vol.Keys.Usage(), obj)
+	}
+	if err != nil {
+		cfg.Logger.Warn("could not write the usage record", "key", vol.Keys.Usage(), "err", err)
+	}
 }
 
 func (c *Config) progress(phase string, done, total int) {
@@ -444,10 +471,16 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 	// commit before it is visible in, so no rename in flight hides a
 	// subtree), and every pin.
 	reached := map[uint64]bool{}
+	reachedNow := map[uint64]bool{}
 	walkOK := true
 	views := append([]time.Time{{}, horizon, graceEdge}, keepPoints...)
 	for _, t := range views {
-		err := s.walk(ctx, t, func(id uint64, _ *versionScan, _ uint64, _ string) { reached[id] = true },
+		err := s.walk(ctx, t, func(id uint64, _ *versionScan, _ uint64, _ string) {
+			reached[id] = true
+			if t.IsZero() {
+				reachedNow[id] = true
+			}
+		},
 			func(id uint64, x *versionScan, err error) {
 				walkOK = false
 				r.Problems = append(r.Problems, fmt.Sprintf("directory %016x v%d unreadable (%v): no orphan is deleted this pass", id, x.v, err))
@@ -556,6 +589,7 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 			add(&p.extents, KindExtent, e.info)
 		}
 	}
+	p.usage = s.usageAfter(now, len(reachedNow), p)
 	log.Debug("reaper plan", "horizon", horizon, "grace", grace, "retention", retention, "planned", r.Planned)
 	return p, nil
 }

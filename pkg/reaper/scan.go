@@ -353,3 +353,34 @@ func parallel(ctx context.Context, n int, fn func(i int) error) error {
 	wg.Wait()
 	return first
 }
+
+// usageAfter is what the volume will hold under i/ and d/ once p's
+// deletions are done (FORMAT §15.9): every listed object, strays
+// included, less those p deletes. inodes is the count the walk reached.
+func (s *scan) usageAfter(at time.Time, inodes int, p *plan) *format.Usage {
+	u := &format.Usage{At: at, Inodes: uint64(inodes)}
+	count := func(o objstore.ObjectInfo) {
+		u.Bytes += uint64(max(o.Size, 0))
+		u.Objects++
+	}
+	for _, in := range s.inodes {
+		for _, x := range in.versions {
+			count(x.info)
+		}
+	}
+	for _, es := range s.extents {
+		for _, e := range es {
+			count(e.info)
+		}
+	}
+	for _, o := range s.strays {
+		count(o)
+	}
+	for _, ph := range [][]objstore.ObjectInfo{p.versions, p.orphanLast, p.extents, p.tombstones} {
+		for _, o := range ph {
+			u.Bytes -= uint64(max(o.Size, 0))
+			u.Objects--
+		}
+	}
+	return u
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,6 +124,15 @@ func TestReaperEndToEnd(t *testing.T) {
 	wantTree(t, "a after gc", a.dir, tree3)
 	c := f.mount()
 	wantTree(t, "a new host after gc", c.dir, tree3)
+	if !strings.Contains(out, "volume holds: ") {
+		t.Fatalf("gc 2 does not say what the volume holds:\n%s", out)
+	}
+	// statfs on a new mount reports the usage gc recorded (FORMAT §15.9).
+	var st syscall.Statfs_t
+	must(t, syscall.Statfs(c.dir, &st))
+	if st.Blocks == st.Bfree || st.Files-st.Ffree < 5 {
+		t.Fatalf("statfs after gc: %d of %d blocks free, %d of %d files free; want the recorded usage", st.Bfree, st.Blocks, st.Ffree, st.Files)
+	}
 	c.stop()
 	asOf(t2.Format(time.RFC3339), tree2)
 	asOf("snap1", tree1)

@@ -48,6 +48,8 @@ func (k Kind) String() string {
 		return "reaper record"
 	case KindSettings:
 		return "settings"
+	case KindUsage:
+		return "usage record"
 	}
 	return fmt.Sprintf("kind(%#x)", byte(k))
 }

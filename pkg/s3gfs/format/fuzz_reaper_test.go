@@ -9,7 +9,7 @@ import (
 )
 
 // FuzzDecodeReaperObjects feeds arbitrary bytes to the decoders of the
-// snapshot pin, lease, reaper record and settings: they must never panic,
+// snapshot pin, lease, reaper record, settings and usage record: they must never panic,
 // and whatever decodes must encode, and decode again to the same value.
 // (Bytes may differ: readers accept over-long varints, §3.2.)
 func FuzzDecodeReaperObjects(f *testing.F) {
@@ -19,6 +19,7 @@ func FuzzDecodeReaperObjects(f *testing.F) {
 		must(format.EncodeLease(&format.Lease{Owner: "o", Duration: time.Minute, Acquired: at, Seq: 2})),
 		must(format.EncodeReaperRecord(&format.ReaperRecord{Horizon: at, Pass: at, Owner: "o", Retention: time.Hour, Grace: time.Second})),
 		must(format.EncodeSettings(&format.Settings{Version: 1, Retention: time.Hour, Changed: at, Writer: "w"})),
+		must(format.EncodeUsage(&format.Usage{At: at, Bytes: 1 << 40, Objects: 3, Inodes: 2})),
 		{}, []byte("S3GF"),
 	} {
 		f.Add(seed)
@@ -42,6 +43,11 @@ func FuzzDecodeReaperObjects(f *testing.F) {
 		if s, err := format.DecodeSettings(obj); err == nil {
 			if again, err := format.EncodeSettings(s); err != nil || !sameDecoded(again, s, format.DecodeSettings) {
 				t.Fatalf("settings do not round-trip: %v", err)
+			}
+		}
+		if u, err := format.DecodeUsage(obj); err == nil {
+			if again, err := format.EncodeUsage(u); err != nil || !sameDecoded(again, u, format.DecodeUsage) {
+				t.Fatalf("usage does not round-trip: %v", err)
 			}
 		}
 	})

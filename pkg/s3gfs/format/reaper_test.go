@@ -34,6 +34,17 @@ func TestReaperObjectsRoundTrip(t *testing.T) {
 	if got, err := format.DecodeSettings(obj); err != nil || !reflect.DeepEqual(got, set) {
 		t.Fatalf("settings: %+v %v", got, err)
 	}
+	use := &format.Usage{At: at, Bytes: 5 << 30, Objects: 1200, Inodes: 1000}
+	uobj, _ := format.EncodeUsage(use)
+	if got, err := format.DecodeUsage(uobj); err != nil || !reflect.DeepEqual(got, use) {
+		t.Fatalf("usage: %+v %v", got, err)
+	}
+	if _, err := format.DecodeUsage(obj); !errors.Is(err, format.ErrCorrupt) {
+		t.Fatalf("settings decoded as usage: %v", err)
+	}
+	if _, err := format.EncodeUsage(&format.Usage{Bytes: 1}); err == nil {
+		t.Fatal("usage without a time accepted")
+	}
 	// Every byte flipped is refused; a wrong kind is refused.
 	for i := range obj {
 		bad := append([]byte(nil), obj...)
@@ -75,7 +86,7 @@ func TestReaperKeys(t *testing.T) {
 	if id, err := k.ParsePing(k.Ping(0xabc)); err != nil || id != 0xabc {
 		t.Fatal(id, err)
 	}
-	if k.Reaper() != "vol/reaper" || k.Lease() != "vol/lease" {
-		t.Fatal(k.Reaper(), k.Lease())
+	if k.Reaper() != "vol/reaper" || k.Lease() != "vol/lease" || k.Usage() != "vol/usage" {
+		t.Fatal(k.Reaper(), k.Lease(), k.Usage())
 	}
 }

@@ -224,7 +224,7 @@ func (n *Node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 }
 
 func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	s := n.engine().StatFS()
+	s := n.engine().StatFS(n.engine().Bound(ctx))
 	out.Blocks, out.Bfree, out.Bavail = s.Blocks, s.Bfree, s.Bfree
 	out.Files, out.Ffree = s.Files, s.Ffree
 	out.Bsize, out.Frsize, out.NameLen = s.Bsize, s.Bsize, s.NameLen

@@ -174,6 +174,8 @@ type FS struct {
 
 	fetches singleflight
 
+	usage usageCache // for statfs
+
 	stop     chan struct{}
 	loopDone sync.WaitGroup
 	closed   bool

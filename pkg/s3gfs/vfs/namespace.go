@@ -1041,17 +1041,3 @@ func (fs *FS) changeXattr(ctx context.Context, id uint64, change func([]format.X
 	}
 	return fs.commitFile(ctx, ino, mutate)
 }
-
-// StatFS reports filesystem capacity: an object store has no fixed size,
-// so a large constant is reported.
-type StatFS struct {
-	Blocks, Bfree, Files, Ffree uint64
-	Bsize                       uint32
-	NameLen                     uint32
-}
-
-// StatFS returns the filesystem's statistics.
-func (fs *FS) StatFS() StatFS {
-	const pib = 1 << 50
-	return StatFS{Blocks: pib / 4096, Bfree: pib / 4096, Files: 1 << 40, Ffree: 1 << 40, Bsize: 4096, NameLen: format.MaxNameLen}
-}

@@ -1,0 +1,102 @@
+package vfs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+)
+
+// StatFS is what statfs reports. An object store has no fixed size, so
+// the total is a nominal constant; what is used comes from the reaper's
+// usage record (FORMAT §15.9), as of its last complete pass.
+type StatFS struct {
+	Blocks, Bfree, Files, Ffree uint64
+	Bsize                       uint32
+	NameLen                     uint32
+}
+
+const (
+	statBlockSize  = 4096
+	nominalBytes   = 1 << 50 // 1 PiB
+	nominalInodes  = 1 << 40
+	usageRefresh   = time.Minute
+	usageFirstWait = 5 * time.Second
+)
+
+// usageCache holds the last usage record read from the store.
+type usageCache struct {
+	mu       sync.Mutex
+	u        *format.Usage // nil: none read (or none exists)
+	read     time.Time     // when it was last fetched; zero: never
+	fetching bool
+}
+
+// StatFS returns the filesystem's statistics. The first call reads the
+// usage record (waiting a few seconds at most); later calls answer from
+// memory and refresh it in the background at most once a minute.
+func (fs *FS) StatFS(ctx context.Context) StatFS {
+	c := &fs.usage
+	c.mu.Lock()
+	first := c.read.IsZero() && !c.fetching
+	stale := !c.fetching && time.Since(c.read) > usageRefresh
+	if stale {
+		c.fetching = true
+	}
+	c.mu.Unlock()
+	if first {
+		wctx, cancel := context.WithTimeout(ctx, usageFirstWait)
+		fs.refreshUsage(wctx)
+		cancel()
+	} else if stale {
+		go func() {
+			rctx, cancel := context.WithTimeout(context.Background(), usageRefresh)
+			defer cancel()
+			fs.refreshUsage(rctx)
+		}()
+	}
+	c.mu.Lock()
+	u := c.u
+	c.mu.Unlock()
+	return statFSFrom(u)
+}
+
+// refreshUsage reads the usage record; a missing one reads as nothing
+// used, an unreadable one keeps the last figure (and is logged).
+func (fs *FS) refreshUsage(ctx context.Context) {
+	var u *format.Usage
+	obj, _, err := fs.store.Get(ctx, fs.keys.Usage())
+	switch {
+	case errors.Is(err, objstore.ErrNotFound):
+		err = nil
+	case err == nil:
+		u, err = format.DecodeUsage(obj)
+	}
+	c := &fs.usage
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fetching = false
+	c.read = time.Now()
+	if err != nil {
+		fs.log.Warn("usage record unreadable; statfs keeps its last figure", "key", fs.keys.Usage(), "err", err)
+		return
+	}
+	c.u = u
+}
+
+func statFSFrom(u *format.Usage) StatFS {
+	s := StatFS{
+		Blocks: nominalBytes / statBlockSize, Bfree: nominalBytes / statBlockSize,
+		Files: nominalInodes, Ffree: nominalInodes,
+		Bsize: statBlockSize, NameLen: format.MaxNameLen,
+	}
+	if u != nil {
+		used := min((u.Bytes+statBlockSize-1)/statBlockSize, s.Blocks)
+		s.Bfree -= used
+		s.Ffree -= min(u.Inodes, s.Files)
+	}
+	return s
+}
