@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -220,6 +221,15 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 		return nil, err
 	}
 	for _, p := range pins {
+		if _, err := keys.ParseSnapshot(p.Key); err != nil {
+			// Not s3gfs's, but the reaper honours it as a pin (§13 S3).
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not an s3gfs key (the reaper keeps what the volume held at its time, as for a snapshot)", p.Key))
+			views = append(views, struct {
+				name string
+				t    time.Time
+			}{"snapshot " + p.Key, p.LastModified})
+			continue
+		}
 		obj, _, err := store.Get(ctx, p.Key)
 		if err == nil {
 			var pin *format.SnapshotPin
@@ -296,7 +306,9 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 		return nil, err
 	}
 	for _, h := range hl {
-		if h.Err != nil {
+		if h.Stray {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not an s3gfs key", h.Key))
+		} else if h.Err != nil {
 			damage("%s: %v", h.Key, h.Err)
 		} else if id, _ := keys.ParsePing(h.Key); id != h.Ping.HostID {
 			damage("%s: holds the ping of host %016x", h.Key, h.Ping.HostID)
@@ -331,8 +343,35 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 	if err != nil {
 		return nil, err
 	}
+	// Objects outside every part of the key space the format defines.
+	err = listAll(ctx, store, keys.Prefix(), func(o objstore.ObjectInfo) {
+		if !definedKey(keys, o.Key) {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not an s3gfs key", o.Key))
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the volume's keys: %w", err)
+	}
 	sort.Strings(r.Damage)
 	return r, nil
+}
+
+// definedKey reports whether key lies in a part of the volume's key space
+// that FORMAT §2.2 defines (whether or not it has the right shape there:
+// those are checked, and reported, with their kind). The CSI driver's
+// records at the top of a bucket are not a volume's (§2.1).
+func definedKey(keys format.Keys, key string) bool {
+	rel := strings.TrimPrefix(key, keys.Prefix())
+	switch rel {
+	case "volume", "lease", "reaper":
+		return true
+	}
+	for _, p := range []string{"i/", "d/", "h/", "s/", "settings/", "probe/"} {
+		if strings.HasPrefix(rel, p) {
+			return true
+		}
+	}
+	return keys.Prefix() == "" && strings.HasPrefix(key, ".s3gfs-csi/")
 }
 
 // vanished reports whether version x is gone from the store now: what it

@@ -207,6 +207,10 @@ func readPings(ctx context.Context, vol *volume.Volume, now time.Time, retention
 		return h, err
 	}
 	for _, host := range list {
+		if host.Stray {
+			r.Problems = append(r.Problems, fmt.Sprintf("%s: not an s3gfs key; left alone", host.Key))
+			continue
+		}
 		if host.Err != nil {
 			// Its expiry and oldest are unknown: while it may be live, it
 			// may hold anything.

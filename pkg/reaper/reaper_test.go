@@ -623,3 +623,47 @@ func TestPassReadsLittle(t *testing.T) {
 	}
 	e.fsck()
 }
+
+// TestStraysHoldNothing: objects under h/ and settings/ whose keys are not
+// s3gfs's (FORMAT §15.4 G9) neither hold the pass (as an unreadable ping
+// would) nor stop it (as an unreadable newest settings version would):
+// they are reported and left alone, and fsck warns of them and of foreign
+// keys elsewhere under the prefix without calling them damage.
+func TestStraysHoldNothing(t *testing.T) {
+	e := newTEnv(t)
+	fs := e.host()
+	put(t, fs, "f", data('1', extSize))
+	put(t, fs, "f", data('2', extSize))
+	P := e.vol.Keys.Prefix()
+	strays := []string{P + "h/junk", P + "h/0000000000000000", P + "settings/FFFFFFFFFFFFFFFE", P + "settings/0"}
+	foreign := []string{P + "notes.txt", P + "other/x"}
+	for _, k := range append(append([]string(nil), strays...), foreign...) {
+		e.store.Put(ctx, k, []byte("not s3gfs's"))
+	}
+	e.advance(time.Hour)
+	r, err := e.gcErr(reaper.Config{Retention: -1, Grace: time.Minute, Logger: quiet})
+	if err != nil {
+		t.Fatalf("gc: %v", err)
+	}
+	if r.HoldAll || r.Deleted[reaper.KindVersion] == 0 {
+		t.Fatalf("gc held everything or deleted no version: %+v", r)
+	}
+	problems := strings.Join(r.Problems, "\n")
+	for _, k := range strays[:2] {
+		if !strings.Contains(problems, k+": not an s3gfs key") {
+			t.Errorf("gc does not report %s: %s", k, problems)
+		}
+	}
+	for _, k := range append(append([]string(nil), strays...), foreign...) {
+		if _, _, err := e.store.Get(ctx, k); err != nil {
+			t.Errorf("%s: %v", k, err)
+		}
+	}
+	c := e.fsck()
+	warnings := strings.Join(c.Warnings, "\n")
+	for _, k := range append(append([]string(nil), strays...), foreign...) {
+		if !strings.Contains(warnings, k+": not an s3gfs key") {
+			t.Errorf("fsck does not warn of %s: %s", k, warnings)
+		}
+	}
+}

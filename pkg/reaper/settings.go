@@ -28,17 +28,28 @@ func Retention(ctx context.Context, vol *volume.Volume) (time.Duration, error) {
 }
 
 func latestSettings(ctx context.Context, vol *volume.Volume) (*format.Settings, uint64, error) {
-	page, err := vol.Store.List(ctx, vol.Keys.SettingsPrefix(), "", 1)
-	if err != nil {
-		return nil, 0, fmt.Errorf("list settings: %w", err)
-	}
-	if len(page.Objects) == 0 {
-		return nil, 0, nil
-	}
-	key := page.Objects[0].Key
-	v, err := vol.Keys.ParseSettings(key)
-	if err != nil {
-		return nil, 0, fmt.Errorf("settings: %w", err)
+	// The newest version sorts first; a key of another shape (not s3gfs's,
+	// FORMAT §15.4 G9) may sort anywhere and is passed over.
+	var key string
+	var v uint64
+	after := ""
+	for key == "" {
+		page, err := vol.Store.List(ctx, vol.Keys.SettingsPrefix(), after, 100)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list settings: %w", err)
+		}
+		for _, o := range page.Objects {
+			if n, err := vol.Keys.ParseSettings(o.Key); err == nil {
+				key, v = o.Key, n
+				break
+			}
+		}
+		if key == "" && (!page.Truncated || len(page.Objects) == 0) {
+			return nil, 0, nil
+		}
+		if len(page.Objects) > 0 {
+			after = page.Objects[len(page.Objects)-1].Key
+		}
 	}
 	obj, _, err := vol.Store.Get(ctx, key)
 	if err != nil {

@@ -23,6 +23,10 @@ type Host struct {
 	Age     time.Duration
 	// Live: the ping is younger than the host's own expiry.
 	Live bool
+	// Stray: the key is not shaped like a ping's (FORMAT §2.2), so the
+	// object is not s3gfs's: it is not read (Err says why) and holds
+	// nothing (§15.4 G9).
+	Stray bool
 }
 
 // ServerNow returns the store's current time, falling back to the local
@@ -47,6 +51,11 @@ func List(ctx context.Context, store objstore.Store, keys format.Keys, now time.
 		}
 		for _, o := range page.Objects {
 			h := Host{Key: o.Key, Written: o.LastModified, Age: now.Sub(o.LastModified)}
+			if _, err := keys.ParsePing(o.Key); err != nil {
+				h.Stray, h.Err = true, errors.New("not an s3gfs key")
+				out = append(out, h)
+				continue
+			}
 			obj, _, err := store.Get(ctx, o.Key)
 			if errors.Is(err, objstore.ErrNotFound) {
 				continue // removed meanwhile (the reaper deletes stale pings)

@@ -428,6 +428,14 @@ func (fs *FS) followPeers(ctx context.Context) error {
 			if o.Key == own || seen {
 				continue
 			}
+			if _, err := fs.keys.ParsePing(o.Key); err != nil {
+				// Not a ping (FORMAT §15.4 G9): log it once per change.
+				fs.log.Warn("ignoring an object under the pings that is not an s3gfs key", "key", o.Key)
+				s.mu.Lock()
+				s.etags[o.Key] = o.ETag
+				s.mu.Unlock()
+				continue
+			}
 			obj, info, err := fs.store.Get(ctx, o.Key)
 			if errors.Is(err, objstore.ErrNotFound) {
 				continue
@@ -437,7 +445,11 @@ func (fs *FS) followPeers(ctx context.Context) error {
 			}
 			p, err := format.DecodePing(obj)
 			if err != nil {
+				// Logged once per change of the object, not at every sync.
 				fs.log.Error("ignoring unreadable ping", "key", o.Key, "err", err)
+				s.mu.Lock()
+				s.etags[o.Key] = info.ETag
+				s.mu.Unlock()
 				continue
 			}
 			s.mu.Lock()
