@@ -363,7 +363,7 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 func definedKey(keys format.Keys, key string) bool {
 	rel := strings.TrimPrefix(key, keys.Prefix())
 	switch rel {
-	case "volume", "lease", "reaper":
+	case "volume", "lease", "reaper", "usage":
 		return true
 	}
 	for _, p := range []string{"i/", "d/", "h/", "s/", "settings/", "probe/"} {
