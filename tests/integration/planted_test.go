@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -398,6 +399,12 @@ func TestPlantedBadObjects(t *testing.T) {
 	for _, k := range append(append([]string(nil), strays...), foreign...) {
 		if !named("warning: ", k, `not an s3gfs`) {
 			t.Errorf("fsck does not warn of %s", k)
+		}
+	}
+	notOurs := append(append([]string(nil), strays...), foreign...)
+	for _, l := range lines {
+		if strings.HasPrefix(l, "warning: ") && !slices.ContainsFunc(notOurs, func(k string) bool { return strings.Contains(l, k+":") }) {
+			t.Errorf("fsck warns of something that was not planted: %s", l)
 		}
 	}
 	for name := range good {
