@@ -15,7 +15,10 @@ import (
 )
 
 // Key identifies one extent object.
-type Key struct{ Inode, EID uint64 }
+type Key struct {
+	Inode, EID uint64
+	Origin     uint8 // the level of a clone's chain holding the extent (0: the volume's own)
+}
 
 // Cache is an LRU of extent contents. A zero-byte limit disables the memory
 // tier. Safe for concurrent use.
@@ -118,5 +121,9 @@ func (c *Cache) Used() int64 {
 }
 
 func (c *Cache) path(k Key) string {
-	return filepath.Join(c.dir, fmt.Sprintf("%02x", byte(k.EID)), fmt.Sprintf("%016x-%016x", k.Inode, k.EID))
+	name := fmt.Sprintf("%016x-%016x", k.Inode, k.EID)
+	if k.Origin != 0 {
+		name += fmt.Sprintf("-%d", k.Origin)
+	}
+	return filepath.Join(c.dir, fmt.Sprintf("%02x", byte(k.EID)), name)
 }

@@ -272,7 +272,9 @@ func (fs *FS) commitDirBatch(ctx context.Context, dir *inode, batch []*dirChange
 			next.Mtime = now()
 			next.Ctime = next.Mtime
 		}
-		if dir.nextVersion == dir.cur.Version+1 && dir.nextVersion-dir.cur.Base <= format.MaxDeltaChain {
+		// A delta never builds on a version of another level of a
+		// clone's chain (FORMAT.md §16.4): the first own version is full.
+		if dir.level == 0 && dir.nextVersion == dir.cur.Version+1 && dir.nextVersion-dir.cur.Base <= format.MaxDeltaChain {
 			next.Base = dir.cur.Base
 			for _, name := range names {
 				if e := overlay[name]; e != nil {

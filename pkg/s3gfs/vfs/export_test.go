@@ -1,6 +1,9 @@
 package vfs
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Test-only accessors for package vfs_test.
 
@@ -46,3 +49,6 @@ func (h *Handle) VersionTime() time.Time {
 	defer h.ino.mu.Unlock()
 	return h.verTime
 }
+
+// TakenBelow reports whether a new inode of a clone may not take id.
+func (fs *FS) TakenBelow(id uint64) (bool, error) { return fs.takenBelow(context.Background(), id) }

@@ -424,13 +424,17 @@ func (fs *FS) readahead(h *Handle, off int64, n int) {
 
 // fetchExtent returns an extent's bytes from the cache or the store.
 func (fs *FS) fetchExtent(ctx context.Context, id uint64, ref format.ExtentRef) ([]byte, error) {
-	ck := cache.Key{Inode: id, EID: ref.EID}
+	ck := cache.Key{Inode: id, EID: ref.EID, Origin: ref.Origin}
 	if data, ok := fs.cache.Get(ck, ref); ok {
 		return data, nil
 	}
-	key := fs.keys.Extent(id, ref.EID)
-	return fs.fetches.do(key, func() ([]byte, error) {
-		obj, _, err := fs.store.Get(ctx, key)
+	if int(ref.Origin) >= len(fs.levels) { // refused when the version was read
+		return nil, fmt.Errorf("extent %016x of inode %016x: %w: origin %d beyond the clone's chain", ref.EID, id, ErrCorrupt, ref.Origin)
+	}
+	lv := &fs.levels[ref.Origin]
+	key := lv.keys.Extent(id, ref.EID)
+	return fs.fetches.do(lv.bucket+"/"+key, func() ([]byte, error) {
+		obj, _, err := lv.store.Get(ctx, key)
 		if err != nil {
 			if errors.Is(err, objstore.ErrNotFound) {
 				fs.log.Error("extent named by an inode version is missing", "key", key)

@@ -172,6 +172,10 @@ type FS struct {
 
 	sync syncer
 
+	// levels is the volume (level 0) and, for a clone, its chain of
+	// sources (FORMAT.md §16), indexed by extent origin.
+	levels []level
+
 	fetches singleflight
 
 	usage usageCache // for statfs
@@ -205,6 +209,13 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 		stop:    make(chan struct{}),
 	}
 	fs.bufs = newBufferPool(o.BufferSize, ext)
+	if len(vol.Chain) != vol.Header.Depth() {
+		return nil, fmt.Errorf("%s is a clone whose sources were not opened", vol.URL)
+	}
+	fs.levels = append(fs.levels, level{store: vol.Store, keys: vol.Keys, bucket: vol.URL.Bucket, depth: vol.Header.Depth()})
+	for _, c := range vol.Chain {
+		fs.levels = append(fs.levels, level{store: c.Store, keys: c.Keys, bucket: c.URL.Bucket, at: c.At, depth: c.Header.Depth()})
+	}
 	if _, err := fs.inode(context.Background(), format.RootID); err != nil {
 		return nil, fmt.Errorf("load root directory: %w", err)
 	}
@@ -222,6 +233,15 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 		}
 	}
 	return fs, nil
+}
+
+// level is one volume of a clone's chain as this engine reads it.
+type level struct {
+	store  objstore.Store
+	keys   format.Keys
+	bucket string
+	at     time.Time // the instant it is seen at (levels >= 1)
+	depth  int       // its own clone depth: the deepest origin its versions may name
 }
 
 // HostID is this mount's host id.

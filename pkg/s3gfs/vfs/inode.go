@@ -30,6 +30,9 @@ type inode struct {
 	// nextVersion is the version number the next commit claims (cur.Version+1
 	// unless corrupt newer versions had to be skipped).
 	nextVersion uint64
+	// level is the level of a clone's chain cur was read from (0: this
+	// volume's own; FORMAT.md §16.2).
+	level int
 
 	// Directories: the full entry list at cur, and its number of subdirs.
 	entries map[string]format.Entry
@@ -155,6 +158,7 @@ func (ino *inode) setCurLocked(n *format.Inode, at time.Time, entries map[string
 	}
 	ino.cur = n
 	ino.curTime = at
+	ino.level = 0
 	ino.checked = time.Now()
 	if n.Version >= ino.nextVersion {
 		ino.nextVersion = n.Version + 1
@@ -200,15 +204,19 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 		return fmt.Errorf("list versions of inode %016x: %w", ino.id, err)
 	}
 	if len(page.Objects) == 0 {
+		if len(fs.levels) > 1 {
+			return fs.fallThrough(ctx, ino)
+		}
 		return fmt.Errorf("inode %016x: %w", ino.id, ErrNotExist)
 	}
 	ino.mu.Lock()
 	cur := ino.cur
+	curOwn := cur != nil && ino.level == 0
 	ino.mu.Unlock()
 	// A key that is not a version key (a stray object sorting first) must
 	// not make the inode unreadable: the walk below logs and skips it.
 	_, newest, err := fs.keys.ParseInode(page.Objects[0].Key)
-	if err == nil && cur != nil && cur.Version == newest {
+	if err == nil && curOwn && cur.Version == newest {
 		ino.mu.Lock()
 		ino.checked = time.Now()
 		ino.mu.Unlock()
@@ -234,7 +242,7 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 			if !asOf.IsZero() && obj.LastModified.After(asOf) {
 				continue // committed after the point in time this view shows
 			}
-			if cur != nil && v <= cur.Version {
+			if curOwn && v <= cur.Version {
 				// Every version newer than ours is corrupt: keep ours and
 				// number the next commit past them.
 				ino.mu.Lock()
@@ -245,7 +253,11 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 				ino.mu.Unlock()
 				return nil
 			}
-			n, entries, err := fs.loadVersion(ctx, ino, v, cur)
+			var base *format.Inode // a delta may build on cur when cur is this level's
+			if curOwn {
+				base = cur
+			}
+			n, entries, err := fs.loadVersion(ctx, ino, 0, v, base)
 			if err != nil {
 				if errors.Is(err, ErrCorrupt) {
 					fs.log.Error("skipping corrupt inode version", "key", obj.Key, "err", err)
@@ -269,6 +281,9 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 		}
 		if !page.Truncated || len(page.Objects) == 0 {
 			if !asOf.IsZero() && skipped == 0 {
+				if len(fs.levels) > 1 {
+					return fs.fallThrough(ctx, ino)
+				}
 				return fmt.Errorf("inode %016x did not exist at %s: %w", ino.id, asOf.Format(time.RFC3339), ErrNotExist)
 			}
 			return fmt.Errorf("inode %016x: no readable version: %w", ino.id, ErrCorrupt)
@@ -277,10 +292,86 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 	}
 }
 
-// getVersion reads and decodes version v of inode id.
-func (fs *FS) getVersion(ctx context.Context, id, v uint64) (*format.Inode, time.Time, error) {
-	key := fs.keys.Inode(id, v)
-	obj, info, err := fs.store.Get(ctx, key)
+// fallThrough loads an inode that has no version of its own visible in a
+// clone from the first level of the chain that has one (FORMAT.md §16.2).
+// The caller holds ino.commitMu.
+func (fs *FS) fallThrough(ctx context.Context, ino *inode) error {
+	ino.mu.Lock()
+	known := ino.cur != nil && ino.level > 0
+	if known {
+		ino.checked = time.Now() // the levels below never change
+	}
+	ino.mu.Unlock()
+	if known {
+		return nil
+	}
+	for k := 1; k < len(fs.levels); k++ {
+		n, entries, err := fs.loadAt(ctx, ino, k)
+		if errors.Is(err, errNoneVisible) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		ino.mu.Lock()
+		// Its time, for this host's ping: the clone has shown it since
+		// it was made.
+		ino.setCurLocked(n, fs.vol.Created, entries)
+		ino.level = k
+		ino.mu.Unlock()
+		return nil
+	}
+	return fmt.Errorf("inode %016x: %w", ino.id, ErrNotExist)
+}
+
+// errNoneVisible: a level has no version of an inode at its time.
+var errNoneVisible = errors.New("no version visible at this level")
+
+// loadAt reads the version of ino visible at level k's time: the newest
+// readable one at or before it.
+func (fs *FS) loadAt(ctx context.Context, ino *inode, k int) (*format.Inode, map[string]format.Entry, error) {
+	lv := &fs.levels[k]
+	dir := lv.keys.InodeDir(ino.id)
+	after, skipped := "", false
+	for {
+		page, err := lv.store.List(ctx, dir, after, 100)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list versions of inode %016x in source level %d: %w", ino.id, k, err)
+		}
+		for _, obj := range page.Objects {
+			after = obj.Key
+			_, v, err := lv.keys.ParseInode(obj.Key)
+			if err != nil || obj.LastModified.After(lv.at) {
+				continue
+			}
+			n, entries, err := fs.loadVersion(ctx, ino, k, v, nil)
+			if errors.Is(err, ErrCorrupt) {
+				fs.log.Error("skipping corrupt inode version of a clone's source", "bucket", lv.bucket, "key", obj.Key, "err", err)
+				skipped = true
+				continue
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			return n, entries, nil
+		}
+		if !page.Truncated || len(page.Objects) == 0 {
+			break
+		}
+	}
+	if skipped {
+		// Not passed through: that would show an older state of it.
+		return nil, nil, fmt.Errorf("inode %016x: no readable version in source level %d: %w", ino.id, k, ErrCorrupt)
+	}
+	return nil, nil, errNoneVisible
+}
+
+// getVersion reads and decodes version v of inode id at level k, with its
+// extent origins made relative to this volume.
+func (fs *FS) getVersion(ctx context.Context, k int, id, v uint64) (*format.Inode, time.Time, error) {
+	lv := &fs.levels[k]
+	key := lv.keys.Inode(id, v)
+	obj, info, err := lv.store.Get(ctx, key)
 	if err != nil {
 		if errors.Is(err, objstore.ErrNotFound) {
 			return nil, time.Time{}, fmt.Errorf("inode %016x v%d: %w", id, v, ErrNotExist)
@@ -294,13 +385,20 @@ func (fs *FS) getVersion(ctx context.Context, id, v uint64) (*format.Inode, time
 	if n.ID != id || n.Version != v {
 		return nil, time.Time{}, fmt.Errorf("%s: %w: object holds inode %016x v%d", key, ErrCorrupt, n.ID, n.Version)
 	}
+	if err := n.CheckOrigins(lv.depth); err != nil {
+		return nil, time.Time{}, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
+	}
+	for i := range n.Extents {
+		n.Extents[i].Origin += uint8(k)
+	}
 	return n, info.LastModified, nil
 }
 
-// loadVersion reads version v and, for a directory delta, rebuilds its full
-// entry list from its base (or from cur when cur is in the same chain).
-func (fs *FS) loadVersion(ctx context.Context, ino *inode, v uint64, cur *format.Inode) (*format.Inode, map[string]format.Entry, error) {
-	n, _, err := fs.getVersion(ctx, ino.id, v)
+// loadVersion reads version v at level k and, for a directory delta,
+// rebuilds its full entry list from its base (or from cur, a version of
+// the same level, when cur is in the same chain).
+func (fs *FS) loadVersion(ctx context.Context, ino *inode, k int, v uint64, cur *format.Inode) (*format.Inode, map[string]format.Entry, error) {
+	n, _, err := fs.getVersion(ctx, k, ino.id, v)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -325,7 +423,7 @@ func (fs *FS) loadVersion(ctx context.Context, ino *inode, v uint64, cur *format
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			chain[i], _, errs[i] = fs.getVersion(ctx, ino.id, from+uint64(i))
+			chain[i], _, errs[i] = fs.getVersion(ctx, k, ino.id, from+uint64(i))
 		}(i)
 	}
 	wg.Wait()

@@ -186,6 +186,12 @@ func (fs *FS) newChild(ctx context.Context, dir *inode, n *format.Inode, caller 
 	}
 	dir.mu.Unlock()
 	for {
+		if taken, err := fs.takenBelow(ctx, n.ID); err != nil {
+			return nil, fmt.Errorf("create inode: %w", err)
+		} else if taken {
+			n.ID = randomID()
+			continue
+		}
 		obj, err := format.EncodeInode(n)
 		if err != nil {
 			return nil, err
@@ -201,6 +207,24 @@ func (fs *FS) newChild(ctx context.Context, dir *inode, n *format.Inode, caller 
 		}
 		return fs.install(n, info.LastModified), nil
 	}
+}
+
+// takenBelow reports whether id has a version at any level of a clone's
+// chain below the clone itself: a new inode must not take such an id
+// (FORMAT.md §16.4), or it would hide that inode where a source's
+// directory names it. One LIST per level; nothing for other volumes.
+func (fs *FS) takenBelow(ctx context.Context, id uint64) (bool, error) {
+	for k := 1; k < len(fs.levels); k++ {
+		lv := &fs.levels[k]
+		page, err := lv.store.List(ctx, lv.keys.InodeDir(id), "", 1)
+		if err != nil {
+			return false, fmt.Errorf("look up inode id %016x in source level %d: %w", id, k, err)
+		}
+		if len(page.Objects) > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // link adds name -> child to dir, failing with ErrExist when name exists.
