@@ -8,6 +8,11 @@
 // directory delta chain a kept version needs, every extent a kept version
 // names, and everything younger than the grace period.
 //
+// In a clone (FORMAT.md §16.5, C2) a pass plans from the clone's own
+// objects only, never counts an extent of its source as named, and never
+// deletes a deleted inode's tombstone or an orphan (D3, D4): the newest
+// version of every inode stays, since it may hide the source's inode.
+//
 // A pass is safe to interrupt at any point and to run again, and safe
 // while hosts mount and write the volume. One reaper acts on a volume at a
 // time (Lease). Package reaper also checks volumes (Check, for fsck) and
@@ -470,66 +475,75 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 	}
 	cfg.progress("plan", done, len(ids))
 
-	// 5. Orphans: inodes no path from the root reaches in any view: now,
-	// the horizon, the last instant outside the grace period (a view every
-	// commit before it is visible in, so no rename in flight hides a
-	// subtree), and every pin.
-	reached := map[uint64]bool{}
-	reachedNow := map[uint64]bool{}
-	walkOK := true
-	views := append([]time.Time{{}, horizon, graceEdge}, keepPoints...)
-	for _, t := range views {
-		err := s.walk(ctx, t, func(id uint64, _ *versionScan, _ uint64, _ string) {
-			reached[id] = true
-			if t.IsZero() {
-				reachedNow[id] = true
+	reachedNow := map[uint64]bool{} // (a clone's stays empty: no walk)
+	if vol.Header.Clone == nil {
+		// (C2: in a clone there is no D3 or D4: the walk would have to
+		// fall through to the source, and a tombstone hides the source's
+		// inode; D1 and D2 apply as everywhere.)
+		// 5. Orphans: inodes no path from the root reaches in any view: now,
+		// the horizon, the last instant outside the grace period (a view every
+		// commit before it is visible in, so no rename in flight hides a
+		// subtree), and every pin.
+		reached := map[uint64]bool{}
+		walkOK := true
+		views := append([]time.Time{{}, horizon, graceEdge}, keepPoints...)
+		for _, t := range views {
+			err := s.walk(ctx, t, func(id uint64, _ *versionScan, _ uint64, _ string) {
+				reached[id] = true
+				if t.IsZero() {
+					reachedNow[id] = true
+				}
+			},
+				func(id uint64, x *versionScan, err error) {
+					walkOK = false
+					r.Problems = append(r.Problems, fmt.Sprintf("directory %016x v%d unreadable (%v): no orphan is deleted this pass", id, x.v, err))
+				})
+			if err != nil {
+				return nil, fmt.Errorf("walk the tree: %w", err)
 			}
-		},
-			func(id uint64, x *versionScan, err error) {
-				walkOK = false
-				r.Problems = append(r.Problems, fmt.Sprintf("directory %016x v%d unreadable (%v): no orphan is deleted this pass", id, x.v, err))
-			})
-		if err != nil {
-			return nil, fmt.Errorf("walk the tree: %w", err)
 		}
-	}
-	if s.inodes[format.RootID] == nil {
-		walkOK = false
-		r.Problems = append(r.Problems, "the root directory has no version: no orphan is deleted")
-	}
-	for _, id := range ids {
-		in, d := s.inodes[id], dec[id]
-		if d.drop && reached[id] {
-			// A directory entry still names the deleted inode (rmdir
-			// tombstones before it removes the name, W5; a crash between
-			// leaves the entry, which hosts drop when they meet it). Keep
-			// the tombstone while any view shows that entry.
+		if s.inodes[format.RootID] == nil {
+			walkOK = false
+			r.Problems = append(r.Problems, "the root directory has no version: no orphan is deleted")
+		}
+		for _, id := range ids {
+			in, d := s.inodes[id], dec[id]
+			if d.drop && reached[id] {
+				// A directory entry still names the deleted inode (rmdir
+				// tombstones before it removes the name, W5; a crash between
+				// leaves the entry, which hosts drop when they meet it). Keep
+				// the tombstone while any view shows that entry.
+				d.drop = false
+				r.Problems = append(r.Problems, fmt.Sprintf("inode %016x is deleted but a directory entry still names it; its tombstone is kept", id))
+				continue
+			}
+			if reached[id] || d.drop {
+				continue
+			}
+			newest := in.newest()
+			if err := s.load(ctx, id, []*versionScan{newest}); err != nil {
+				return nil, err
+			}
+			if newest.err != nil && !d.keepAll {
+				d.keepAll = true
+				r.Problems = append(r.Problems, fmt.Sprintf("%v (inode %016x: every version and extent kept)", newest.err, id))
+			}
+			if newest.err == nil && newest.n.Kind == format.KindTombstone {
+				// A deleted inode reduced to its tombstone (an interrupted
+				// pass), or one a keep point still needs.
+				if d.skipped && newest.info.LastModified.Before(horizon) && newest.info.LastModified.Before(graceEdge) {
+					d.drop = true
+				}
+				continue
+			}
+			r.Orphans = append(r.Orphans, id)
+			if walkOK && !d.keepAll && newest.info.LastModified.Before(horizon) && newest.info.LastModified.Before(graceEdge) {
+				d.drop, d.orphan = true, true
+			}
+		}
+	} else {
+		for _, d := range dec {
 			d.drop = false
-			r.Problems = append(r.Problems, fmt.Sprintf("inode %016x is deleted but a directory entry still names it; its tombstone is kept", id))
-			continue
-		}
-		if reached[id] || d.drop {
-			continue
-		}
-		newest := in.newest()
-		if err := s.load(ctx, id, []*versionScan{newest}); err != nil {
-			return nil, err
-		}
-		if newest.err != nil && !d.keepAll {
-			d.keepAll = true
-			r.Problems = append(r.Problems, fmt.Sprintf("%v (inode %016x: every version and extent kept)", newest.err, id))
-		}
-		if newest.err == nil && newest.n.Kind == format.KindTombstone {
-			// A deleted inode reduced to its tombstone (an interrupted
-			// pass), or one a keep point still needs.
-			if d.skipped && newest.info.LastModified.Before(horizon) && newest.info.LastModified.Before(graceEdge) {
-				d.drop = true
-			}
-			continue
-		}
-		r.Orphans = append(r.Orphans, id)
-		if walkOK && !d.keepAll && newest.info.LastModified.Before(horizon) && newest.info.LastModified.Before(graceEdge) {
-			d.drop, d.orphan = true, true
 		}
 	}
 
@@ -580,7 +594,9 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 			for _, x := range in.versions {
 				if d.keep[x.v] && x.n != nil {
 					for _, ref := range x.n.Extents {
-						named[ref.EID] = true
+						if ref.Origin == 0 { // others are a source's (C2)
+							named[ref.EID] = true
+						}
 					}
 				}
 			}

@@ -172,6 +172,9 @@ func (s *scan) load(ctx context.Context, id uint64, vs []*versionScan) error {
 			if err == nil && (n.ID != id || n.Version != x.v) {
 				err = fmt.Errorf("%w: object holds inode %016x v%d", format.ErrCorrupt, n.ID, n.Version)
 			}
+			if err == nil {
+				err = n.CheckOrigins(s.vol.Header.Depth())
+			}
 			if err != nil {
 				x.err = fmt.Errorf("%s: %w", x.info.Key, err)
 			} else {
