@@ -51,9 +51,16 @@ type config struct {
 	visTimeout  time.Duration
 	runID       string
 	proxyCounts bool
-	trace       string // log every request here
-	label       string // results file suffix, e.g. "smoke"
+	trace       string          // log every request here
+	label       string          // results file suffix, e.g. "smoke"
+	only        map[string]bool // workload groups to run (nil: all)
 }
+
+// workloadGroups are the groups -only selects from.
+var workloadGroups = []string{"seq", "small", "ls", "untar", "vis"}
+
+// want reports whether workload group g is to run.
+func (c *config) want(g string) bool { return c.only == nil || c.only[g] }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "freeport" {
@@ -86,7 +93,7 @@ func envOr(k, def string) string {
 func parseConfig() (*config, error) {
 	c := &config{}
 	smokeDef, _ := strconv.ParseBool(envOr("BENCH_SMOKE", "false"))
-	var size, objSize, smallSize, lsSizes, targets, s3gfsArgs string
+	var size, objSize, smallSize, lsSizes, targets, s3gfsArgs, only string
 	flag.StringVar(&c.endpoint, "endpoint", envOr("BENCH_ENDPOINT", os.Getenv("AWS_ENDPOINT_URL")), "S3 endpoint of the server to measure (http://HOST:PORT)")
 	flag.StringVar(&c.region, "region", envOr("AWS_REGION", "us-east-1"), "S3 region")
 	flag.StringVar(&c.s3gfsBin, "s3gfs", envOr("S3GFS_BIN", "bin/s3gfs"), "the s3gfs binary")
@@ -107,6 +114,7 @@ func parseConfig() (*config, error) {
 	flag.BoolVar(&c.proxyCounts, "count", true, "route every target through the counting proxy")
 	flag.StringVar(&c.label, "label", os.Getenv("BENCH_LABEL"), "suffix of the results files and a note in them, e.g. quiet-machine (smoke runs: smoke)")
 	flag.StringVar(&c.trace, "trace", os.Getenv("BENCH_TRACE"), "log every S3 request (workload, kind, status, latency, URI) to this file")
+	flag.StringVar(&only, "only", os.Getenv("BENCH_ONLY"), "run only these workload groups of the filesystems, comma separated: "+strings.Join(workloadGroups, ", ")+" (default all; for profiling one bound)")
 	flag.Parse()
 
 	c.accessKey, c.secretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
@@ -114,6 +122,15 @@ func parseConfig() (*config, error) {
 		return nil, fmt.Errorf("need -endpoint (or BENCH_ENDPOINT), AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; scripts/bench.sh sets them")
 	}
 	c.targets = strings.Split(targets, ",")
+	if only != "" {
+		c.only = map[string]bool{}
+		for _, g := range strings.Split(only, ",") {
+			if !slices.Contains(workloadGroups, g) {
+				return nil, fmt.Errorf("-only %q: unknown group %q (known: %s)", only, g, strings.Join(workloadGroups, ", "))
+			}
+			c.only[g] = true
+		}
+	}
 	c.s3gfsArgs = strings.Fields(s3gfsArgs)
 	def := func(full, smoke string) string {
 		if c.smoke {

@@ -124,170 +124,180 @@ func runFS(ctx context.Context, cfg *config, t fsTarget, proxy *countingProxy, r
 	mib := float64(size) / (1 << 20)
 	buf := randomBytes(1 << 20)
 
-	// Sequential write + fsync.
-	r.measure("seqwrite", func() (float64, int64, float64, string, error) {
-		d, err := writeFile(r.path("big"), size, buf, true)
-		return mib / d.Seconds(), 1, d.Seconds(), "", err
-	})
-	// Setup, not timed: four files for the parallel readers.
-	for i := 0; i < 4; i++ {
-		if _, err := writeFile(r.path(fmt.Sprintf("par%d", i)), size/4, buf, true); err != nil {
-			return fmt.Errorf("write par%d: %w", i, err)
-		}
-	}
-
-	// Cold sequential read from a fresh mount.
-	if err := r.remount(); err != nil {
-		return err
-	}
-	r.measure("coldread", func() (float64, int64, float64, string, error) {
-		d, n, err := readFiles([]string{r.path("big")})
-		if err == nil && n != size {
-			err = fmt.Errorf("read %d bytes, want %d", n, size)
-		}
-		return mib / d.Seconds(), 1, d.Seconds(), "", err
-	})
-
-	// Four readers of four files at once, cold.
-	if err := r.remount(); err != nil {
-		return err
-	}
-	r.measure("par4read", func() (float64, int64, float64, string, error) {
-		var paths []string
+	if cfg.want("seq") {
+		// Sequential write + fsync.
+		r.measure("seqwrite", func() (float64, int64, float64, string, error) {
+			d, err := writeFile(r.path("big"), size, buf, true)
+			return mib / d.Seconds(), 1, d.Seconds(), "", err
+		})
+		// Setup, not timed: four files for the parallel readers.
 		for i := 0; i < 4; i++ {
-			paths = append(paths, r.path(fmt.Sprintf("par%d", i)))
+			if _, err := writeFile(r.path(fmt.Sprintf("par%d", i)), size/4, buf, true); err != nil {
+				return fmt.Errorf("write par%d: %w", i, err)
+			}
 		}
-		d, n, err := readFiles(paths)
-		if err == nil && n != size/4*4 {
-			err = fmt.Errorf("read %d bytes, want %d", n, size/4*4)
-		}
-		return float64(n) / (1 << 20) / d.Seconds(), 4, d.Seconds(), "", err
-	})
 
-	// Random 4 KiB reads within the large file, cold.
-	if err := r.remount(); err != nil {
-		return err
-	}
-	r.measure("rand4k", func() (float64, int64, float64, string, error) {
-		if _, err := exec.LookPath("fio"); err == nil {
-			iops, d, err := fioRandRead(r.path("big"), size, cfg.randReads)
-			return iops, int64(cfg.randReads), d.Seconds(), "fio, psync, 1 job", err
-		}
-		d, err := randomReads(r.path("big"), size, cfg.randReads)
-		return float64(cfg.randReads) / d.Seconds(), int64(cfg.randReads), d.Seconds(), "Go harness (no fio)", err
-	})
-
-	// Small files: create, write, close; then sync, counted.
-	n := cfg.files
-	small := randomBytes(cfg.smallSize)
-	names := make([]string, n)
-	for i := range names {
-		names[i] = r.path("small", fmt.Sprintf("f%06d", i))
-	}
-	// A fresh mount, so the peak RSS of the small-file workloads is theirs
-	// and not the read cache the random reads filled.
-	if err := r.remount(); err != nil {
-		return err
-	}
-	if err := os.Mkdir(r.path("small"), 0o755); err != nil {
-		return err
-	}
-	r.measure("smallcreate", func() (float64, int64, float64, string, error) {
-		start := time.Now()
-		for _, p := range names {
-			if err := os.WriteFile(p, small, 0o644); err != nil {
-				return 0, 0, 0, "", err
-			}
-		}
-		r.syncfs()
-		d := time.Since(start)
-		return float64(n) / d.Seconds(), int64(n), d.Seconds(), "", nil
-	})
-	r.measure("stat", func() (float64, int64, float64, string, error) {
-		start := time.Now()
-		for _, p := range names {
-			var st syscall.Stat_t
-			if err := syscall.Lstat(p, &st); err != nil {
-				return 0, 0, 0, "", err
-			}
-		}
-		d := time.Since(start)
-		return float64(n) / d.Seconds(), int64(n), d.Seconds(), "warm: just created", nil
-	})
-	r.measure("rename", func() (float64, int64, float64, string, error) {
-		start := time.Now()
-		for _, p := range names {
-			if err := os.Rename(p, p+".r"); err != nil {
-				return 0, 0, 0, "", err
-			}
-		}
-		r.syncfs()
-		d := time.Since(start)
-		return float64(n) / d.Seconds(), int64(n), d.Seconds(), "", nil
-	})
-	r.measure("unlink", func() (float64, int64, float64, string, error) {
-		start := time.Now()
-		for _, p := range names {
-			if err := os.Remove(p + ".r"); err != nil {
-				return 0, 0, 0, "", err
-			}
-		}
-		r.syncfs()
-		d := time.Since(start)
-		return float64(n) / d.Seconds(), int64(n), d.Seconds(), "", nil
-	})
-
-	// ls -l of directories of cfg.lsSizes entries, cold (fresh mount) and warm.
-	for _, k := range cfg.lsSizes {
-		dir := r.path(fmt.Sprintf("ls%d", k))
-		if err := os.Mkdir(dir, 0o755); err != nil {
+		// Cold sequential read from a fresh mount.
+		if err := r.remount(); err != nil {
 			return err
 		}
-		for i := 0; i < k; i++ {
-			// A few bytes rather than none: rclone mount loses empty files
-			// created just before an unmount.
-			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("e%06d", i)), []byte("entry\n"), 0o644); err != nil {
-				return fmt.Errorf("populate %s: %w", dir, err)
+		r.measure("coldread", func() (float64, int64, float64, string, error) {
+			d, n, err := readFiles([]string{r.path("big")})
+			if err == nil && n != size {
+				err = fmt.Errorf("read %d bytes, want %d", n, size)
 			}
-		}
-	}
-	r.syncfs()
-	if err := r.remount(); err != nil {
-		return err
-	}
-	for i, k := range cfg.lsSizes {
-		dir := r.path(fmt.Sprintf("ls%d", k))
-		for _, temp := range []string{"cold", "warm"} {
-			r.measure(lsKey(i, temp), func() (float64, int64, float64, string, error) {
-				d, err := lsL(dir, k)
-				return float64(d.Microseconds()) / 1000, int64(k), d.Seconds(), "", err
-			})
-		}
-	}
+			return mib / d.Seconds(), 1, d.Seconds(), "", err
+		})
 
-	// Untar of a source tree, then sync.
-	if tb, files, bytes, err := makeTarball(cfg); err != nil {
-		r.res.set(t.Name(), "untar", cell{err: err.Error()})
-	} else {
-		if err := os.Mkdir(r.path("untar"), 0o755); err != nil {
+		// Four readers of four files at once, cold.
+		if err := r.remount(); err != nil {
 			return err
 		}
-		r.measure("untar", func() (float64, int64, float64, string, error) {
+		r.measure("par4read", func() (float64, int64, float64, string, error) {
+			var paths []string
+			for i := 0; i < 4; i++ {
+				paths = append(paths, r.path(fmt.Sprintf("par%d", i)))
+			}
+			d, n, err := readFiles(paths)
+			if err == nil && n != size/4*4 {
+				err = fmt.Errorf("read %d bytes, want %d", n, size/4*4)
+			}
+			return float64(n) / (1 << 20) / d.Seconds(), 4, d.Seconds(), "", err
+		})
+
+		// Random 4 KiB reads within the large file, cold.
+		if err := r.remount(); err != nil {
+			return err
+		}
+		r.measure("rand4k", func() (float64, int64, float64, string, error) {
+			if _, err := exec.LookPath("fio"); err == nil {
+				iops, d, err := fioRandRead(r.path("big"), size, cfg.randReads)
+				return iops, int64(cfg.randReads), d.Seconds(), "fio, psync, 1 job", err
+			}
+			d, err := randomReads(r.path("big"), size, cfg.randReads)
+			return float64(cfg.randReads) / d.Seconds(), int64(cfg.randReads), d.Seconds(), "Go harness (no fio)", err
+		})
+
+	}
+	if cfg.want("small") {
+		// Small files: create, write, close; then sync, counted.
+		n := cfg.files
+		small := randomBytes(cfg.smallSize)
+		names := make([]string, n)
+		for i := range names {
+			names[i] = r.path("small", fmt.Sprintf("f%06d", i))
+		}
+		// A fresh mount, so the peak RSS of the small-file workloads is theirs
+		// and not the read cache the random reads filled.
+		if err := r.remount(); err != nil {
+			return err
+		}
+		if err := os.Mkdir(r.path("small"), 0o755); err != nil {
+			return err
+		}
+		r.measure("smallcreate", func() (float64, int64, float64, string, error) {
 			start := time.Now()
-			out, terr := exec.Command("tar", "-xf", tb, "-C", r.path("untar")).CombinedOutput()
+			for _, p := range names {
+				if err := os.WriteFile(p, small, 0o644); err != nil {
+					return 0, 0, 0, "", err
+				}
+			}
 			r.syncfs()
 			d := time.Since(start)
-			note := fmt.Sprintf("%d entries, %.0f MiB in %.1fs", files, float64(bytes)/(1<<20), d.Seconds())
-			if terr != nil {
-				return float64(files) / d.Seconds(), files, d.Seconds(), note + "; tar reported errors: " + lastLines(out, 2), nil
-			}
-			return float64(files) / d.Seconds(), files, d.Seconds(), note, nil
+			return float64(n) / d.Seconds(), int64(n), d.Seconds(), "", nil
 		})
-	}
+		r.measure("stat", func() (float64, int64, float64, string, error) {
+			start := time.Now()
+			for _, p := range names {
+				var st syscall.Stat_t
+				if err := syscall.Lstat(p, &st); err != nil {
+					return 0, 0, 0, "", err
+				}
+			}
+			d := time.Since(start)
+			return float64(n) / d.Seconds(), int64(n), d.Seconds(), "warm: just created", nil
+		})
+		r.measure("rename", func() (float64, int64, float64, string, error) {
+			start := time.Now()
+			for _, p := range names {
+				if err := os.Rename(p, p+".r"); err != nil {
+					return 0, 0, 0, "", err
+				}
+			}
+			r.syncfs()
+			d := time.Since(start)
+			return float64(n) / d.Seconds(), int64(n), d.Seconds(), "", nil
+		})
+		r.measure("unlink", func() (float64, int64, float64, string, error) {
+			start := time.Now()
+			for _, p := range names {
+				if err := os.Remove(p + ".r"); err != nil {
+					return 0, 0, 0, "", err
+				}
+			}
+			r.syncfs()
+			d := time.Since(start)
+			return float64(n) / d.Seconds(), int64(n), d.Seconds(), "", nil
+		})
 
-	// Time until a write on this mount is visible on a second mount.
-	if err := r.visibility(); err != nil {
-		r.res.set(t.Name(), "visibility", cell{err: err.Error()})
+	}
+	if cfg.want("ls") {
+		// ls -l of directories of cfg.lsSizes entries, cold (fresh mount) and warm.
+		for _, k := range cfg.lsSizes {
+			dir := r.path(fmt.Sprintf("ls%d", k))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				return err
+			}
+			for i := 0; i < k; i++ {
+				// A few bytes rather than none: rclone mount loses empty files
+				// created just before an unmount.
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("e%06d", i)), []byte("entry\n"), 0o644); err != nil {
+					return fmt.Errorf("populate %s: %w", dir, err)
+				}
+			}
+		}
+		r.syncfs()
+		if err := r.remount(); err != nil {
+			return err
+		}
+		for i, k := range cfg.lsSizes {
+			dir := r.path(fmt.Sprintf("ls%d", k))
+			for _, temp := range []string{"cold", "warm"} {
+				r.measure(lsKey(i, temp), func() (float64, int64, float64, string, error) {
+					d, err := lsL(dir, k)
+					return float64(d.Microseconds()) / 1000, int64(k), d.Seconds(), "", err
+				})
+			}
+		}
+
+	}
+	if cfg.want("untar") {
+		// Untar of a source tree, then sync.
+		if tb, files, bytes, err := makeTarball(cfg); err != nil {
+			r.res.set(t.Name(), "untar", cell{err: err.Error()})
+		} else {
+			if err := os.Mkdir(r.path("untar"), 0o755); err != nil {
+				return err
+			}
+			r.measure("untar", func() (float64, int64, float64, string, error) {
+				start := time.Now()
+				out, terr := exec.Command("tar", "-xf", tb, "-C", r.path("untar")).CombinedOutput()
+				r.syncfs()
+				d := time.Since(start)
+				note := fmt.Sprintf("%d entries, %.0f MiB in %.1fs", files, float64(bytes)/(1<<20), d.Seconds())
+				if terr != nil {
+					return float64(files) / d.Seconds(), files, d.Seconds(), note + "; tar reported errors: " + lastLines(out, 2), nil
+				}
+				return float64(files) / d.Seconds(), files, d.Seconds(), note, nil
+			})
+		}
+
+	}
+	if cfg.want("vis") {
+		// Time until a write on this mount is visible on a second mount.
+		if err := r.visibility(); err != nil {
+			r.res.set(t.Name(), "visibility", cell{err: err.Error()})
+		}
 	}
 	return nil
 }
