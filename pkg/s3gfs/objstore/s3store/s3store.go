@@ -449,19 +449,36 @@ func (s *Store) getObject(ctx context.Context, key, rng string) ([]byte, objstor
 }
 
 // readBody reads and closes an object body of the announced size.
+//
+// A body of known size is read into a buffer of exactly that size: the
+// caller keeps it (the extent cache holds it for as long as the extent
+// stays cached), and bytes.Buffer.ReadFrom would grow a full buffer to
+// twice its size when it looks for the end of the body, so every 4 MiB
+// extent would hold 8 MiB and cost a second copy.
 func readBody(body io.ReadCloser, size int64) ([]byte, error) {
 	defer body.Close()
 	if size < 0 || size > 1<<30 {
 		size = 0 // unknown or implausible: let the buffer grow
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	if _, err := buf.ReadFrom(body); err != nil {
+	if size == 0 {
+		var buf bytes.Buffer
+		if _, err := buf.ReadFrom(body); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}
+	buf := make([]byte, size)
+	if n, err := io.ReadFull(body, buf); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("short body: got %d of %d bytes", n, size)
+		}
 		return nil, err
 	}
-	if size > 0 && int64(buf.Len()) != size {
-		return nil, fmt.Errorf("short body: got %d of %d bytes", buf.Len(), size)
+	var more [1]byte
+	if n, _ := io.ReadFull(body, more[:]); n > 0 {
+		return nil, fmt.Errorf("body longer than the announced %d bytes", size)
 	}
-	return buf.Bytes(), nil
+	return buf, nil
 }
 
 // objectSize is the whole object's size from a GET response: Content-Range

@@ -1,0 +1,49 @@
+package s3store
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+)
+
+// TestReadBodyExactBuffer: a body of announced size is read into a buffer
+// of exactly that size (the extent cache keeps it: a doubled buffer would
+// hold twice the memory the cache accounts for), and a body shorter or
+// longer than announced is refused.
+func TestReadBodyExactBuffer(t *testing.T) {
+	const size = 4 << 20
+	want := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	got, err := readBody(io.NopCloser(bytes.NewReader(want)), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("content differs")
+	}
+	if cap(got) != size {
+		t.Errorf("buffer capacity %d for a body of %d bytes", cap(got), size)
+	}
+	if _, err := readBody(io.NopCloser(bytes.NewReader(want[:size-1])), size); err == nil {
+		t.Error("a short body was accepted")
+	}
+	if _, err := readBody(io.NopCloser(bytes.NewReader(append(want, 'x'))), size); err == nil {
+		t.Error("a body longer than announced was accepted")
+	}
+	// Unknown size: read to the end.
+	got, err = readBody(io.NopCloser(strings.NewReader("abc")), -1)
+	if err != nil || string(got) != "abc" {
+		t.Errorf("unknown size: got %q, %v", got, err)
+	}
+}
+
+func BenchmarkReadBody4MiB(b *testing.B) {
+	data := make([]byte, 4<<20)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := readBody(io.NopCloser(bytes.NewReader(data)), int64(len(data))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
