@@ -24,8 +24,16 @@ type bufferPool struct {
 	size  int64
 	used  int64
 	peak  int64 // high-water mark of used (diagnostics and tests)
-	free  [][]byte
+	free  []freeBuf
 	dirty map[*inode]struct{} // inodes that may hold dirty buffers
+}
+
+// freeBuf is a recycled buffer whose bytes from dirty on are zero, so
+// get clears only what was used (a small file uses a few KiB of its
+// extent-sized buffer: clearing all of it cost more than the write).
+type freeBuf struct {
+	b     []byte
+	dirty int
 }
 
 func newBufferPool(limit, size int64) *bufferPool {
@@ -59,24 +67,25 @@ func (p *bufferPool) get(ctx context.Context, evict func() bool) ([]byte, error)
 	}
 	p.used += p.size
 	p.peak = max(p.peak, p.used)
-	var b []byte
+	var f freeBuf
 	if n := len(p.free); n > 0 {
-		b = p.free[n-1]
+		f = p.free[n-1]
 		p.free = p.free[:n-1]
 	}
 	p.mu.Unlock()
-	if b == nil {
+	if f.b == nil {
 		return make([]byte, p.size), nil
 	}
-	clear(b)
-	return b, nil
+	clear(f.b[:f.dirty])
+	return f.b, nil
 }
 
-// put returns a buffer to the pool.
-func (p *bufferPool) put(b []byte) {
+// put returns a buffer to the pool; bytes of b from dirty on must be zero
+// (a dirtyExtent's buffer beyond its n is).
+func (p *bufferPool) put(b []byte, dirty int) {
 	p.mu.Lock()
 	p.used -= p.size
-	p.free = append(p.free, b)
+	p.free = append(p.free, freeBuf{b, min(max(dirty, 0), len(b))})
 	p.gen++
 	p.freed.Broadcast()
 	p.mu.Unlock()

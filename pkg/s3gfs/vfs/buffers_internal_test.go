@@ -33,7 +33,7 @@ func TestBufferPoolNoLostWakeup(t *testing.T) {
 	events := map[string]func(p *bufferPool, held [][]byte) func() bool{
 		// evict starts an upload that finishes (returns its buffer) at once.
 		"upload finished": func(p *bufferPool, held [][]byte) func() bool {
-			return func() bool { p.put(held[0]); return true }
+			return func() bool { p.put(held[0], len(held[0])); return true }
 		},
 		// evict's upload fails at once (frees nothing); the next evict
 		// succeeds.
@@ -44,7 +44,7 @@ func TestBufferPoolNoLostWakeup(t *testing.T) {
 				if calls == 1 {
 					p.wake()
 				} else {
-					p.put(held[0])
+					p.put(held[0], len(held[0]))
 				}
 				return true
 			}
@@ -58,7 +58,7 @@ func TestBufferPoolNoLostWakeup(t *testing.T) {
 					p.noteDirty(newInode(7))
 					return false
 				}
-				p.put(held[0])
+				p.put(held[0], len(held[0]))
 				return true
 			}
 		},
@@ -72,5 +72,42 @@ func TestBufferPoolNoLostWakeup(t *testing.T) {
 				t.Fatalf("got %d bytes; used %d peak %d", len(b), p.used, p.peak)
 			}
 		})
+	}
+}
+
+// A recycled buffer comes back all zeros although only the bytes it was
+// used for are cleared.
+func TestBufferPoolRecycledZeroed(t *testing.T) {
+	p := newBufferPool(1<<20, 64<<10)
+	b, err := p.get(context.Background(), func() bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		b[i] = 0xff
+	}
+	p.put(b, 100)
+	b2, err := p.get(context.Background(), func() bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &b2[0] != &b[0] {
+		t.Fatal("the buffer was not recycled")
+	}
+	for i, c := range b2 {
+		if c != 0 {
+			t.Fatalf("byte %d of a recycled buffer is %#x", i, c)
+		}
+	}
+}
+
+// BenchmarkSmallWriteBuffer: a small write's buffer, recycled.
+func BenchmarkSmallWriteBuffer(b *testing.B) {
+	p := newBufferPool(128<<20, 4<<20)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ := p.get(context.Background(), func() bool { return false })
+		copy(buf, "some small file's content")
+		p.put(buf, 4096)
 	}
 }

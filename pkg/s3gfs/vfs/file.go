@@ -548,7 +548,7 @@ func (fs *FS) dirtyBuffer(ctx context.Context, ino *inode, idx uint64, from, to 
 			if src.inline != nil {
 				base = src.inline
 			} else if base, err = fs.fetchExtent(ctx, ino.id, src.ref); err != nil {
-				fs.bufs.put(buf)
+				fs.bufs.put(buf, 0)
 				return nil, err
 			}
 			n = copy(buf, base[:min(len(base), curLen)])
@@ -556,7 +556,7 @@ func (fs *FS) dirtyBuffer(ctx context.Context, ino *inode, idx uint64, from, to 
 		ino.mu.Lock()
 		if ino.file.dirtyExt[idx] != nil || !ino.sourceLocked(idx).same(src) {
 			ino.mu.Unlock()
-			fs.bufs.put(buf) // raced with another writer or an upload: retry
+			fs.bufs.put(buf, n) // raced with another writer or an upload: retry
 			continue
 		}
 		d := &dirtyExtent{buf: buf, n: n}
@@ -614,7 +614,7 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 		// once a commit has seen every upload finish, the pool has them
 		// all back (lock order: inode.mu before bufferPool.mu).
 		if free {
-			fs.bufs.put(d.buf)
+			fs.bufs.put(d.buf, d.n)
 		} else {
 			// The extent stays dirty and evictable again: a getter waiting
 			// for this upload to free a buffer must retry.
@@ -719,7 +719,7 @@ func (fs *FS) truncate(ctx context.Context, ino *inode, size uint64) error {
 		for idx, d := range ino.file.dirtyExt {
 			if idx >= first {
 				delete(ino.file.dirtyExt, idx)
-				fs.bufs.put(d.buf) // not uploading: see the loop above
+				fs.bufs.put(d.buf, d.n) // not uploading: see the loop above
 			}
 		}
 		if ino.file.pending == nil {
@@ -880,7 +880,7 @@ func dropDirtyLocked(fs *FS, ino *inode) {
 	for idx, d := range ino.file.dirtyExt {
 		delete(ino.file.dirtyExt, idx)
 		if !d.uploading {
-			fs.bufs.put(d.buf)
+			fs.bufs.put(d.buf, d.n)
 		}
 	}
 }
