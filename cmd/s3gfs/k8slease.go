@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -19,8 +21,8 @@ import (
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
 )
 
-// k8sLeaseFlags choose the reaper's lease: the bucket's, or a Kubernetes
-// Lease.
+// k8sLeaseFlags choose the reaper's lease (the bucket's, or a Kubernetes
+// Lease) and reach the Kubernetes API.
 type k8sLeaseFlags struct {
 	kind       string
 	namespace  string
@@ -29,39 +31,35 @@ type k8sLeaseFlags struct {
 }
 
 func (k *k8sLeaseFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&k.kind, "lease", "bucket", `where the reaper's lease lives: "bucket" (an object in the volume) or "kubernetes" (a coordination.k8s.io Lease)`)
+	fs.StringVar(&k.kind, "lease", "bucket", `where the reaper's lease lives: "bucket" (an object in the volume; with --volumes-from, each volume's own, taken around its pass) or "kubernetes" (a coordination.k8s.io Lease; with --volumes-from, one for all the volumes)`)
 	fs.StringVar(&k.namespace, "lease-namespace", "", "namespace of the Kubernetes Lease (default: $POD_NAMESPACE, else the service account's namespace, else default)")
-	fs.StringVar(&k.name, "lease-name", "", "name of the Kubernetes Lease (default: s3gfs-reaper- and a hash of the volume URL)")
-	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file for --lease kubernetes outside a cluster (default: in-cluster config)")
+	fs.StringVar(&k.name, "lease-name", "", "name of the Kubernetes Lease (default: s3gfs-reaper- and a hash of the volume URL, or with --volumes-from of the driver name)")
+	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file for the Kubernetes API outside a cluster (default: in-cluster config)")
 }
 
-// lease returns the lease the flags name and the owner id the reaper
+func (k *k8sLeaseFlags) check() error {
+	if k.kind != "bucket" && k.kind != "kubernetes" {
+		return fmt.Errorf("%w: --lease %q: want bucket or kubernetes", errUsage, k.kind)
+	}
+	return nil
+}
+
+// bucketLease is the volume's lease object.
+func bucketLease(vol *volume.Volume, f *reaperFlags, log *slog.Logger) *reaper.BucketLease {
+	return &reaper.BucketLease{Store: vol.Store, Keys: vol.Keys, Owner: f.owner, Duration: time.Duration(f.leaseFor), Logger: log}
+}
+
+// kubeLease is the Kubernetes Lease the flags name; key (the volume URL,
+// or the driver) names it by default. It returns the owner id the reaper
 // records.
-func (k *k8sLeaseFlags) lease(vol *volume.Volume, f *reaperFlags, log *slog.Logger) (reaper.Lease, string, error) {
-	switch k.kind {
-	case "bucket":
-		l := &reaper.BucketLease{Store: vol.Store, Keys: vol.Keys, Owner: f.owner, Duration: time.Duration(f.leaseFor), Logger: log}
-		return l, l.Owner, nil
-	case "kubernetes":
-	default:
-		return nil, "", fmt.Errorf("%w: --lease %q: want bucket or kubernetes", errUsage, k.kind)
-	}
-	klog.SetSlogLogger(log) // client-go logs through klog: keep one log format
-	cfg, err := k.restConfig()
-	if err != nil {
-		return nil, "", fmt.Errorf("--lease kubernetes: %w", err)
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, "", fmt.Errorf("--lease kubernetes: %w", err)
-	}
+func (k *k8sLeaseFlags) kubeLease(client kubernetes.Interface, key string, f *reaperFlags, log *slog.Logger) (*k8slease.Lease, string) {
 	id := f.owner
 	if id == "" {
 		id, _ = os.Hostname() // the pod's name in a pod
 	}
 	name := k.name
 	if name == "" {
-		sum := sha256.Sum256([]byte(vol.URL.String()))
+		sum := sha256.Sum256([]byte(key))
 		name = "s3gfs-reaper-" + hex.EncodeToString(sum[:8])
 	}
 	ns := k.namespace
@@ -70,19 +68,37 @@ func (k *k8sLeaseFlags) lease(vol *volume.Volume, f *reaperFlags, log *slog.Logg
 	}
 	if ns == "" {
 		if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
-			ns = string(b)
+			ns = strings.TrimSpace(string(b))
 		}
 	}
 	if ns == "" {
 		ns = "default"
 	}
-	l := &k8slease.Lease{Client: client, Namespace: ns, Name: name, Identity: id, Duration: time.Duration(f.leaseFor), Logger: log}
-	return l, id, nil
+	return &k8slease.Lease{Client: client, Namespace: ns, Name: name, Identity: id, Duration: time.Duration(f.leaseFor), Logger: log}, id
 }
 
-func (k *k8sLeaseFlags) restConfig() (*rest.Config, error) {
+// clients connect to the Kubernetes API: in a pod with its service
+// account, elsewhere with --kubeconfig.
+func (k *k8sLeaseFlags) clients(log *slog.Logger) (kubernetes.Interface, snapclient.Interface, error) {
+	klog.SetSlogLogger(log) // client-go logs through klog: keep one log format
+	var cfg *rest.Config
+	var err error
 	if k.kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", k.kubeconfig)
+		cfg, err = clientcmd.BuildConfigFromFlags("", k.kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
 	}
-	return rest.InClusterConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes API: %w", err)
+	}
+	cfg.UserAgent = "s3gfs-reaper/" + version
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes API: %w", err)
+	}
+	snaps, err := snapclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes API: %w", err)
+	}
+	return client, snaps, nil
 }
