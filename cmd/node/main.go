@@ -65,6 +65,7 @@ func main() {
 	mounter := fs.String("mounter", "detached", "who runs the s3gfs mount processes: detached, or unix:///path/mounter.sock of a \"mounter\" (this binary with the mounter subcommand)")
 	bin := fs.String("s3gfs-binary", defaultBinary(), "the s3gfs binary the detached mounter runs")
 	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at this address's /metrics, e.g. :9810 (default: off)")
+	health := fs.String("health-addr", "", "serve /healthz at this address for the kubelet's liveness probe, e.g. :9808: it calls the plugin's CSI Probe through --endpoint (default: off)")
 	regDir := fs.String("registration-dir", "", "serve the kubelet's plugin registration in this directory (the kubelet's plugins_registry, e.g. /var/lib/kubelet/plugins_registry), instead of a node-driver-registrar sidecar (default: off)")
 	kubeletEndpoint := fs.String("kubelet-csi-endpoint", "", "with --registration-dir: the CSI socket's path as the kubelet sees it (default: the --endpoint path)")
 	v := fs.Int("v", 0, "log verbosity (0 logs every call but probes and volume statistics; 5 those too)")
@@ -104,6 +105,14 @@ func main() {
 		os.Exit(1)
 	}
 	driver.ServeMetrics(*metrics, srv.MetricsHandler())
+	if *health != "" {
+		check, err := driver.ProbeCSI(*endpoint)
+		if err != nil {
+			klog.ErrorS(err, "--health-addr")
+			os.Exit(2)
+		}
+		driver.ServeHealth(*health, check)
+	}
 	if *regDir != "" {
 		ep := *kubeletEndpoint
 		if ep == "" {
@@ -146,6 +155,7 @@ func runMounter(args []string) int {
 	socket := fs.String("socket", "/run/s3gfs/mounter.sock", "unix socket to serve the node plugin on")
 	bin := fs.String("s3gfs-binary", defaultBinary(), "the s3gfs binary to run")
 	keep := fs.Bool("keep-mounts-on-exit", false, "on SIGTERM, leave the mounts to be ended with the container instead of unmounting them")
+	health := fs.String("health-addr", "", "serve /healthz at this address for the kubelet's probes, e.g. :9812: it asks the mounter through --socket (default: off)")
 	v := fs.Int("v", 0, "log verbosity")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -157,6 +167,7 @@ func runMounter(args []string) int {
 	sup := &driver.Supervisor{Binary: *bin}
 	ms := &driver.MounterServer{Mounter: sup}
 	klog.InfoS("mounter serving", "socket", *socket, "binary", *bin)
+	driver.ServeHealth(*health, driver.ProbeMounter(*socket))
 	err := driver.RunUntilSignal(func() error { return ms.Serve(*socket) }, func() {
 		ctx, cancel := driver.ShutdownContext()
 		defer cancel()

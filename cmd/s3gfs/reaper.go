@@ -157,7 +157,7 @@ or seen the lease held, and its last lease attempt and discovery worked).`, stde
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
-		log.Info("serving metrics and health", "addr", ln.Addr().String())
+		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
 
 	var held context.Context

@@ -19,7 +19,8 @@ import (
 // The mounter protocol: JSON over HTTP on a unix socket that only root can
 // open (the node plugin and the mounter share it through a directory of
 // the node pod). POST /mount with a MountSpec answers {"pid": N}; POST
-// /unmount with {"target": ..., "pid": N} answers {}. A failure answers
+// /unmount with {"target": ..., "pid": N} answers {}; GET /healthz answers
+// 200 (the mounter's health check, ProbeMounter). A failure answers
 // {"code": <gRPC code>, "error": "..."} with a non-200 status. The
 // credentials in a MountSpec cross only this socket.
 
@@ -55,6 +56,7 @@ func (s *MounterServer) Serve(path string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /mount", s.mount)
 	mux.HandleFunc("POST /unmount", s.unmount)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	err = s.srv.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {

@@ -136,6 +136,18 @@ func TestTwoReapers(t *testing.T) {
 			t.Errorf("metric %s missing or zero", name)
 		}
 	}
+	// Its health endpoints: live, and ready once it holds the lease.
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), "ok") {
+			t.Errorf("GET %s: %s %q", path, resp.Status, b)
+		}
+	}
 	// Stop it cleanly: it releases the lease.
 	r2.Process.Signal(os.Interrupt)
 	done := make(chan error, 1)
