@@ -33,15 +33,25 @@ plugin can restart (or crash) without breaking the pods' mounts:
   --mounter detached            (default) each mount is a detached process
                                 of its own ("s3gfs mount --background"):
                                 for plain hosts, and tests
+  --mounter host                (Kubernetes) each mount runs on the node
+                                outside every container's cgroup (moved to
+                                --host-cgroup in --host-cgroupfs), chrooted
+                                to --host-root and in the host's mount
+                                namespace when reachable; deleting or
+                                upgrading the node pod leaves the pods'
+                                mounts serving. Needs the pod's hostPID and
+                                hostNetwork, and --state-dir on a hostPath
+                                at the same path (the binary is copied there)
   --mounter unix:///run/s3gfs/mounter.sock
                                 a "PROG mounter" process, in Kubernetes a
                                 separate container of the node pod, runs
                                 them; restarting the plugin container
-                                leaves them alone
+                                leaves them alone, deleting the pod ends them
 On start the plugin finds the volumes it staged before from --state-dir and
 /proc/self/mountinfo; it remounts nothing. See docs/csi.md.
 
 Examples:
+  PROG --endpoint unix:///csi/csi.sock --node-id $NODE_NAME --mounter host
   PROG --endpoint unix:///csi/csi.sock --node-id $NODE_NAME --mounter unix:///run/s3gfs/mounter.sock
   PROG mounter --socket /run/s3gfs/mounter.sock
 
@@ -62,8 +72,11 @@ func main() {
 	nodeID := fs.String("node-id", host, "this node's id, the Kubernetes node name (default: $NODE_NAME, else the host name)")
 	name := fs.String("driver-name", driver.DefaultDriverName, "CSI driver name")
 	stateDir := fs.String("state-dir", "/var/lib/s3gfs-csi", "directory for the per-volume state files and mount logs; must survive plugin restarts")
-	mounter := fs.String("mounter", "detached", "who runs the s3gfs mount processes: detached, or unix:///path/mounter.sock of a \"mounter\" (this binary with the mounter subcommand)")
-	bin := fs.String("s3gfs-binary", defaultBinary(), "the s3gfs binary the detached mounter runs")
+	mounter := fs.String("mounter", "detached", "who runs the s3gfs mount processes: detached, host, or unix:///path/mounter.sock of a \"mounter\" (this binary with the mounter subcommand)")
+	bin := fs.String("s3gfs-binary", defaultBinary(), "the s3gfs binary the detached and host mounters run")
+	hostRoot := fs.String("host-root", "/proc/1/root", "with --mounter host: the host's root directory as this process sees it (\"\": stay in this container's; also when it cannot be reached)")
+	hostCgroupFS := fs.String("host-cgroupfs", "/sys/fs/cgroup", "with --mounter host: the host's cgroup file system as this process sees it (in a container: a hostPath of /sys/fs/cgroup)")
+	hostCgroup := fs.String("host-cgroup", driver.DefaultHostCgroup, "with --mounter host: the cgroup (the same path in every hierarchy) mount processes are moved to")
 	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at this address's /metrics, e.g. :9810 (default: off)")
 	health := fs.String("health-addr", "", "serve /healthz at this address for the kubelet's liveness probe, e.g. :9808: it calls the plugin's CSI Probe through --endpoint (default: off)")
 	regDir := fs.String("registration-dir", "", "serve the kubelet's plugin registration in this directory (the kubelet's plugins_registry, e.g. /var/lib/kubelet/plugins_registry), instead of a node-driver-registrar sidecar (default: off)")
@@ -93,10 +106,17 @@ func main() {
 	switch {
 	case *mounter == "detached":
 		m = &driver.DetachedMounter{Binary: *bin}
+	case *mounter == "host":
+		hm := &driver.HostMounter{Binary: *bin, BinDir: filepath.Join(*stateDir, "bin"), HostRoot: *hostRoot, CgroupRoot: *hostCgroupFS, Cgroup: *hostCgroup}
+		if err := hm.CheckHost(); err != nil {
+			fmt.Fprintf(os.Stderr, "node: --mounter host: %v\n", err)
+			os.Exit(2)
+		}
+		m = hm
 	case strings.HasPrefix(*mounter, "unix://"):
 		m = driver.NewRemoteMounter(strings.TrimPrefix(*mounter, "unix://"))
 	default:
-		fmt.Fprintf(os.Stderr, "node: --mounter %q: want detached or unix:///path/mounter.sock\n", *mounter)
+		fmt.Fprintf(os.Stderr, "node: --mounter %q: want detached, host or unix:///path/mounter.sock\n", *mounter)
 		os.Exit(2)
 	}
 	srv, err := driver.NewNodeServer(*name, version, driver.NodeConfig{NodeID: *nodeID, StateDir: *stateDir, Mounter: m})

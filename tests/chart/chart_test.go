@@ -453,8 +453,11 @@ func checkObjects(t *testing.T, r rendered) {
 		t.Error("controller replicas without a leader-electing provisioner")
 	}
 
-	// Node: the plugin and the mounter privileged with Bidirectional
-	// propagation of the kubelet dir; /dev/fuse for the mounter; no token.
+	// Node: the plugin (and the container mounter) privileged with
+	// Bidirectional propagation of the kubelet dir; /dev/fuse where mount
+	// processes start; no token. The host mounter needs the node's pids,
+	// network and cgroups; the container mounter a socket shared with the
+	// plugin.
 	ns := node.Spec.Template.Spec
 	if ns.AutomountServiceAccountToken == nil || *ns.AutomountServiceAccountToken {
 		t.Error("node: service account token mounted; the node pod needs no API access")
@@ -483,37 +486,67 @@ func checkObjects(t *testing.T, r rendered) {
 			}
 		}
 	}
-	if plugin == nil || mounter == nil {
-		t.Fatalf("node containers %v: want s3gfs-node and s3gfs-mounter", containerNames(ns))
+	if plugin == nil {
+		t.Fatalf("node containers %v: want s3gfs-node", containerNames(ns))
+	}
+	hostMounter := slices.Contains(plugin.Args, "--mounter=host")
+	fuseUser := mounter
+	if hostMounter {
+		fuseUser = plugin
+		if mounter != nil {
+			t.Error("node: a mounter container beside the host mounter")
+		}
+		if !ns.HostPID || !ns.HostNetwork || ns.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+			t.Errorf("node: the host mounter needs hostPID %v, hostNetwork %v (dnsPolicy %q)", ns.HostPID, ns.HostNetwork, ns.DNSPolicy)
+		}
+		if !hasMount(*plugin, "host-cgroup", "/host/sys/fs/cgroup", "") || hostPathOf(ns, "host-cgroup") != "/sys/fs/cgroup" ||
+			!slices.Contains(plugin.Args, "--host-cgroupfs=/host/sys/fs/cgroup") {
+			t.Error("node: the host mounter does not see the node's cgroups at --host-cgroupfs")
+		}
+	} else {
+		if mounter == nil || !slices.Contains(plugin.Args, "--mounter=unix:///run/s3gfs/mounter.sock") {
+			t.Fatalf("node containers %v, plugin args %v: want the host mounter or s3gfs-mounter", containerNames(ns), plugin.Args)
+		}
+		if ns.HostPID || ns.HostNetwork {
+			t.Error("node: hostPID or hostNetwork without the host mounter")
+		}
+		if mounter.LivenessProbe != nil {
+			t.Error("node/s3gfs-mounter: a liveness probe would restart it and end every FUSE mount of the node")
+		}
+		if len(mounter.Args) == 0 || mounter.Args[0] != "mounter" || !slices.Contains(mounter.Args, "--socket=/run/s3gfs/mounter.sock") {
+			t.Errorf("node: mounter args %v", mounter.Args)
+		}
 	}
 	for _, c := range []*corev1.Container{plugin, mounter} {
+		if c == nil {
+			continue
+		}
 		if c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
 			t.Errorf("node/%s: not privileged", c.Name)
 		}
 		if !hasMount(*c, "kubelet-dir", kubeletDir, corev1.MountPropagationBidirectional) {
 			t.Errorf("node/%s: %s not mounted at the same path with Bidirectional propagation", c.Name, kubeletDir)
 		}
-		if !hasMount(*c, "mounter-dir", "/run/s3gfs", "") || !hasMount(*c, "state-dir", "/var/lib/s3gfs-csi", "") {
-			t.Errorf("node/%s: the mounter socket dir or the state dir is missing", c.Name)
+		if !hasMount(*c, "state-dir", "/var/lib/s3gfs-csi", "") || hostPathOf(ns, "state-dir") != "/var/lib/s3gfs-csi" {
+			t.Errorf("node/%s: the state dir is not the node's at the same path", c.Name)
+		}
+		if !hostMounter && !hasMount(*c, "mounter-dir", "/run/s3gfs", "") {
+			t.Errorf("node/%s: the mounter socket dir is missing", c.Name)
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				t.Errorf("node/%s: credentials %s in its environment; they come with the node-stage secret", c.Name, e.Name)
+			}
 		}
 	}
-	if !hasMount(*mounter, "fuse-device", "/dev/fuse", "") || hostPathOf(ns, "fuse-device") != "/dev/fuse" {
-		t.Error("node/s3gfs-mounter: no /dev/fuse")
-	}
-	if mounter.LivenessProbe != nil {
-		t.Error("node/s3gfs-mounter: a liveness probe would restart it and end every FUSE mount of the node")
+	if !hasMount(*fuseUser, "fuse-device", "/dev/fuse", "") || hostPathOf(ns, "fuse-device") != "/dev/fuse" {
+		t.Errorf("node/%s: no /dev/fuse", fuseUser.Name)
 	}
 	if plugin.LivenessProbe == nil || !slices.Contains(containerNames(ns), "liveness-probe") {
 		t.Error("node: the plugin is not liveness-probed")
 	}
-	if len(mounter.Args) == 0 || mounter.Args[0] != "mounter" || !slices.Contains(mounter.Args, "--socket=/run/s3gfs/mounter.sock") ||
-		!slices.Contains(plugin.Args, "--mounter=unix:///run/s3gfs/mounter.sock") || !slices.Contains(plugin.Args, "--node-id=$(NODE_NAME)") {
-		t.Errorf("node: plugin args %v, mounter args %v", plugin.Args, mounter.Args)
-	}
-	for _, e := range mounter.Env {
-		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-			t.Errorf("node/s3gfs-mounter: credentials %s in its environment; they come with the node-stage secret", e.Name)
-		}
+	if !slices.Contains(plugin.Args, "--node-id=$(NODE_NAME)") {
+		t.Errorf("node: plugin args %v", plugin.Args)
 	}
 	driverName := csiDriver.Name
 	regPath := kubeletDir + "/plugins/" + driverName + "/csi.sock"
