@@ -38,11 +38,16 @@ const NonRoot = "65532:65532"
 type Spec struct {
 	Name       string   // repository, e.g. ghcr.io/s3gfs/s3gfs-csi-controller
 	Binaries   []string // file names in the binary directory, installed in /usr/local/bin
+	Files      []File   // more static executables, from anywhere to any path (the e2e test's pause, busybox and sidecar images)
 	Entrypoint []string
 	User       string // uid:gid
 	Title      string // org.opencontainers.image.description
 	Dockerfile string // the same image for a Docker engine, in build/images
 }
+
+// File is one static executable of an image: Src on this machine, Dest
+// (absolute) in the image.
+type File struct{ Src, Dest string }
 
 // Sources are the Go packages of the binaries, relative to the module root.
 var Sources = map[string]string{
@@ -116,6 +121,19 @@ func Build(spec Spec, o Options) (v1.Image, error) {
 		}
 		files = append(files, file{path: BinDir + "/" + b, mode: 0o755, data: data})
 	}
+	for _, f := range spec.Files {
+		if !filepath.IsAbs(f.Dest) || filepath.Clean(f.Dest) != f.Dest {
+			return nil, fmt.Errorf("%s: destination %q is not a clean absolute path", spec.Name, f.Dest)
+		}
+		if err := CheckStatic(f.Src); err != nil {
+			return nil, err
+		}
+		data, err := os.ReadFile(f.Src)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, file{path: f.Dest, mode: 0o755, data: data})
+	}
 	bins, err := layer(files, created)
 	if err != nil {
 		return nil, err
@@ -146,9 +164,13 @@ func Build(spec Spec, o Options) (v1.Image, error) {
 			"org.opencontainers.image.source":      "https://github.com/s3gfs/s3gfs",
 		},
 	}
+	what := fmt.Sprintf("%v in %s", spec.Binaries, BinDir)
+	for _, f := range spec.Files {
+		what += ", " + f.Dest
+	}
 	cf.History = []v1.History{
 		{Created: v1.Time{Time: created}, CreatedBy: "s3gfs build/ociimage: passwd, group, CA certificates, /tmp"},
-		{Created: v1.Time{Time: created}, CreatedBy: fmt.Sprintf("s3gfs build/ociimage: %v in %s", spec.Binaries, BinDir)},
+		{Created: v1.Time{Time: created}, CreatedBy: "s3gfs build/ociimage: " + what},
 	}
 	return mutate.ConfigFile(img, cf)
 }

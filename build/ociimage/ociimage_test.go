@@ -364,3 +364,56 @@ func TestChartDefaults(t *testing.T) {
 		}
 	}
 }
+
+// TestExtraFiles: an image of other static executables (Spec.Files, as the
+// e2e test's pause and sidecar images) has each at its destination,
+// executable and byte for byte; a relative or unclean destination and a
+// dynamic executable are refused.
+func TestExtraFiles(t *testing.T) {
+	bins := buildBinaries(t)
+	src := filepath.Join(bins, "s3gfs")
+	want, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Name: "example.com/extra", Files: []File{{Src: src, Dest: "/x"}, {Src: src, Dest: "/bin/y"}},
+		Entrypoint: []string{"/x"}, User: "0:0"}
+	img, err := Build(spec, Options{BinDir: bins, Version: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*tar.Header{}
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := "/" + strings.TrimSuffix(h.Name, "/")
+		if p == "/x" || p == "/bin/y" {
+			b, err := io.ReadAll(tr)
+			if err != nil || !bytes.Equal(b, want) || h.Mode&0o755 != 0o755 {
+				t.Errorf("%s: mode %o, %d bytes (want %d), %v", p, h.Mode, len(b), len(want), err)
+			}
+		}
+		got[p] = h
+	}
+	if got["/x"] == nil || got["/bin/y"] == nil || got["/bin"] == nil || got["/etc/passwd"] == nil {
+		t.Errorf("files missing from the image: %v", got)
+	}
+	for _, bad := range []File{{Src: src, Dest: "x"}, {Src: src, Dest: "/a/../x"}} {
+		if _, err := Build(Spec{Name: "example.com/bad", Files: []File{bad}, Entrypoint: []string{"/x"}}, Options{BinDir: bins}); err == nil {
+			t.Errorf("destination %q accepted", bad.Dest)
+		}
+	}
+	if _, err := os.Stat("/usr/bin/env"); err == nil {
+		if _, err := Build(Spec{Name: "example.com/dyn", Files: []File{{Src: "/usr/bin/env", Dest: "/env"}}, Entrypoint: []string{"/env"}}, Options{BinDir: bins}); err == nil {
+			t.Error("a dynamically linked executable accepted")
+		}
+	}
+}

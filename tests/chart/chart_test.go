@@ -8,6 +8,7 @@ package chart
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -436,7 +437,8 @@ func checkObjects(t *testing.T, r rendered) {
 	cs := controller.Spec.Template.Spec
 	checkUnprivilegedPod(t, controller.Name, cs)
 	names := containerNames(cs)
-	for _, want := range []string{"s3gfs-controller", "csi-provisioner", "liveness-probe"} {
+	checkLiveness(t, "controller", cs, "s3gfs-controller")
+	for _, want := range []string{"s3gfs-controller", "csi-provisioner"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("controller: no %s container (%v)", want, names)
 		}
@@ -542,9 +544,7 @@ func checkObjects(t *testing.T, r rendered) {
 	if !hasMount(*fuseUser, "fuse-device", "/dev/fuse", "") || hostPathOf(ns, "fuse-device") != "/dev/fuse" {
 		t.Errorf("node/%s: no /dev/fuse", fuseUser.Name)
 	}
-	if plugin.LivenessProbe == nil || !slices.Contains(containerNames(ns), "liveness-probe") {
-		t.Error("node: the plugin is not liveness-probed")
-	}
+	checkLiveness(t, "node", ns, "s3gfs-node")
 	if !slices.Contains(plugin.Args, "--node-id=$(NODE_NAME)") {
 		t.Errorf("node: plugin args %v", plugin.Args)
 	}
@@ -1087,5 +1087,38 @@ func TestPackage(t *testing.T) {
 	}
 	if fromTgz.Chart.Schema == nil {
 		t.Error("the archive has no values.schema.json")
+	}
+}
+
+// checkLiveness: the plugin container of spec is liveness-probed over HTTP
+// at /healthz on its port healthz, served either by the livenessprobe
+// sidecar (after a CSI Probe) or, without the sidecar (healthProbe: plugin),
+// by the plugin itself (--health-addr on that port).
+func checkLiveness(t *testing.T, who string, spec corev1.PodSpec, plugin string) {
+	t.Helper()
+	var c *corev1.Container
+	for i := range spec.Containers {
+		if spec.Containers[i].Name == plugin {
+			c = &spec.Containers[i]
+		}
+	}
+	if c == nil || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" ||
+		c.LivenessProbe.HTTPGet.Port.StrVal != "healthz" {
+		t.Errorf("%s: the plugin %s is not liveness-probed at healthz /healthz", who, plugin)
+		return
+	}
+	var port int32
+	for _, p := range c.Ports {
+		if p.Name == "healthz" {
+			port = p.ContainerPort
+		}
+	}
+	if port == 0 {
+		t.Errorf("%s: no port healthz on %s", who, plugin)
+	}
+	self := slices.Contains(c.Args, fmt.Sprintf("--health-addr=:%d", port))
+	sidecar := slices.Contains(containerNames(spec), "liveness-probe")
+	if self == sidecar {
+		t.Errorf("%s: /healthz served by the plugin: %v, by the livenessprobe sidecar: %v (want exactly one)", who, self, sidecar)
 	}
 }
