@@ -28,6 +28,7 @@ help:
 	@echo "make chart-test  render, decode strictly, lint and check the Helm chart (charts/s3gfs) and deploy/"
 	@echo "make deploy-manifests  regenerate the plain manifests in deploy/ from the chart (kubectl apply -k deploy/)"
 	@echo "make images  the controller, node and reaper OCI image tarballs in bin/images (offline: static binaries, no Docker; IMAGE_TAG=...)"
+	@echo "make e2e-k8s  a real single-node Kubernetes built here (cached in ~/.cache/s3gfs-e2e): helm install, RWX PVC, snapshot, restore, reaper lease, plugin restart, uninstall (root; tests/e2e-k8s/README.md)"
 	@echo "make images-smoke  run the images in a private containerd (needs root, apt-get install containerd runc): S3 format, reaper, FUSE mount"
 
 build:
@@ -131,3 +132,10 @@ images:
 # the test) against the test S3 server; not in `make test`.
 images-smoke: tools
 	S3GFS_IMAGE_SMOKE=1 S3GFS_REQUIRE_S3=1 $(GO) test -count=1 -v -run 'TestContainerdSmoke' -timeout 15m ./build/ociimage/
+
+# The end-to-end test on a real single-node Kubernetes built from the Go
+# module proxy (tests/e2e-k8s/README.md). Not in `make test`: the first run
+# builds the cluster's binaries (tens of minutes on 2 cores; cached after).
+.PHONY: e2e-k8s
+e2e-k8s: tools
+	tests/e2e-k8s/run.sh
