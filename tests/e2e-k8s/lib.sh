@@ -125,6 +125,16 @@ teardown() {
 		for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
 	fi
 	stop containerd
+	# The host mounter's `s3gfs mount` processes (outside every container)
+	# that the test did not unstage: those serving a path under the
+	# kubelet's root of this cluster, by pid.
+	local p
+	for p in $(pgrep -f "s3gfs mount .*$KUBELET_DIR/" 2>/dev/null); do
+		say "stopping s3gfs mount process $p: $(tr '\0' ' ' </proc/$p/cmdline 2>/dev/null | cut -c1-200)"
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	for _ in $(seq 40); do pgrep -f "s3gfs mount .*$KUBELET_DIR/" >/dev/null || break; sleep 0.5; done
+	for p in $(pgrep -f "s3gfs mount .*$KUBELET_DIR/" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
 	for n in snapshot-port kube-scheduler kube-controller-manager kube-apiserver etcd versitygw; do stop "$n"; done
 	# Mounts under $WORK and $RUN (FUSE, bind, overlay, shm, tmpfs), deepest first.
 	local m
