@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
@@ -49,7 +50,16 @@ func TestSetAttrFile(t *testing.T) {
 	if a.Size != 7 {
 		t.Fatalf("setattr changed size to %d", a.Size)
 	}
+	// Owner, mode and times wait for the file's next commit (close, fsync,
+	// sync, or the write-back timer): the four changes cost one version.
+	if n := e.newest(id); n.Version != 2 || n.Mode != 0o644 {
+		t.Fatalf("attribute changes committed one by one: newest version %d, mode %o", n.Version, n.Mode)
+	}
+	must(t, fs.SyncAll(ctx))
 	n := e.newest(id)
+	if n.Version != 3 {
+		t.Fatalf("four attribute changes after a close committed as %d versions", n.Version-2)
+	}
 	if n.Mode != 0o600 || n.UID != 4242 || n.GID != 77 || n.Atime != at || n.Mtime != mt || n.Size != 7 || string(n.Data) != "content" {
 		t.Fatalf("stored version: %+v", n)
 	}
@@ -79,10 +89,19 @@ func TestSetAttrFile(t *testing.T) {
 	if a.Mtime != mt {
 		t.Fatalf("explicit mtime after a write: %d", a.Mtime)
 	}
+	closeH(t, fs, h)
 	if n := e.newest(id); string(n.Data) != "NEW" || n.Mtime != mt {
 		t.Fatalf("setattr with pending writes stored data %q mtime %d", n.Data, n.Mtime)
 	}
+	// A write after an explicit mtime sets the write's time.
+	h = open(t, fs, id, true)
+	_, err = fs.SetAttr(ctx, id, vfs.SetAttr{Mtime: ptr(mt)})
+	must(t, err)
+	write(t, fs, h, []byte("N"), 0)
 	closeH(t, fs, h)
+	if n := e.newest(id); n.Mtime <= mt {
+		t.Fatalf("a write after utimens kept the explicit mtime %d", n.Mtime)
+	}
 	// Writes advance mtime.
 	h = open(t, fs, id, true)
 	write(t, fs, h, []byte("x"), 10)
@@ -103,6 +122,10 @@ func TestSetAttrFile(t *testing.T) {
 	}
 	if got, _ := fs.Readlink(ctx, s.Ino); got != "target" {
 		t.Fatalf("symlink target after setattr: %q", got)
+	}
+	must(t, fs.SyncAll(ctx))
+	if n := e.newest(s.Ino); n.UID != 5 || n.Target != "target" {
+		t.Fatalf("stored symlink after lchown: %+v", n)
 	}
 	_, err = fs.SetAttr(ctx, 0xabcdef, vfs.SetAttr{UID: ptr[uint32](5)})
 	wantErr(t, err, vfs.ErrNotExist, "setattr of a missing inode")
@@ -295,5 +318,54 @@ func TestUnlinkOpenFile(t *testing.T) {
 	}
 	if used, _ := a.BufferPoolUsage(); used != 0 {
 		t.Fatalf("%d bytes of buffers held after the unlinked file's release", used)
+	}
+}
+
+// An attribute change waits for the file's next commit; the write-back
+// timer commits it without a close.
+func TestSetAttrWrittenBackByTimer(t *testing.T) {
+	e := newEnv(t)
+	fs := e.engine(func(o *vfs.Options) { o.WritebackDelay = 50 * time.Millisecond })
+	id := writeFile(t, fs, root, "f", []byte("content"))
+	v := e.newest(id).Version
+	_, err := fs.SetAttr(ctx, id, vfs.SetAttr{Mode: ptr[uint32](0o600), UID: ptr[uint32](7)})
+	must(t, err)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		n := e.newest(id)
+		if n.Version > v {
+			if n.Version != v+1 || n.Mode != 0o600 || n.UID != 7 || string(n.Data) != "content" {
+				t.Fatalf("written back as %+v", n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the attribute change was never written back")
+		}
+	}
+	// Another host sees it.
+	if a, err := e.engine().GetAttr(ctx, id); err != nil || a.Mode&0o7777 != 0o600 || a.UID != 7 {
+		t.Fatalf("second host: %+v, %v", a, err)
+	}
+}
+
+// A pending attribute change is re-applied on top of a version another
+// host committed meanwhile: both changes are kept.
+func TestSetAttrPendingMergesWithOtherHost(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine()
+	id := writeFile(t, a, root, "f", []byte("old"))
+	_, err := a.SetAttr(ctx, id, vfs.SetAttr{Mode: ptr[uint32](0o640)})
+	must(t, err)
+	b := e.engine()
+	h := open(t, b, id, true)
+	write(t, b, h, []byte("new content"), 0)
+	closeH(t, b, h)
+	must(t, a.SyncAll(ctx))
+	n := e.newest(id)
+	if n.Mode != 0o640 || string(n.Data) != "new content" {
+		t.Fatalf("newest version: mode %o data %q", n.Mode, n.Data)
+	}
+	if got := readFile(t, a, id); string(got) != "new content" {
+		t.Fatalf("host a reads %q", got)
 	}
 }

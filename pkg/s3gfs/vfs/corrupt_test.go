@@ -79,6 +79,7 @@ func TestCorruptNextInodeVersion(t *testing.T) {
 	e.plant(e.vol.Keys.Inode(id, cur+1), []byte("not an object"))
 	_, err := b.SetAttr(ctx, id, vfs.SetAttr{Mode: ptr[uint32](0o600)})
 	must(t, err)
+	must(t, b.SyncAll(ctx))
 	if vs := e.versions(id); vs[0] != cur+2 || e.version(id, cur+2).Mode != 0o600 {
 		t.Fatalf("stale host's commit past a corrupt version: versions %v", vs[:3])
 	}

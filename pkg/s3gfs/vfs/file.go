@@ -36,6 +36,102 @@ type fileState struct {
 	truncated bool              // a truncation since the last commit...
 	truncAt   uint64            // ...and the lowest size it set
 	builtOn   *format.Inode     // the version the changes were made on (nil: no change yet)
+
+	// attrs: attribute changes (chmod, chown, utimes) not committed yet;
+	// not content (dirty does not count them).
+	attrs *attrChange
+}
+
+// attrChange is a change of a non-directory's attributes that SetAttr
+// left to the inode's next commit: its close, fsync, or the write-back
+// timer within attrWriteback. Programs like tar set owner, mode and times
+// one call after another right after closing a file; committed one by
+// one they cost a version (a round trip to the store) each.
+type attrChange struct {
+	mode, uid, gid *uint32
+	atime, mtime   *int64
+	ctime          int64
+	since          time.Time // when the first of them was made
+}
+
+// attrWriteback bounds how long an attribute change waits for its commit
+// (other hosts see it about one sync interval after that), unless
+// Options.WritebackDelay is shorter.
+const attrWriteback = time.Second
+
+// add merges s (without size) into c.
+func (c *attrChange) add(s SetAttr, ctime int64) {
+	if s.Mode != nil {
+		m := *s.Mode
+		c.mode = &m
+	}
+	if s.UID != nil {
+		u := *s.UID
+		c.uid = &u
+	}
+	if s.GID != nil {
+		g := *s.GID
+		c.gid = &g
+	}
+	if s.Atime != nil {
+		t := *s.Atime
+		c.atime = &t
+	}
+	if s.Mtime != nil {
+		t := *s.Mtime
+		c.mtime = &t
+	}
+	c.ctime = max(c.ctime, ctime)
+}
+
+// apply sets the changed attributes of n.
+func (c *attrChange) apply(n *format.Inode) {
+	if c.mode != nil {
+		n.Mode = n.Mode&^0o7777 | *c.mode&0o7777
+	}
+	if c.uid != nil {
+		n.UID = *c.uid
+	}
+	if c.gid != nil {
+		n.GID = *c.gid
+	}
+	if c.atime != nil {
+		n.Atime = *c.atime
+	}
+	if c.mtime != nil {
+		n.Mtime = *c.mtime
+	}
+	n.Ctime = max(n.Ctime, c.ctime)
+}
+
+// applyAttr is apply for the attributes reported to the kernel.
+func (c *attrChange) applyAttr(a *Attr) {
+	if c.mode != nil {
+		a.Mode = a.Mode&^0o7777 | *c.mode&0o7777
+	}
+	if c.uid != nil {
+		a.UID = *c.uid
+	}
+	if c.gid != nil {
+		a.GID = *c.gid
+	}
+	if c.atime != nil {
+		a.Atime = *c.atime
+	}
+	if c.mtime != nil {
+		a.Mtime = *c.mtime
+	}
+	a.Ctime = max(a.Ctime, c.ctime)
+}
+
+// noteWriteTimeLocked records a local change of content at time t: it is
+// the file's mtime from now on, whatever mtime an attribute change set
+// before. ino.mu is held.
+func (ino *inode) noteWriteTimeLocked(t int64) {
+	ino.file.mtime = t
+	if a := ino.file.attrs; a != nil {
+		a.mtime = nil
+	}
 }
 
 // dirtyExtent is an extent-sized buffer holding the extent's whole working
@@ -143,7 +239,7 @@ func (h *Handle) pinnedLocked() *format.Inode {
 	if ino.cur.Kind == format.KindTombstone {
 		return h.ver // deleted on another host: an open handle reads on
 	}
-	if h.gen != ino.localGen || ino.dirtyLocked() || ino.cur.Kind != format.KindFile {
+	if h.gen != ino.localGen || ino.file.dirty() || ino.cur.Kind != format.KindFile {
 		return nil
 	}
 	return h.ver
@@ -173,7 +269,7 @@ func (fs *FS) open(ctx context.Context, id uint64, writable, revalidate bool) (h
 	// (they are committed, and so merged with others', at close or fsync).
 	// Handles already open keep the version they opened (see Handle).
 	ino.mu.Lock()
-	clean := !ino.dirtyLocked()
+	clean := !ino.file.dirty() // (pending attribute changes apply to any version)
 	before := ino.cur
 	ino.mu.Unlock()
 	if clean && revalidate {
@@ -494,7 +590,7 @@ func (fs *FS) Write(ctx context.Context, h *Handle, data []byte, off int64) (int
 			ino.file.size = end
 			ino.file.sizeDirty = true
 		}
-		ino.file.mtime = now()
+		ino.noteWriteTimeLocked(now())
 		if ino.dirtySince.IsZero() {
 			ino.dirtySince = time.Now()
 		}
@@ -744,7 +840,7 @@ func (fs *FS) truncate(ctx context.Context, ino *inode, size uint64) error {
 	ino.noteTruncateLocked(size, E)
 	ino.file.size = size
 	ino.file.sizeDirty = true
-	ino.file.mtime = now()
+	ino.noteWriteTimeLocked(now())
 	if ino.dirtySince.IsZero() {
 		ino.dirtySince = time.Now()
 	}
@@ -814,8 +910,9 @@ func (fs *FS) commitFileOnce(ctx context.Context, ino *inode, mutate func(n *for
 	isFile := ino.cur.Kind == format.KindFile
 	size := ino.file.size
 	dirty := ino.file.dirty()
+	attrs := ino.file.attrs != nil
 	ino.mu.Unlock()
-	if !dirty && mutate == nil {
+	if !dirty && mutate == nil && !attrs {
 		return nil
 	}
 	var inline []byte
@@ -854,6 +951,9 @@ func (fs *FS) commitFileOnce(ctx context.Context, ino *inode, mutate func(n *for
 					next.Extents = fs.mergeExtentsLocked(ino, next.Size)
 				}
 			}
+		}
+		if a := ino.file.attrs; a != nil {
+			a.apply(next)
 		}
 		if mutate != nil {
 			if err := mutate(next); err != nil {

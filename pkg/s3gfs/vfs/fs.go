@@ -19,7 +19,9 @@
 // before parent, new name before old name, tombstone before removal). File
 // data is written back on flush (close), fsync, when the write-back buffer
 // is full, and by a background timer; extents are always uploaded before
-// the inode version that names them.
+// the inode version that names them. A non-directory's owner, mode and
+// times go with its next commit too (within a second at the latest: see
+// attrChange).
 //
 // # Locking
 //
@@ -307,10 +309,11 @@ func (fs *FS) snapshotInodes() []*inode {
 }
 
 // writebackLoop commits files whose data has been dirty for longer than
-// WritebackDelay.
+// WritebackDelay, and attribute changes older than attrWriteback (or
+// WritebackDelay, if shorter).
 func (fs *FS) writebackLoop() {
 	defer fs.loopDone.Done()
-	t := time.NewTicker(fs.opts.WritebackDelay / 2)
+	t := time.NewTicker(min(fs.opts.WritebackDelay, attrWriteback) / 2)
 	defer t.Stop()
 	for {
 		select {
@@ -320,7 +323,8 @@ func (fs *FS) writebackLoop() {
 		}
 		for _, ino := range fs.snapshotInodes() {
 			ino.mu.Lock()
-			due := !ino.dirtySince.IsZero() && time.Since(ino.dirtySince) >= fs.opts.WritebackDelay
+			due := !ino.dirtySince.IsZero() && time.Since(ino.dirtySince) >= fs.opts.WritebackDelay ||
+				ino.file.attrs != nil && time.Since(ino.file.attrs.since) >= min(fs.opts.WritebackDelay, attrWriteback)
 			ino.mu.Unlock()
 			if due {
 				if err := fs.commitFile(context.Background(), ino, nil); err != nil {

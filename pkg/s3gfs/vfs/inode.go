@@ -85,7 +85,8 @@ func (ino *inode) isDirty() bool {
 	return ino.dirtyLocked()
 }
 
-func (ino *inode) dirtyLocked() bool { return ino.file.dirty() }
+// dirtyLocked reports uncommitted changes: content or attributes.
+func (ino *inode) dirtyLocked() bool { return ino.file.dirty() || ino.file.attrs != nil }
 
 // inode returns the loaded inode id, loading it from the store if needed.
 // A tombstoned or missing inode yields ErrNotExist.

@@ -162,6 +162,9 @@ func (fs *FS) attrLocked(ino *inode) Attr {
 			a.Mtime, a.Ctime = ino.file.mtime, ino.file.mtime
 		}
 	}
+	if c := ino.file.attrs; c != nil {
+		c.applyAttr(&a)
+	}
 	if ino.unlinked {
 		a.Nlink = 0
 	}
@@ -949,6 +952,11 @@ func (fs *FS) SetAttr(ctx context.Context, id uint64, s SetAttr) (Attr, error) {
 		}
 		return fs.attrOf(dir), nil
 	}
+	if s.Size == nil {
+		// Owner, mode and times of a non-directory wait for its next
+		// commit (see attrChange); a size change commits at once.
+		return fs.deferAttr(ino, s)
+	}
 	if s.Mtime != nil {
 		// An explicit mtime overrides the time of pending writes.
 		ino.mu.Lock()
@@ -959,6 +967,28 @@ func (fs *FS) SetAttr(ctx context.Context, id uint64, s SetAttr) (Attr, error) {
 		return Attr{}, err
 	}
 	return fs.attrOf(ino), nil
+}
+
+// deferAttr records an attribute change of non-directory ino for its next
+// commit and returns the attributes it now has.
+func (fs *FS) deferAttr(ino *inode, s SetAttr) (Attr, error) {
+	// Shared, as for a write: a commit in flight holds it exclusively and
+	// resets the file's local changes when it is done.
+	ino.ioMu.RLock()
+	defer ino.ioMu.RUnlock()
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	if ino.cur.Kind == format.KindTombstone || ino.cur.Kind == format.KindDir {
+		return Attr{}, fmt.Errorf("inode %016x: %w", ino.id, ErrNotExist)
+	}
+	if s.Mtime != nil {
+		ino.file.mtime = 0 // an explicit mtime overrides the time of pending writes
+	}
+	if ino.file.attrs == nil {
+		ino.file.attrs = &attrChange{since: time.Now()}
+	}
+	ino.file.attrs.add(s, now())
+	return fs.attrLocked(ino), nil
 }
 
 // Xattr flags (setxattr).
