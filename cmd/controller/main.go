@@ -42,8 +42,8 @@ func main() {
 	fs.Usage = func() { fmt.Fprint(fs.Output(), strings.ReplaceAll(usage, "PROG", prog())); fs.PrintDefaults() }
 	endpoint := fs.String("endpoint", "unix:///csi/csi.sock", "CSI endpoint: the unix socket to serve on, unix:///path/csi.sock")
 	name := fs.String("driver-name", driver.DefaultDriverName, "CSI driver name (the StorageClass provisioner)")
-	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at this address's /metrics, e.g. :9809 (default: off)")
-	health := fs.String("health-addr", "", "serve /healthz at this address for the kubelet's liveness probe, e.g. :9808: it calls the plugin's CSI Probe through --endpoint (default: off)")
+	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at this address's /metrics (and /healthz, as --health-addr), e.g. :9809 (default: off)")
+	health := fs.String("health-addr", "", "serve /healthz at this address for the kubelet's liveness probe, e.g. :9808: it calls the plugin's CSI Probe through --endpoint, as /healthz on --metrics-addr does (default: off)")
 	s3Endpoint := fs.String("s3-endpoint", "", "S3 endpoint when neither the StorageClass nor the secret names one (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)")
 	s3Region := fs.String("s3-region", "", "S3 region when neither the StorageClass nor the secret names one (default: the AWS SDK chain, else us-east-1)")
 	listBuckets := fs.String("list-buckets", "", "comma-separated buckets whose snapshots an unfiltered ListSnapshots reports, besides those used since start")
@@ -69,15 +69,15 @@ func main() {
 		cfg.ListBuckets = strings.Split(*listBuckets, ",")
 	}
 	srv := driver.NewControllerServer(*name, version, cfg)
-	driver.ServeMetrics(*metrics, srv.MetricsHandler())
-	if *health != "" {
-		check, err := driver.ProbeCSI(*endpoint)
-		if err != nil {
-			klog.ErrorS(err, "--health-addr")
-			os.Exit(2)
-		}
-		driver.ServeHealth(*health, check)
+	// /healthz (on --health-addr, and on --metrics-addr) calls the
+	// plugin's own CSI Probe through its socket.
+	check, err := driver.ProbeCSI(*endpoint)
+	if err != nil {
+		klog.ErrorS(err, "--endpoint")
+		os.Exit(2)
 	}
+	driver.ServeMetrics(*metrics, srv.MetricsHandler(), check)
+	driver.ServeHealth(*health, check)
 	if err := driver.RunUntilSignal(func() error { return srv.Serve(*endpoint) }, srv.Stop); err != nil {
 		klog.ErrorS(err, "controller stopped")
 		klog.Flush()

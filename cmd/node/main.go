@@ -77,8 +77,8 @@ func main() {
 	hostRoot := fs.String("host-root", "/proc/1/root", "with --mounter host: the host's root directory as this process sees it (\"\": stay in this container's; also when it cannot be reached)")
 	hostCgroupFS := fs.String("host-cgroupfs", "/sys/fs/cgroup", "with --mounter host: the host's cgroup file system as this process sees it (in a container: a hostPath of /sys/fs/cgroup)")
 	hostCgroup := fs.String("host-cgroup", driver.DefaultHostCgroup, "with --mounter host: the cgroup (the same path in every hierarchy) mount processes are moved to")
-	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at this address's /metrics, e.g. :9810 (default: off)")
-	health := fs.String("health-addr", "", "serve /healthz at this address for the kubelet's liveness probe, e.g. :9808: it calls the plugin's CSI Probe through --endpoint (default: off)")
+	metrics := fs.String("metrics-addr", "", "serve Prometheus metrics at this address's /metrics (and /healthz, as --health-addr), e.g. :9810 (default: off)")
+	health := fs.String("health-addr", "", "serve /healthz at this address for the kubelet's liveness probe, e.g. :9808: it calls the plugin's CSI Probe through --endpoint, as /healthz on --metrics-addr does (default: off)")
 	regDir := fs.String("registration-dir", "", "serve the kubelet's plugin registration in this directory (the kubelet's plugins_registry, e.g. /var/lib/kubelet/plugins_registry), instead of a node-driver-registrar sidecar (default: off)")
 	kubeletEndpoint := fs.String("kubelet-csi-endpoint", "", "with --registration-dir: the CSI socket's path as the kubelet sees it (default: the --endpoint path)")
 	v := fs.Int("v", 0, "log verbosity (0 logs every call but probes and volume statistics; 5 those too)")
@@ -124,15 +124,15 @@ func main() {
 		klog.ErrorS(err, "node plugin cannot start")
 		os.Exit(1)
 	}
-	driver.ServeMetrics(*metrics, srv.MetricsHandler())
-	if *health != "" {
-		check, err := driver.ProbeCSI(*endpoint)
-		if err != nil {
-			klog.ErrorS(err, "--health-addr")
-			os.Exit(2)
-		}
-		driver.ServeHealth(*health, check)
+	// /healthz (on --health-addr, and on --metrics-addr) calls the
+	// plugin's own CSI Probe through its socket.
+	check, err := driver.ProbeCSI(*endpoint)
+	if err != nil {
+		klog.ErrorS(err, "--endpoint")
+		os.Exit(2)
 	}
+	driver.ServeMetrics(*metrics, srv.MetricsHandler(), check)
+	driver.ServeHealth(*health, check)
 	if *regDir != "" {
 		ep := *kubeletEndpoint
 		if ep == "" {

@@ -12,14 +12,18 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// ServeMetrics serves h at addr/metrics in the background ("" = not at all).
-func ServeMetrics(addr string, h http.Handler) {
+// ServeMetrics serves h at addr/metrics in the background ("" = not at all),
+// and /healthz: check (nil: always 200), as ServeHealth.
+func ServeMetrics(addr string, h http.Handler, check func(context.Context) error) {
 	if addr == "" {
 		return
 	}
+	if check == nil {
+		check = func(context.Context) error { return nil }
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", h)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.Handle("/healthz", healthHandler(check))
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -515,6 +515,10 @@ func checkObjects(t *testing.T, r rendered) {
 		if mounter.LivenessProbe != nil {
 			t.Error("node/s3gfs-mounter: a liveness probe would restart it and end every FUSE mount of the node")
 		}
+		if pr := mounter.ReadinessProbe; pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != "/healthz" || len(mounter.Ports) != 1 ||
+			pr.HTTPGet.Port.StrVal != mounter.Ports[0].Name || !slices.Contains(mounter.Args, fmt.Sprintf("--health-addr=:%d", mounter.Ports[0].ContainerPort)) {
+			t.Errorf("node/s3gfs-mounter: readiness probe %+v, ports %+v, args %v: want GET /healthz on the port of its --health-addr", mounter.ReadinessProbe, mounter.Ports, mounter.Args)
+		}
 		if len(mounter.Args) == 0 || mounter.Args[0] != "mounter" || !slices.Contains(mounter.Args, "--socket=/run/s3gfs/mounter.sock") {
 			t.Errorf("node: mounter args %v", mounter.Args)
 		}
@@ -585,16 +589,49 @@ func checkObjects(t *testing.T, r rendered) {
 			if lease == "" || !roleNames(r, s.ServiceAccountName, "leases", "update", lease) {
 				t.Errorf("%s: no Role lets %s update the Lease %q", d.Name, s.ServiceAccountName, lease)
 			}
-		} else if s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken {
-			t.Errorf("%s: service account token mounted; with the bucket lease the reaper uses no Kubernetes API", d.Name)
+		} else if !slices.Contains(c0.Args, "--volumes-from=kubernetes") && (s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken) {
+			t.Errorf("%s: service account token mounted; with the bucket lease and a volume URL the reaper uses no Kubernetes API", d.Name)
 		}
 		if *d.Spec.Replicas < 2 && d.Spec.Replicas != nil {
 			t.Logf("%s: %d replica(s)", d.Name, *d.Spec.Replicas)
 		}
 		c := s.Containers[0]
-		if c.Args[0] != "reaper" || !strings.HasPrefix(c.Args[len(c.Args)-1], "s3://") {
+		if slices.Contains(c.Args, "--volumes-from=kubernetes") {
+			// Every volume of the driver: read-only access to PVs and
+			// VolumeSnapshotContents, cluster-wide; its own S3 credentials.
+			if c.Args[0] != "reaper" || !slices.Contains(c.Args, "--driver-name="+driverName) || strings.HasPrefix(c.Args[len(c.Args)-1], "s3://") {
+				t.Errorf("%s: args %v", d.Name, c.Args)
+			}
+			if s.AutomountServiceAccountToken == nil || !*s.AutomountServiceAccountToken {
+				t.Errorf("%s: --volumes-from=kubernetes without a service account token", d.Name)
+			}
+			for _, need := range []struct{ group, resource, verb string }{
+				{"", "persistentvolumes", "list"},
+				{"snapshot.storage.k8s.io", "volumesnapshotcontents", "list"},
+				{"snapshot.storage.k8s.io", "volumesnapshotcontents", "get"},
+			} {
+				if !clusterRoleAllows(r, s.ServiceAccountName, need.group, need.resource, need.verb) {
+					t.Errorf("%s: no ClusterRole lets %s %s %s", d.Name, s.ServiceAccountName, need.verb, need.resource)
+				}
+			}
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name != secretName {
+					t.Errorf("%s: reads Secret %s", d.Name, e.ValueFrom.SecretKeyRef.Name)
+				}
+			}
+		} else if c.Args[0] != "reaper" || !strings.HasPrefix(c.Args[len(c.Args)-1], "s3://") {
 			t.Errorf("%s: args %v", d.Name, c.Args)
 		}
+		// Probed through its own endpoints.
+		if pr := c.LivenessProbe; pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != "/healthz" || pr.HTTPGet.Port.StrVal != "metrics" {
+			t.Errorf("%s: liveness probe %+v: want GET /healthz on metrics", d.Name, c.LivenessProbe)
+		}
+		if pr := c.ReadinessProbe; pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != "/readyz" || pr.HTTPGet.Port.StrVal != "metrics" {
+			t.Errorf("%s: readiness probe %+v: want GET /readyz on metrics", d.Name, c.ReadinessProbe)
+		}
+	}
+	if n := len(clusterReapers(reapers)); n > 1 {
+		t.Errorf("%d reapers with --volumes-from=kubernetes, want at most 1", n)
 	}
 
 	// Classes name the driver and the Secret.
@@ -616,6 +653,80 @@ func checkObjects(t *testing.T, r rendered) {
 		checkSecretRefs(t, "VolumeSnapshotClass", vsc.Parameters, []string{"snapshotter", "snapshotter-list"})
 	}
 	_ = secretName
+}
+
+// clusterReapers are the reapers that find the volumes in the cluster.
+func clusterReapers(ds []*appsv1.Deployment) []*appsv1.Deployment {
+	var out []*appsv1.Deployment
+	for _, d := range ds {
+		if slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--volumes-from=kubernetes") {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// TestReaperModes: by default one reaper collects every volume of the
+// driver, found in the cluster; with reaper.volumesFrom empty only the
+// listed volumes are collected, and with the bucket lease those reapers
+// get no API access at all.
+func TestReaperModes(t *testing.T) {
+	reapers := func(r rendered) []*appsv1.Deployment {
+		var out []*appsv1.Deployment
+		for _, o := range r.objs {
+			if d, ok := o.(*appsv1.Deployment); ok && d.Spec.Template.Labels["app.kubernetes.io/component"] == "reaper" {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	def := reapers(render(t, "testdata/minimal.yaml"))
+	if len(def) != 1 || len(clusterReapers(def)) != 1 || !slices.Contains(def[0].Spec.Template.Spec.Containers[0].Args, "--lease=kubernetes") {
+		t.Fatalf("default values: reapers %v, want one --volumes-from=kubernetes with the Kubernetes lease", def)
+	}
+	r := render(t, "testdata/existing-secret.yaml")
+	listed := reapers(r)
+	if len(listed) != 1 || len(clusterReapers(listed)) != 0 {
+		t.Fatalf("volumesFrom empty: %d reapers, %d from the cluster; want the one listed", len(listed), len(clusterReapers(listed)))
+	}
+	for _, o := range r.objs {
+		switch v := o.(type) {
+		case *rbacv1.ClusterRole, *rbacv1.Role:
+			if m, _ := meta.Accessor(v); strings.Contains(m.GetName(), "reaper") {
+				t.Errorf("volumesFrom empty, bucket lease: reaper RBAC %s", m.GetName())
+			}
+		}
+	}
+}
+
+// clusterRoleAllows reports whether a ClusterRole bound (cluster-wide) to
+// the service account sa allows verb on every object of resource.
+func clusterRoleAllows(r rendered, sa, group, resource, verb string) bool {
+	roles := map[string]*rbacv1.ClusterRole{}
+	for _, o := range r.objs {
+		if v, ok := o.(*rbacv1.ClusterRole); ok {
+			roles[v.Name] = v
+		}
+	}
+	for _, o := range r.objs {
+		b, ok := o.(*rbacv1.ClusterRoleBinding)
+		if !ok || b.RoleRef.Kind != "ClusterRole" || roles[b.RoleRef.Name] == nil {
+			continue
+		}
+		bound := false
+		for _, s := range b.Subjects {
+			bound = bound || (s.Kind == "ServiceAccount" && s.Name == sa && s.Namespace == namespace)
+		}
+		if !bound {
+			continue
+		}
+		for _, rule := range roles[b.RoleRef.Name].Rules {
+			if slices.Contains(rule.APIGroups, group) && slices.Contains(rule.Resources, resource) && slices.Contains(rule.Verbs, verb) && len(rule.ResourceNames) == 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // roleNames reports whether a Role bound to the service account sa allows

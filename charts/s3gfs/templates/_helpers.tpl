@@ -125,3 +125,11 @@ those come with each volume's node-stage Secret. */}}
   value: /etc/s3gfs/ca/ca.crt
 {{- end }}
 {{- end -}}
+
+{{/* "true" when the chart runs a reaper: reaper.enabled, and the volumes
+found in the cluster (reaper.volumesFrom) or listed (reaper.volumes). */}}
+{{- define "s3gfs.reaperOn" -}}
+{{- if and .Values.reaper.enabled (or (eq .Values.reaper.volumesFrom "kubernetes") .Values.reaper.volumes) -}}
+true
+{{- end -}}
+{{- end -}}
