@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -45,12 +44,11 @@ type controllerServer struct {
 	guard *guard
 
 	mu    sync.Mutex
-	known map[loc]bool        // buckets (with endpoint and region) seen, for ListSnapshots
-	jobs  map[string]*copyJob // copies in progress, by loc.key()
+	known map[loc]bool // buckets (with endpoint and region) seen, for ListSnapshots
 }
 
 func newControllerServer(cfg ControllerConfig, g *guard) *controllerServer {
-	c := &controllerServer{cfg: cfg, guard: g, known: map[loc]bool{}, jobs: map[string]*copyJob{}}
+	c := &controllerServer{cfg: cfg, guard: g, known: map[loc]bool{}}
 	for _, b := range cfg.ListBuckets {
 		c.known[loc{Bucket: b}] = true
 	}
@@ -89,9 +87,14 @@ type volRecord struct {
 	// SourceBucket is the source's bucket when it is not the volume's own.
 	SourceBucket string `json:"sourceBucket,omitempty"`
 	// SourceSnapshot names the snapshot pin a read-only view mounts.
-	SourceSnapshot string    `json:"sourceSnapshot,omitempty"`
-	AsOf           time.Time `json:"asOf,omitzero"`
-	Created        time.Time `json:"created"`
+	SourceSnapshot string `json:"sourceSnapshot,omitempty"`
+	// ClonePin names the pin in the source that holds a writable volume's
+	// source at AsOf: the volume is a clone (FORMAT.md §16) that reads
+	// what it has not changed from the source. For a source volume it is
+	// the driver's own pin (clonePin), for a snapshot the snapshot's.
+	ClonePin string    `json:"clonePin,omitempty"`
+	AsOf     time.Time `json:"asOf,omitzero"`
+	Created  time.Time `json:"created"`
 	// Deleted: DeleteVolume ran on a volume with onDelete=retain; its
 	// objects stay, the record says they were this driver's.
 	Deleted bool `json:"deleted,omitempty"`
@@ -236,8 +239,13 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 		if srcLoc.Bucket != l.Bucket {
 			want.SourceBucket = srcLoc.Bucket
 		}
-		if want.ReadOnlyView {
+		switch {
+		case want.ReadOnlyView:
 			want.SourceSnapshot = srcSnap
+		case srcSnap != "":
+			want.ClonePin = srcSnap
+		default:
+			want.ClonePin = clonePin(name)
 		}
 	}
 	if want.Source != "" && (srcLoc.Endpoint != l.Endpoint || srcLoc.Region != l.Region) {
@@ -286,9 +294,14 @@ func (c *controllerServer) CreateVolume(ctx context.Context, req *csi.CreateVolu
 				return nil, err
 			}
 		}
-		if want.ReadOnlyView {
-			// Before the record: DeleteSnapshot must never miss a view.
-			if _, err := srcStore.Put(ctx, viewMarker(srcSnap, l.VolumeID()), []byte(name)); err != nil {
+		if srcSnap != "" {
+			// Before the record: DeleteSnapshot must never miss a volume
+			// that needs the snapshot (a view, or a clone of it).
+			marker := viewMarker(srcSnap, l.VolumeID())
+			if !want.ReadOnlyView {
+				marker = cloneMarker(srcSnap, l.VolumeID())
+			}
+			if _, err := srcStore.Put(ctx, marker, []byte(name)); err != nil {
 				return nil, fmt.Errorf("write view marker: %w", err)
 			}
 		}
@@ -370,16 +383,19 @@ func checkFree(ctx context.Context, store objstore.Store, l loc) error {
 	return nil
 }
 
-// sourceTime is the point in time a new volume copies or shows: the
-// snapshot's pin, or for a clone the pin of a temporary snapshot of the
-// source (clonePin), which keeps the reaper from collecting what the copy
-// still has to read; it is deleted once the copy is complete.
+// sourceTime is the point in time a new volume shows: the snapshot's pin,
+// or for a clone of a volume the pin of a snapshot of the source
+// (clonePin) that the driver makes and keeps for the clone's life: it keeps
+// the source's reaper from collecting what the clone reads from it.
 func (c *controllerServer) sourceTime(ctx context.Context, store objstore.Store, src loc, snap, name string) (time.Time, error) {
 	keys, _ := format.NewKeys(src.Prefix)
 	if snap != "" {
 		pin, err := snapshot.Get(ctx, store, keys, snap)
 		if err != nil {
 			return time.Time{}, err
+		}
+		if snapDeleted(ctx, store, src, snap) { // kept only for its clones
+			return time.Time{}, fmt.Errorf("%w: snapshot %s", ErrNotFound, src.SnapshotID(snap))
 		}
 		return pin.Time, waitPast(ctx, store, pin.Time)
 	}
@@ -389,7 +405,7 @@ func (c *controllerServer) sourceTime(ctx context.Context, store objstore.Store,
 		}
 		return time.Time{}, err
 	}
-	pin, err := snapshot.CreateWith(ctx, store, keys, clonePin(name), snapshot.Options{Creator: "s3gfs-csi", Label: "temporary: clone in progress"})
+	pin, err := snapshot.CreateWith(ctx, store, keys, clonePin(name), snapshot.Options{Creator: "s3gfs-csi", Label: "holds the source of clone " + name})
 	if err != nil && !errors.Is(err, snapshot.ErrExists) {
 		return time.Time{}, err
 	}
@@ -417,21 +433,15 @@ func waitPast(ctx context.Context, store objstore.Store, t time.Time) error {
 	}
 }
 
-// clonePinPrefix starts the names of the driver's temporary pins; CSI
-// snapshot names may not use it, and ListSnapshots does not show them.
+// clonePinPrefix starts the names of the pins the driver keeps in a
+// source volume for its clones; CSI snapshot names may not use it, and
+// ListSnapshots does not show them.
 const clonePinPrefix = "csi-clone-"
 
 func clonePin(volumeName string) string { return clonePinPrefix + volumeName }
 
-// copyJob is a copy from a source running in the background: a CSI call
-// that times out leaves it running, and the CO's retry waits for it again.
-type copyJob struct {
-	done chan struct{}
-	err  error
-}
-
 // materialize makes sure the volume of rec exists (finishing an
-// interrupted CreateVolume): formatted, or copied from its source.
+// interrupted CreateVolume): formatted, or made a clone of its source.
 func (c *controllerServer) materialize(ctx context.Context, store, srcStore objstore.Store, l loc, rec *volRecord) error {
 	if rec.ReadOnlyView {
 		return nil
@@ -439,71 +449,78 @@ func (c *controllerServer) materialize(ctx context.Context, store, srcStore objs
 	keys, _ := format.NewKeys(l.Prefix)
 	opts := volume.FormatOptions{ExtentSize: rec.ExtentSize, InlineLimit: rec.InlineLimit}
 	opts.Retention, _ = time.ParseDuration(rec.Retention)
-	if rec.Source != "" {
-		if _, err := store.Head(ctx, keys.Volume()); err == nil {
-			return nil // copied and formatted
-		}
-		c.mu.Lock()
-		j := c.jobs[l.key()]
-		if j == nil {
-			j = &copyJob{done: make(chan struct{})}
-			c.jobs[l.key()] = j
-			go func() {
-				jctx, cancel := context.WithTimeout(context.Background(), 6*time.Hour)
-				defer cancel()
-				j.err = c.copyFromSource(jctx, store, srcStore, l, rec, opts)
-				c.mu.Lock()
-				delete(c.jobs, l.key())
-				c.mu.Unlock()
-				close(j.done)
-			}()
-		}
-		c.mu.Unlock()
-		select {
-		case <-j.done:
-			return j.err
-		case <-ctx.Done():
-			return fmt.Errorf("%w (the copy from %s goes on; a retry waits for it)", ctx.Err(), rec.Source)
-		}
+	if rec.Source == "" {
+		return formatOrCheck(ctx, store, l, opts)
 	}
-	return formatOrCheck(ctx, store, l, opts)
-}
-
-// copyFromSource copies the source at rec.AsOf into l, then formats l with
-// the source's extent size and inline limit, then drops a clone's
-// temporary pin.
-func (c *controllerServer) copyFromSource(ctx context.Context, store, srcStore objstore.Store, l loc, rec *volRecord, opts volume.FormatOptions) error {
-	keys, _ := format.NewKeys(l.Prefix)
-	srcKeys, _ := format.NewKeys(rec.SourcePrefix)
-	srcLoc := l
-	srcLoc.Prefix = rec.SourcePrefix
-	if rec.SourceBucket != "" {
-		srcLoc.Bucket = rec.SourceBucket
+	if _, err := store.Head(ctx, keys.Volume()); err == nil {
+		return nil // made by an earlier call
 	}
-	src, err := volume.Open(ctx, srcStore, srcLoc.URL(), false)
+	// A clone (FORMAT.md §16): its header only; it reads everything it
+	// has not changed from the source at rec.AsOf, which rec.ClonePin
+	// holds. Nothing is copied.
+	src, err := volume.Open(ctx, srcStore, sourceLoc(l, rec).URL(), false)
 	if err != nil {
 		return fmt.Errorf("source volume: %w", err)
 	}
-	opts.ExtentSize, opts.InlineLimit = src.Header.ExtentSize, src.Header.InlineLimit
-	start := time.Now()
-	n, err := copyVolume(ctx, srcStore, store, srcKeys, keys, rec.AsOf)
-	if err != nil {
-		return fmt.Errorf("copy %s as of %s: %w", src.URL, rec.AsOf.Format(time.RFC3339), err)
+	if src.Header.Depth() >= format.MaxCloneDepth {
+		return fmt.Errorf("%w: the source %s is a clone %d levels deep; a clone of it would exceed %d", ErrPrecondition, rec.Source, src.Header.Depth(), format.MaxCloneDepth)
 	}
-	klog.InfoS("copied source", "source", rec.Source, "asOf", rec.AsOf, "volume", l.VolumeID(), "objects", n, "duration", time.Since(start))
-	if err := formatOrCheck(ctx, store, l, opts); err != nil {
+	start := time.Now()
+	_, err = volume.FormatClone(ctx, store, l.URL(), src, rec.ClonePin, rec.AsOf, opts.Retention)
+	if errors.Is(err, volume.ErrExists) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("make the clone: %w", err)
+	}
+	klog.InfoS("made a clone", "source", rec.Source, "asOf", rec.AsOf, "pin", rec.ClonePin, "volume", l.VolumeID(), "duration", time.Since(start))
+	return nil
+}
+
+// sourceLoc is where rec's source volume lives.
+func sourceLoc(l loc, rec *volRecord) loc {
+	src := l
+	src.Prefix = rec.SourcePrefix
+	if rec.SourceBucket != "" {
+		src.Bucket = rec.SourceBucket
+	}
+	return src
+}
+
+// releaseSource lets go of what a deleted clone held in its source (its
+// pin, or its marker on a snapshot), after the clone's objects are gone,
+// and purges the source if it was deleted while the clone needed it.
+func (c *controllerServer) releaseSource(ctx context.Context, l loc, rec *volRecord, secrets map[string]string) error {
+	if rec.ClonePin == "" {
+		return nil
+	}
+	srcLoc := sourceLoc(l, rec)
+	srcStore, err := c.openStore(ctx, srcLoc, secrets)
+	if err != nil {
 		return err
 	}
+	srcKeys, _ := format.NewKeys(srcLoc.Prefix)
 	if strings.HasPrefix(rec.Source, volumeIDTag+":") {
-		if err := snapshot.Delete(ctx, srcStore, srcKeys, clonePin(rec.Name)); err != nil {
-			klog.ErrorS(err, "delete the temporary pin of a clone", "volume", l.VolumeID())
-		}
-		// The source may have been deleted meanwhile, waiting for its pins.
-		if srec, err := getRecord(ctx, srcStore, rec.SourcePrefix); err == nil && srec.Deleted && !srec.Retain {
-			if err := purgeIfUnpinned(ctx, srcStore, srcLoc, srec); err != nil {
-				klog.ErrorS(err, "purge the deleted source of a clone", "volume", srcLoc.VolumeID())
+		err = snapshot.Delete(ctx, srcStore, srcKeys, rec.ClonePin)
+	} else {
+		err = srcStore.Delete(ctx, cloneMarker(rec.ClonePin, l.VolumeID()))
+		if err == nil && snapDeleted(ctx, srcStore, srcLoc, rec.ClonePin) {
+			// The snapshot was deleted while clones needed its pin:
+			// the last of them takes it along.
+			page, lerr := srcStore.List(ctx, clonesPrefix+rec.ClonePin+"/", "", 1)
+			if lerr != nil {
+				return lerr
+			}
+			if len(page.Objects) == 0 {
+				return c.dropSnapshot(ctx, srcStore, srcLoc, rec.ClonePin, secrets)
 			}
 		}
+	}
+	if err != nil && !errors.Is(err, objstore.ErrNoBucket) {
+		return fmt.Errorf("release the source of clone %s: %w", l.VolumeID(), err)
+	}
+	if srec, err := getRecord(ctx, srcStore, srcLoc.Prefix); err == nil && srec.Deleted && !srec.Retain {
+		return c.purgeIfUnpinned(ctx, srcStore, srcLoc, srec, secrets)
 	}
 	return nil
 }
@@ -525,107 +542,6 @@ func formatOrCheck(ctx context.Context, store objstore.Store, l loc, opts volume
 	return err
 }
 
-// copyVolume copies every inode version and extent of the source that
-// existed at asOf (the store's LastModified at or before it, FORMAT §7)
-// into dst. The destination's header is written after it, by Format, so an
-// interrupted copy leaves no mountable volume and is resumed by the retry.
-func copyVolume(ctx context.Context, srcStore, store objstore.Store, src, dst format.Keys, asOf time.Time) (int, error) {
-	// What an interrupted copy already made is not copied again.
-	have := map[string]bool{}
-	for _, prefix := range []string{dst.InodesPrefix(), dst.ExtentsPrefix()} {
-		after := ""
-		for {
-			page, err := store.List(ctx, prefix, after, 0)
-			if err != nil {
-				return 0, err
-			}
-			for _, o := range page.Objects {
-				have[o.Key] = true
-				after = o.Key
-			}
-			if !page.Truncated {
-				break
-			}
-		}
-	}
-	var copied atomic.Int64
-	type job struct{ from, to string }
-	jobs := make(chan job)
-	errc := make(chan error, 1)
-	var wg sync.WaitGroup
-	cctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				body, _, err := srcStore.Get(cctx, j.from)
-				if err == nil {
-					_, err = store.PutIfAbsent(cctx, j.to, body)
-					if errors.Is(err, objstore.ErrExists) {
-						err = nil
-					} else if err == nil {
-						copied.Add(1)
-					}
-				}
-				if err != nil {
-					select {
-					case errc <- err:
-					default:
-					}
-					cancel()
-				}
-			}
-		}()
-	}
-	listErr := func() error {
-		defer close(jobs)
-		for _, prefix := range []string{src.InodesPrefix(), src.ExtentsPrefix()} {
-			after := ""
-			for {
-				page, err := srcStore.List(cctx, prefix, after, 0)
-				if err != nil {
-					return err
-				}
-				for _, o := range page.Objects {
-					after = o.Key
-					if o.LastModified.After(asOf) {
-						continue
-					}
-					var to string
-					if id, v, err := src.ParseInode(o.Key); err == nil {
-						to = dst.Inode(id, v)
-					} else if id, eid, err := src.ParseExtent(o.Key); err == nil {
-						to = dst.Extent(id, eid)
-					} else {
-						continue // not an s3gfs object
-					}
-					if have[to] {
-						continue
-					}
-					select {
-					case jobs <- job{o.Key, to}:
-					case <-cctx.Done():
-						return cctx.Err()
-					}
-				}
-				if !page.Truncated {
-					break
-				}
-			}
-		}
-		return nil
-	}()
-	wg.Wait()
-	select {
-	case err := <-errc:
-		return int(copied.Load()), err
-	default:
-	}
-	return int(copied.Load()), listErr
-}
-
 func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	l, err := parseVolumeID("volume_id", req.GetVolumeId())
 	if errors.Is(err, ErrNotFound) {
@@ -639,12 +555,6 @@ func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 		return nil, err
 	}
 	defer release()
-	c.mu.Lock()
-	copying := c.jobs[l.key()] != nil
-	c.mu.Unlock()
-	if copying {
-		return nil, fmt.Errorf("%w: volume %s is still being copied from its source", ErrInFlight, l.VolumeID())
-	}
 	store, err := c.openStore(ctx, l, req.GetSecrets())
 	if err != nil {
 		return nil, err
@@ -663,7 +573,7 @@ func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 	if rec.Deleted {
 		if !rec.Retain {
 			// Deleted while it had snapshots: finish once they are gone.
-			if err := purgeIfUnpinned(ctx, store, l, rec); err != nil {
+			if err := c.purgeIfUnpinned(ctx, store, l, rec, req.GetSecrets()); err != nil {
 				return nil, err
 			}
 		}
@@ -712,6 +622,9 @@ func (c *controllerServer) DeleteVolume(ctx context.Context, req *csi.DeleteVolu
 	if err := purge(ctx, store, l, rec); err != nil {
 		return nil, err
 	}
+	if err := c.releaseSource(ctx, l, rec, req.GetSecrets()); err != nil {
+		return nil, err
+	}
 	return &csi.DeleteVolumeResponse{}, nil
 }
 
@@ -724,15 +637,19 @@ func viewMarker(snap, viewID string) string {
 	return viewsPrefix + snap + "/" + url.QueryEscape(viewID)
 }
 
-// purgeIfUnpinned purges a volume deleted while it had snapshots once the
-// last of them is gone.
-func purgeIfUnpinned(ctx context.Context, store objstore.Store, l loc, rec *volRecord) error {
+// purgeIfUnpinned purges a volume deleted while it had snapshots or clones
+// (their pins) once the last of them is gone, then releases its own source
+// if it is a clone.
+func (c *controllerServer) purgeIfUnpinned(ctx context.Context, store objstore.Store, l loc, rec *volRecord, secrets map[string]string) error {
 	keys, _ := format.NewKeys(l.Prefix)
 	pins, err := snapshot.List(ctx, store, keys)
 	if err != nil || len(pins) > 0 {
 		return err
 	}
-	return purge(ctx, store, l, rec)
+	if err := purge(ctx, store, l, rec); err != nil {
+		return err
+	}
+	return c.releaseSource(ctx, l, rec, secrets)
 }
 
 // purge deletes a volume's objects and its record (a view has only the

@@ -29,6 +29,54 @@ const snapshotsPrefix = ".s3gfs-csi/snapshots/"
 type snapRecord struct {
 	Version        int    `json:"version"`
 	SourceVolumeID string `json:"sourceVolumeID"`
+	// Deleted: DeleteSnapshot ran while clones restored from the snapshot
+	// still read through its pin. The snapshot is gone for the CO; its
+	// pin goes with the last of those clones (releaseSource).
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// snapDeleted reports whether the snapshot name of the volume at l was
+// deleted while clones kept its pin (a hidden pin).
+func snapDeleted(ctx context.Context, store objstore.Store, l loc, name string) bool {
+	old, _, err := store.Get(ctx, snapshotsPrefix+name)
+	if err != nil {
+		return false
+	}
+	var have snapRecord
+	return json.Unmarshal(old, &have) == nil && have.SourceVolumeID == l.VolumeID() && have.Deleted
+}
+
+// A writable volume restored from a snapshot (a clone) leaves a marker in
+// the snapshot's bucket, clonesPrefix + snapshot name + "/" + escaped
+// clone volume id: the pin stays while one exists.
+const clonesPrefix = ".s3gfs-csi/clones/"
+
+func cloneMarker(snap, cloneID string) string {
+	return clonesPrefix + snap + "/" + url.QueryEscape(cloneID)
+}
+
+// dropSnapshot deletes a snapshot's pin and its name record, and purges
+// its volume if that was deleted and this was its last pin.
+func (c *controllerServer) dropSnapshot(ctx context.Context, store objstore.Store, l loc, name string, secrets map[string]string) error {
+	keys, _ := format.NewKeys(l.Prefix)
+	if err := snapshot.Delete(ctx, store, keys, name); err != nil && !errors.Is(err, objstore.ErrNoBucket) {
+		return err
+	}
+	// The name record only if it names this volume.
+	if old, _, err := store.Get(ctx, snapshotsPrefix+name); err == nil {
+		var have snapRecord
+		if json.Unmarshal(old, &have) == nil && have.SourceVolumeID == l.VolumeID() {
+			if err := store.Delete(ctx, snapshotsPrefix+name); err != nil {
+				return err
+			}
+		}
+	}
+	// The source volume, deleted while it had snapshots, goes with the
+	// last of them.
+	if rec, err := getRecord(ctx, store, l.Prefix); err == nil && rec.Deleted && !rec.Retain {
+		return c.purgeIfUnpinned(ctx, store, l, rec, secrets)
+	}
+	return nil
 }
 
 func snapshotEntry(l loc, pin snapshot.Pin) *csi.Snapshot {
@@ -110,33 +158,41 @@ func (c *controllerServer) DeleteSnapshot(ctx context.Context, req *csi.DeleteSn
 	if err != nil {
 		return nil, err
 	}
-	// A read-only view restored from the snapshot mounts its pin: the
-	// snapshot stays until the view is deleted.
+	// A read-only view restored from the snapshot mounts its pin by name:
+	// the snapshot stays until the view is deleted.
 	if page, err := store.List(ctx, viewsPrefix+name+"/", "", 1); err == nil && len(page.Objects) > 0 {
 		view, _ := url.QueryUnescape(strings.TrimPrefix(page.Objects[0].Key, viewsPrefix+name+"/"))
 		return nil, fmt.Errorf("%w: snapshot %s is in use by volume %s (a read-only view of it); delete that first", ErrPrecondition, req.GetSnapshotId(), clip(view))
 	} else if err != nil && !errors.Is(err, objstore.ErrNoBucket) {
 		return nil, err
 	}
-	keys, _ := format.NewKeys(l.Prefix)
-	if err := snapshot.Delete(ctx, store, keys, name); err != nil && !errors.Is(err, objstore.ErrNoBucket) {
-		return nil, err
-	}
-	// The name record only if it names this volume.
-	if old, _, err := store.Get(ctx, snapshotsPrefix+name); err == nil {
-		var have snapRecord
-		if json.Unmarshal(old, &have) == nil && have.SourceVolumeID == l.VolumeID() {
-			if err := store.Delete(ctx, snapshotsPrefix+name); err != nil {
-				return nil, err
-			}
-		}
-	}
-	// The source volume, deleted while it had snapshots, goes with the
-	// last of them.
-	if rec, err := getRecord(ctx, store, l.Prefix); err == nil && rec.Deleted && !rec.Retain {
-		if err := purgeIfUnpinned(ctx, store, l, rec); err != nil {
+	// Clones restored from it read through its pin: the snapshot goes for
+	// the CO at once, its pin with the last clone (releaseSource).
+	if page, err := store.List(ctx, clonesPrefix+name+"/", "", 1); err == nil && len(page.Objects) > 0 {
+		old, _, err := store.Get(ctx, snapshotsPrefix+name)
+		if err != nil && !errors.Is(err, objstore.ErrNotFound) {
 			return nil, err
 		}
+		var have snapRecord
+		if err == nil && json.Unmarshal(old, &have) == nil && have.SourceVolumeID == l.VolumeID() && !have.Deleted {
+			have.Deleted = true
+			b, _ := json.Marshal(have)
+			if _, err := store.Put(ctx, snapshotsPrefix+name, b); err != nil {
+				return nil, err
+			}
+			return &csi.DeleteSnapshotResponse{}, nil
+		}
+		if err == nil && have.Deleted {
+			return &csi.DeleteSnapshotResponse{}, nil
+		}
+		// No record of this volume's (not the driver's, or another
+		// volume's snapshot of that name): keep the pin for the clones.
+		return nil, fmt.Errorf("%w: snapshot %s is in use by clones restored from it and has no record this driver can mark", ErrPrecondition, req.GetSnapshotId())
+	} else if err != nil && !errors.Is(err, objstore.ErrNoBucket) {
+		return nil, err
+	}
+	if err := c.dropSnapshot(ctx, store, l, name, req.GetSecrets()); err != nil {
+		return nil, err
 	}
 	return &csi.DeleteSnapshotResponse{}, nil
 }
@@ -158,7 +214,7 @@ func (c *controllerServer) ListSnapshots(ctx context.Context, req *csi.ListSnaps
 		}
 		keys, _ := format.NewKeys(l.Prefix)
 		pin, err := snapshot.Get(ctx, store, keys, name)
-		if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, objstore.ErrNoBucket) {
+		if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, objstore.ErrNoBucket) || (err == nil && snapDeleted(ctx, store, l, name)) {
 			return &csi.ListSnapshotsResponse{}, nil
 		}
 		if err != nil && !errors.Is(err, snapshot.ErrCorrupt) {
@@ -234,7 +290,7 @@ func pinsOf(ctx context.Context, store objstore.Store, l loc) ([]*csi.Snapshot, 
 	}
 	var out []*csi.Snapshot
 	for _, p := range pins {
-		if validateName("", p.Name) == nil && !strings.HasPrefix(p.Name, clonePinPrefix) {
+		if validateName("", p.Name) == nil && !strings.HasPrefix(p.Name, clonePinPrefix) && !snapDeleted(ctx, store, l, p.Name) {
 			out = append(out, snapshotEntry(l, p))
 		}
 	}
@@ -252,7 +308,7 @@ func (c *controllerServer) GetSnapshot(ctx context.Context, req *csi.GetSnapshot
 	}
 	keys, _ := format.NewKeys(l.Prefix)
 	pin, err := snapshot.Get(ctx, store, keys, name)
-	if errors.Is(err, objstore.ErrNoBucket) {
+	if errors.Is(err, objstore.ErrNoBucket) || (err == nil && snapDeleted(ctx, store, l, name)) {
 		return nil, fmt.Errorf("%w: snapshot %s", ErrNotFound, req.GetSnapshotId())
 	}
 	if err != nil && !errors.Is(err, snapshot.ErrCorrupt) {

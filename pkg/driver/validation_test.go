@@ -469,14 +469,27 @@ func TestSnapshotOutlivesVolume(t *testing.T) {
 	if n := srcKeys(); n == 0 {
 		t.Fatal("the volume went with its first snapshot of two")
 	}
+	// The restored volume is a clone reading through snap-a's pin: the
+	// snapshot is gone for the CO, its pin and the source stay.
+	_, err = p.ctrl.GetSnapshot(ctx, &csi.GetSnapshotRequest{SnapshotId: snaps[0], Secrets: p.secrets})
+	wantCode(t, "GetSnapshot of a deleted snapshot a clone still reads through", err, codes.NotFound, "")
+	if list, err := p.ctrl.ListSnapshots(ctx, &csi.ListSnapshotsRequest{SourceVolumeId: r.Volume.VolumeId, Secrets: p.secrets}); err != nil || len(list.Entries) != 1 {
+		t.Errorf("ListSnapshots after one of two was deleted: %v %v", list, err)
+	}
+	if _, err := p.ctrl.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: snaps[0], Secrets: p.secrets}); err != nil {
+		t.Fatal("DeleteSnapshot again:", err)
+	}
 	if _, err := p.ctrl.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: snaps[1], Secrets: p.secrets}); err != nil {
 		t.Fatal(err)
 	}
-	if n := srcKeys(); n != 0 {
-		t.Errorf("%d objects of the deleted volume left after its last snapshot went", n)
+	if n := srcKeys(); n == 0 {
+		t.Fatal("the volume went while a clone restored from its snapshot still reads it")
 	}
 	if _, err := p.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: restored.Volume.VolumeId, Secrets: p.secrets}); err != nil {
 		t.Fatal(err)
+	}
+	if n := srcKeys(); n != 0 {
+		t.Errorf("%d objects of the deleted volume left after its last snapshot and clone went", n)
 	}
 	if keys := keysOf(t, p.s3, bucket); len(keys) != 0 {
 		t.Errorf("left in the bucket: %q", keys)

@@ -109,6 +109,13 @@ type BucketCreator interface {
 	EnsureBucket(ctx context.Context) error
 }
 
+// BucketSwitcher is implemented by stores that can reach another bucket of
+// the same object store with the same endpoint and credentials (a clone's
+// source may live in another bucket).
+type BucketSwitcher interface {
+	ForBucket(bucket string) Store
+}
+
 // Clock is implemented by stores that can tell their own current time.
 // s3gfs compares versions, pings and retention against the store's clock,
 // never a client's (protocol invariant 6), so "now" comes from here.

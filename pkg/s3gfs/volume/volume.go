@@ -209,7 +209,8 @@ func Open(ctx context.Context, store objstore.Store, u URL, writable bool) (*Vol
 }
 
 // OpenWith is Open, reaching the buckets of a clone's sources other than
-// its own with storeFor (nil: a source in another bucket is an error).
+// its own with storeFor (nil: through the store itself if it is an
+// objstore.BucketSwitcher, else a source in another bucket is an error).
 func OpenWith(ctx context.Context, store objstore.Store, u URL, writable bool, storeFor StoreOpener) (*Volume, error) {
 	v, err := openHeader(ctx, store, u)
 	if err != nil {
@@ -263,6 +264,9 @@ func (v *Volume) openChain(ctx context.Context, storeFor StoreOpener) error {
 		c := up.Header.Clone
 		st := stores[c.Bucket]
 		if st == nil {
+			if sw, ok := v.Store.(objstore.BucketSwitcher); ok && storeFor == nil {
+				storeFor = func(_ context.Context, b string) (objstore.Store, error) { return sw.ForBucket(b), nil }
+			}
 			if storeFor == nil {
 				return fmt.Errorf("%s: %w: its source s3://%s/%s is in another bucket and no way to reach it was given", up.URL, ErrBadChain, c.Bucket, c.Prefix)
 			}

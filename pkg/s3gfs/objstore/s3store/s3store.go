@@ -107,9 +107,16 @@ type Store struct {
 }
 
 var (
-	_ objstore.Store         = (*Store)(nil)
-	_ objstore.BucketCreator = (*Store)(nil)
+	_ objstore.Store          = (*Store)(nil)
+	_ objstore.BucketCreator  = (*Store)(nil)
+	_ objstore.BucketSwitcher = (*Store)(nil)
 )
+
+// ForBucket returns a Store for another bucket of the same server, with the
+// same client, credentials and in-flight bound.
+func (s *Store) ForBucket(bucket string) objstore.Store {
+	return &Store{client: s.client, bucket: bucket, region: s.region, sem: s.sem, maxAttempts: s.maxAttempts, retryer: s.retryer}
+}
 
 // New returns a Store for cfg.Bucket. It does not contact the server; use
 // objstore.Probe or EnsureBucket to check the store is usable.
