@@ -28,6 +28,7 @@ var commands = []command{
 	{"mount", "mount a volume with FUSE", runMount},
 	{"hosts", "list the live and lapsed hosts of a volume", runHosts},
 	{"snapshot", "create, list or delete snapshots (pins) of a volume", runSnapshot},
+	{"clone", "make a writable clone of a volume at once, copying nothing", runClone},
 	{"gc", "run one reaper pass: delete what no one can read any more", runGC},
 	{"reaper", "run reaper passes continuously, with Prometheus metrics", runReaper},
 	{"retention", "show or set how far back a volume stays mountable", runRetention},

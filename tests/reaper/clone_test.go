@@ -145,3 +145,38 @@ func TestCloneOnRealMounts(t *testing.T) {
 		t.Errorf("the clone's unchanged d/sub/deep after gc: %v", err)
 	}
 }
+
+// TestCloneCommand: s3gfs clone, from now and from a snapshot, on real
+// mounts.
+func TestCloneCommand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	a := f.mount()
+	write(t, a.path("f"), []byte("one"))
+	time.Sleep(1100 * time.Millisecond)
+	f.mustRun("snapshot", "create", f.url.String(), "s1")
+	time.Sleep(1100 * time.Millisecond)
+	write(t, a.path("f"), []byte("two"))
+	a.stop()
+	now := volume.URL{Bucket: f.url.Bucket, Prefix: "now"}
+	then := volume.URL{Bucket: f.url.Bucket, Prefix: "then"}
+	if out := f.mustRun("clone", f.url.String(), now.String()); !strings.Contains(out, "cloned") {
+		t.Fatalf("clone: %s", out)
+	}
+	f.mustRun("clone", "--snapshot", "s1", f.url.String(), then.String())
+	if _, err := f.run("clone", f.url.String(), then.String()); err == nil {
+		t.Error("a clone over an existing volume was made")
+	}
+	for u, want := range map[volume.URL]string{now: "two", then: "one"} {
+		h := (&fixture{t: t, srv: f.srv, store: f.store, url: u}).mount()
+		got, err := os.ReadFile(h.path("f"))
+		if err != nil || string(got) != want {
+			t.Errorf("clone %s: f = %q, %v; want %q", u, got, err, want)
+		}
+		write(t, h.path("f"), []byte("mine"))
+	}
+	b := f.mount()
+	if got, err := os.ReadFile(b.path("f")); err != nil || string(got) != "two" {
+		t.Errorf("the source after its clones wrote: %q, %v", got, err)
+	}
+}
