@@ -116,9 +116,11 @@ or seen the lease held, and its last lease attempt and discovery worked).`, stde
 		if err != nil {
 			return fmt.Errorf("--volumes-from kubernetes: %w", err)
 		}
+		s3 := &k8svolumes.S3{Endpoint: f.store.endpoint, Region: f.store.region}
 		c := &k8svolumes.Collector{
 			Finder:    &k8svolumes.Finder{Client: client, Snapshots: snaps, Driver: *driverName, Logger: log},
-			Open:      k8svolumes.S3Opener(f.store.endpoint, f.store.region),
+			Open:      s3.Open,
+			Kept:      s3.Kept,
 			Metrics:   metrics,
 			Discovery: k8svolumes.NewMetrics(reg),
 			Logger:    log,

@@ -254,3 +254,42 @@ func Clip(s string) string {
 	}
 	return s
 }
+
+// RecordsPrefix starts the keys of the CSI controller's volume records,
+// one per volume it made, in the volume's bucket and outside every
+// volume's keys (no prefix segment starts with '.').
+const RecordsPrefix = ".s3gfs-csi/volumes/"
+
+// RecordKey is the key of the record of the volume at prefix.
+func RecordKey(prefix string) string { return RecordsPrefix + url.QueryEscape("/"+prefix) }
+
+// RecordPrefix returns the volume prefix a record key names, if key is
+// one.
+func RecordPrefix(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, RecordsPrefix)
+	if !ok {
+		return "", false
+	}
+	p, err := url.QueryUnescape(rest)
+	if err != nil || !strings.HasPrefix(p, "/") || RecordKey(p[1:]) != key {
+		return "", false
+	}
+	return p[1:], true
+}
+
+// Record is what the reaper reads of a controller's volume record (the
+// controller's own type has more).
+type Record struct {
+	Version  int    `json:"version"`
+	Prefix   string `json:"prefix"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Region   string `json:"region,omitempty"`
+	// Retain: the volume's objects stay when it is deleted.
+	Retain bool `json:"retain,omitempty"`
+	// ReadOnlyView: the volume is a view of a snapshot, with no objects of
+	// its own.
+	ReadOnlyView bool `json:"readOnlyView,omitempty"`
+	// Deleted: DeleteVolume ran, but the objects stay (retained, or until
+	// the last snapshot or clone of the volume is gone).
+	Deleted bool `json:"deleted,omitempty"`
+}

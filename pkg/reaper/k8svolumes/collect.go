@@ -28,6 +28,13 @@ type Collector struct {
 	// volume is there (the volume is skipped quietly). S3Opener is the one
 	// s3gfs reaper uses.
 	Open func(ctx context.Context, l volumeid.Loc) (*volume.Volume, error)
+	// Kept, when set, lists the volumes of a bucket that the CSI
+	// controller deleted but keeps for their snapshots or clones (S3.Kept),
+	// skipping the prefixes known reports. It is asked about every bucket
+	// a found volume lives in, so that such a volume is collected even when
+	// no VolumeSnapshotContent names it (a clone's pin, a content deleted
+	// with deletionPolicy Retain).
+	Kept func(ctx context.Context, bucket volumeid.Loc, known func(prefix string) bool) ([]volumeid.Loc, error)
 	// Config is the configuration of each volume's pass.
 	Config reaper.Config
 	// VolumeLease, when set, is the lease held around each volume's pass
@@ -128,6 +135,7 @@ func (c *Collector) Pass(held context.Context) (*PassReport, error) {
 		}
 		return nil, err
 	}
+	c.addKept(held, found)
 	pr := &PassReport{Found: found}
 	if c.Discovery != nil {
 		c.Discovery.volumes.Set(float64(len(found.Volumes)))
@@ -169,6 +177,48 @@ func (c *Collector) Pass(held context.Context) (*PassReport, error) {
 		c.Metrics.Succeeded()
 	}
 	return pr, nil
+}
+
+// addKept adds to found the volumes the controller's records say are
+// deleted but kept, in the buckets of the volumes found.
+func (c *Collector) addKept(ctx context.Context, found *Found) {
+	if c.Kept == nil {
+		return
+	}
+	type bucketKey struct{ bucket, endpoint, region string }
+	known := map[bucketKey]map[string]bool{}
+	for _, v := range found.Volumes {
+		k := bucketKey{v.Loc.Bucket, v.Loc.Endpoint, v.Loc.Region}
+		if known[k] == nil {
+			known[k] = map[string]bool{}
+		}
+		known[k][v.Loc.Prefix] = true
+	}
+	byBucket := map[string]map[string]bool{} // bucket -> prefixes found, any endpoint
+	for k, ps := range known {
+		if byBucket[k.bucket] == nil {
+			byBucket[k.bucket] = map[string]bool{}
+		}
+		for p := range ps {
+			byBucket[k.bucket][p] = true
+		}
+	}
+	added := map[volumeid.Loc]bool{}
+	for k := range known {
+		locs, err := c.Kept(ctx, volumeid.Loc{Bucket: k.bucket, Endpoint: k.endpoint, Region: k.region}, func(p string) bool { return byBucket[k.bucket][p] })
+		if err != nil {
+			c.log().Warn("cannot read the CSI controller's records: volumes deleted but kept for their snapshots or clones are not collected this pass",
+				"bucket", k.bucket, "err", err)
+			continue
+		}
+		for _, l := range locs {
+			if !added[l] && !byBucket[l.Bucket][l.Prefix] {
+				added[l] = true
+				found.Volumes = append(found.Volumes, &Volume{Loc: l, Deleted: true})
+			}
+		}
+	}
+	sort.Slice(found.Volumes, func(i, j int) bool { return found.Volumes[i].ID() < found.Volumes[j].ID() })
 }
 
 // forgetGone drops the metric series of volumes no longer found.

@@ -179,8 +179,10 @@ func (v *tvol) fsck(t *testing.T) {
 
 // TestCollectEndToEnd: volumes of one versitygw bucket found from fake
 // PersistentVolumes and VolumeSnapshotContents are collected, each with
-// its own pass: the two live volumes and a volume whose PV is gone but
-// whose snapshot remains shrink; what every snapshot shows survives and
+// its own pass: the two live volumes, a volume whose PV is gone but whose
+// snapshot remains, and one the controller's record says is deleted but
+// kept for a clone's pin, shrink; a volume deleted with onDelete=retain is
+// left alone; what every snapshot shows survives and
 // stays readable; a volume of another driver is never touched; foreign
 // and invalid handles are skipped; a read-only view (no objects of its
 // own) is skipped quietly; a VolumeSnapshotContent whose pin is missing
@@ -201,6 +203,8 @@ func TestCollectEndToEnd(t *testing.T) {
 	b := newVol(t, store, "pvs/b")
 	c := newVol(t, store, "pvs/c")   // its PV deleted; kept for its snapshot
 	z := newVol(t, store, "other/z") // another driver's PV names it
+	d := newVol(t, store, "pvs/d")   // deleted, kept for a clone: only the controller's record says so
+	e := newVol(t, store, "pvs/e")   // deleted with onDelete=retain: left alone
 	put(t, a.fs, "f", body("a1"))
 	pinA := a.pin(t, "snap-a")
 	put(t, a.fs, "f", body("a2"))
@@ -214,12 +218,32 @@ func TestCollectEndToEnd(t *testing.T) {
 	put(t, c.fs, "h", body("c3"))
 	put(t, z.fs, "k", body("z1"))
 	put(t, z.fs, "k", body("z2"))
-	for _, v := range []*tvol{a, b, c, z} {
+	put(t, d.fs, "m", body("d1"))
+	pinD := d.pin(t, "csi-clone-pvc-x")
+	put(t, d.fs, "m", body("d2"))
+	put(t, d.fs, "m", body("d3"))
+	put(t, e.fs, "n", body("e1"))
+	put(t, e.fs, "n", body("e2"))
+	for _, v := range []*tvol{a, b, c, z, d, e} {
 		if err := v.fs.Close(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	view := volumeid.Loc{Bucket: bkt, Prefix: "pvs/view"} // a read-only view: a record, no objects
+	// The CSI controller's records (only their keys and the fields the
+	// reaper reads; the controller's have more).
+	for key, rec := range map[string]string{
+		volumeid.RecordKey("pvs/a"):    `{"version":1,"prefix":"pvs/a"}`,
+		volumeid.RecordKey("pvs/view"): `{"version":1,"prefix":"pvs/view","readOnlyView":true,"deleted":true}`,
+		volumeid.RecordKey("pvs/d"):    `{"version":1,"prefix":"pvs/d","deleted":true}`,
+		volumeid.RecordKey("pvs/e"):    `{"version":1,"prefix":"pvs/e","deleted":true,"retain":true}`,
+		volumeid.RecordKey("other/z"):  `{"version":1,"prefix":"pvs/a","deleted":true}`, // lies about its prefix
+		volumeid.RecordKey("pvs/junk"): `not json`,
+	} {
+		if _, err := store.Put(t.Context(), key, []byte(rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	kube := fake.NewClientset(
 		csiPV("pv-a", drv, a.loc.VolumeID()),
@@ -235,16 +259,18 @@ func TestCollectEndToEnd(t *testing.T) {
 		content("snapcontent-lost", drv, b.loc.SnapshotID("lost"), false), // its pin is gone
 	)
 	newCollector := func(reg *prometheus.Registry) *k8svolumes.Collector {
+		s3 := &k8svolumes.S3{Endpoint: srv.Endpoint, Region: srv.Region}
 		return &k8svolumes.Collector{
 			Finder:    &k8svolumes.Finder{Client: kube, Snapshots: snaps, Logger: quiet},
-			Open:      k8svolumes.S3Opener(srv.Endpoint, srv.Region),
+			Open:      s3.Open,
+			Kept:      s3.Kept,
 			Config:    reaper.Config{Retention: 0, Grace: 5 * time.Second, Owner: "test-reaper"},
 			Metrics:   reaper.NewMetrics(reg),
 			Discovery: k8svolumes.NewMetrics(reg),
 			Logger:    quiet,
 		}
 	}
-	before := map[*tvol]int{a: a.count(t), b: b.count(t), c: c.count(t), z: z.count(t)}
+	before := map[*tvol]int{a: a.count(t), b: b.count(t), c: c.count(t), z: z.count(t), d: d.count(t), e: e.count(t)}
 	// Past the grace period (at least 5 s without pings) by the store's clock.
 	last, err := hosts.ServerNow(t.Context(), store)
 	if err != nil {
@@ -271,7 +297,7 @@ func TestCollectEndToEnd(t *testing.T) {
 	if len(pr.Results) != 1 || pr.Results[0].Err == nil {
 		t.Fatalf("pass that lost the lease went on: %+v", pr.Results)
 	}
-	for _, v := range []*tvol{a, b, c} {
+	for _, v := range []*tvol{a, b, c, d} {
 		v.fsck(t)
 	}
 
@@ -285,7 +311,7 @@ func TestCollectEndToEnd(t *testing.T) {
 	for _, r := range pr.Results {
 		res[r.Volume] = r
 	}
-	for _, v := range []*tvol{a, b, c} {
+	for _, v := range []*tvol{a, b, c, d} {
 		r, ok := res[v.loc.VolumeID()]
 		if !ok || r.Err != nil || r.Skip != "" || r.Report == nil {
 			t.Fatalf("%s: not collected: %+v", v.loc.VolumeID(), r)
@@ -304,8 +330,11 @@ func TestCollectEndToEnd(t *testing.T) {
 	if _, ok := res[z.loc.VolumeID()]; ok || z.count(t) != before[z] {
 		t.Errorf("another driver's volume was collected: %d objects, had %d", z.count(t), before[z])
 	}
-	if len(pr.Results) != 4 {
-		t.Errorf("%d results, want 4 (a, b, c, view): %+v", len(pr.Results), pr.Results)
+	if _, ok := res[e.loc.VolumeID()]; ok || e.count(t) != before[e] {
+		t.Errorf("a retained deleted volume was collected: %d objects, had %d", e.count(t), before[e])
+	}
+	if len(pr.Results) != 5 {
+		t.Errorf("%d results, want 5 (a, b, c, d, view): %+v", len(pr.Results), pr.Results)
 	}
 	var skipped []string
 	for _, s := range pr.Found.Skipped {
@@ -328,6 +357,7 @@ func TestCollectEndToEnd(t *testing.T) {
 		{a, "f", pinA.Time, body("a1")}, {a, "f", time.Time{}, body("a3")},
 		{b, "g", time.Time{}, body("b3")},
 		{c, "h", pinC.Time, body("c2")}, {c, "h", time.Time{}, body("c3")},
+		{d, "m", pinD.Time, body("d1")}, {d, "m", time.Time{}, body("d3")},
 	} {
 		if got := c.v.readAt(t, c.name, c.at); !bytes.Equal(got, c.want) {
 			t.Errorf("%s %s as of %v: %d bytes %.8q..., want %.8q...", c.v.loc.VolumeID(), c.name, c.at, len(got), got, c.want)
@@ -336,7 +366,7 @@ func TestCollectEndToEnd(t *testing.T) {
 
 	// The metrics say the same.
 	for name, want := range map[string]float64{
-		"s3gfs_reaper_discovered_volumes":    4,
+		"s3gfs_reaper_discovered_volumes":    5,
 		"s3gfs_reaper_skipped_handles":       2,
 		"s3gfs_reaper_snapshot_pins_missing": 1,
 	} {

@@ -54,6 +54,9 @@ type Volume struct {
 	PVs []string
 	// Snapshots are the VolumeSnapshotContents of its snapshots.
 	Snapshots []Snapshot
+	// Deleted: found from the CSI controller's record of a volume deleted
+	// while snapshots or clones of it remain (Collector.Kept).
+	Deleted bool
 }
 
 // ID is the volume's CSI volume id.

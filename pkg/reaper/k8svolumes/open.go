@@ -2,65 +2,141 @@ package k8svolumes
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore/s3store"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/volume"
 	"github.com/s3gfs/s3gfs/pkg/volumeid"
 )
 
-// S3Opener returns a Collector.Open that reaches each volume's bucket with
-// the process's own AWS credentials (the SDK's default chain: in the chart,
-// the reaper's Secret as AWS_* variables), at the endpoint and region its
-// id names, else at endpoint and region ("" = the SDK's defaults). The
-// StorageClasses' provisioner secrets are never read. The first time it
-// opens a volume it also checks that the store honours conditional writes
-// (the reaper's record and lease rely on them).
+// S3 reaches the volumes' buckets with the process's own AWS credentials
+// (the SDK's default chain: in the chart, the reaper's Secret as AWS_*
+// variables), at the endpoint and region a volume's id names, else at
+// Endpoint and Region ("" = the SDK's defaults). The StorageClasses'
+// provisioner secrets are never read. Its Open and Kept are a Collector's.
+type S3 struct {
+	Endpoint, Region string
+
+	mu     sync.Mutex
+	stores map[storeKey]*s3store.Store
+	probed map[volumeid.Loc]bool
+}
+
+type storeKey struct{ bucket, endpoint, region string }
+
+// S3Opener is (&S3{Endpoint: endpoint, Region: region}).Open.
 func S3Opener(endpoint, region string) func(ctx context.Context, l volumeid.Loc) (*volume.Volume, error) {
-	type storeKey struct{ bucket, endpoint, region string }
-	var mu sync.Mutex
-	stores := map[storeKey]*s3store.Store{}
-	probed := map[volumeid.Loc]bool{}
-	return func(ctx context.Context, l volumeid.Loc) (*volume.Volume, error) {
-		k := storeKey{l.Bucket, l.Endpoint, l.Region}
-		if k.endpoint == "" {
-			k.endpoint = endpoint
-		}
-		if k.region == "" {
-			k.region = region
-		}
-		mu.Lock()
-		st := stores[k]
-		mu.Unlock()
-		if st == nil {
-			var err error
-			st, err = s3store.New(ctx, s3store.Config{Bucket: k.bucket, Endpoint: k.endpoint, Region: k.region})
-			if err != nil {
-				return nil, fmt.Errorf("object store: %w", err)
-			}
-			mu.Lock()
-			stores[k] = st
-			mu.Unlock()
-		}
-		octx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		vol, err := volume.Open(octx, st, l.URL(), false)
-		if err != nil {
+	return (&S3{Endpoint: endpoint, Region: region}).Open
+}
+
+func (s *S3) store(ctx context.Context, l volumeid.Loc) (*s3store.Store, error) {
+	k := storeKey{l.Bucket, l.Endpoint, l.Region}
+	if k.endpoint == "" {
+		k.endpoint = s.Endpoint
+	}
+	if k.region == "" {
+		k.region = s.Region
+	}
+	s.mu.Lock()
+	st := s.stores[k]
+	s.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	st, err := s3store.New(ctx, s3store.Config{Bucket: k.bucket, Endpoint: k.endpoint, Region: k.region})
+	if err != nil {
+		return nil, fmt.Errorf("object store: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stores == nil {
+		s.stores = map[storeKey]*s3store.Store{}
+	}
+	s.stores[k] = st
+	return st, nil
+}
+
+// Open opens the volume at l. The first time it opens a volume it also
+// checks that the store honours conditional writes (the reaper's record
+// and lease rely on them).
+func (s *S3) Open(ctx context.Context, l volumeid.Loc) (*volume.Volume, error) {
+	st, err := s.store(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	vol, err := volume.Open(octx, st, l.URL(), false)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	done := s.probed[l]
+	s.mu.Unlock()
+	if !done {
+		if err := volume.Probe(octx, st, vol.Keys); err != nil {
 			return nil, err
 		}
-		mu.Lock()
-		done := probed[l]
-		mu.Unlock()
-		if !done {
-			if err := volume.Probe(octx, st, vol.Keys); err != nil {
-				return nil, err
-			}
-			mu.Lock()
-			probed[l] = true
-			mu.Unlock()
+		s.mu.Lock()
+		if s.probed == nil {
+			s.probed = map[volumeid.Loc]bool{}
 		}
-		return vol, nil
+		s.probed[l] = true
+		s.mu.Unlock()
+	}
+	return vol, nil
+}
+
+// Kept lists the volumes of bucket's bucket that the CSI controller's
+// records say were deleted but keep their objects until their last
+// snapshot or clone is gone (not those retained on purpose, nor read-only
+// views, which have no objects). Records whose prefix known reports are
+// not read. A record that makes no sense is skipped.
+func (s *S3) Kept(ctx context.Context, bucket volumeid.Loc, known func(prefix string) bool) ([]volumeid.Loc, error) {
+	st, err := s.store(ctx, bucket)
+	if err != nil {
+		return nil, err
+	}
+	var out []volumeid.Loc
+	after := ""
+	for {
+		page, err := st.List(ctx, volumeid.RecordsPrefix, after, 0)
+		if errors.Is(err, objstore.ErrNoBucket) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list %s in bucket %s: %w", volumeid.RecordsPrefix, bucket.Bucket, err)
+		}
+		for _, o := range page.Objects {
+			after = o.Key
+			prefix, ok := volumeid.RecordPrefix(o.Key)
+			if !ok || known(prefix) || o.Size > 64<<10 {
+				continue
+			}
+			b, _, err := st.Get(ctx, o.Key)
+			if errors.Is(err, objstore.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read %s in bucket %s: %w", o.Key, bucket.Bucket, err)
+			}
+			var r volumeid.Record
+			if json.Unmarshal(b, &r) != nil || r.Version != 1 || r.Prefix != prefix || !r.Deleted || r.Retain || r.ReadOnlyView {
+				continue
+			}
+			l := volumeid.Loc{Bucket: bucket.Bucket, Prefix: prefix, Endpoint: r.Endpoint, Region: r.Region}
+			if l.Validate("record") != nil {
+				continue
+			}
+			out = append(out, l)
+		}
+		if !page.Truncated {
+			return out, nil
+		}
 	}
 }
