@@ -31,9 +31,10 @@ service account, elsewhere --kubeconfig).
 
 With --volumes-from kubernetes it takes no volume URL: each pass it finds
 the volumes to collect in the cluster, from the PersistentVolumes of the
-CSI driver --driver-name (their volume handles) and from its
-VolumeSnapshotContents (a volume deleted while snapshots of it remain
-keeps its objects until the last goes), then collects each in turn.
+CSI driver --driver-name (their volume handles), from its
+VolumeSnapshotContents, and from the driver's records in those buckets
+(a volume deleted while snapshots or clones of it remain keeps its
+objects until the last goes), then collects each in turn.
 Handles that name no s3gfs volume are logged and skipped. Each
 VolumeSnapshotContent's snapshot pin is checked: a missing one is logged
 and counted (s3gfs_reaper_snapshot_pins_missing). With --lease kubernetes
@@ -42,7 +43,7 @@ one Lease covers all the volumes, and losing it stops the pass at once
 volume's own lease is taken around its pass. It reaches the buckets with
 its own AWS credentials (the SDK's chain), at the endpoint and region the
 volume id names, else --endpoint and --region; it reads no Secret. It
-needs list on persistentvolumes and volumesnapshotcontents.
+needs list on persistentvolumes, get and list on volumesnapshotcontents.
 
 With --metrics-addr it serves Prometheus metrics at /metrics, and /healthz
 (200 while the process runs its loop) and /readyz (200 once it has taken
