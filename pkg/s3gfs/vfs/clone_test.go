@@ -345,3 +345,63 @@ func rawHeaderWithFeatures(t *testing.T, h *format.Volume) []byte {
 	p = append(p[:len(p)-1], byte(feat)) // features is the last field, one byte
 	return format.Seal(format.KindVolume, p)
 }
+
+// FORMAT.md §16.2: a level whose versions of an inode are all newer than
+// its time is passed through; a level whose visible version is corrupt is
+// read back to an older readable one there, and never passed through.
+func TestCloneLevelsPassThroughAndCorruption(t *testing.T) {
+	e := newEnv(t)
+	src := e.engine()
+	_, f, g, _, fdata := sourceTree(t, src)
+	h := open(t, src, f, true)
+	write(t, src, h, []byte("V-LATEST"), 0) // f's newest before the pin
+	closeH(t, src, h)
+	want := append([]byte(nil), fdata...)
+	copy(want, "V-LATEST")
+	c1, _ := e.cloneOf("c1", "p1")
+	c2, _ := c1.cloneOf("c2", "p2")
+	// c1 changes f and g only after c2's pin: c2 passes c1 through.
+	fs1 := c1.engine()
+	h = open(t, fs1, f, true)
+	write(t, fs1, h, []byte("C1-LATER"), 0)
+	closeH(t, fs1, h)
+	must(t, fs1.Unlink(ctx, lookup(t, fs1, root, "d").Ino, "g"))
+	fs2 := c2.engine()
+	sameBytes(t, readFile(t, fs2, f), want, "c2 passes through c1's later versions")
+	if got := readFile(t, fs2, g); string(got) != "small" {
+		t.Fatalf("c2 sees c1's later tombstone of g: %q", got)
+	}
+
+	// The source's version of f visible at the pin is corrupt: an older
+	// one is read there.
+	vs := e.versions(f)
+	if len(vs) < 2 {
+		t.Fatalf("test setup: f has versions %v", vs)
+	}
+	key := e.vol.Keys.Inode(f, vs[0])
+	good, _, err := e.store.Get(ctx, key)
+	must(t, err)
+	bad := append([]byte(nil), good...)
+	bad[len(bad)/2] ^= 0xff
+	_, err = e.store.Put(ctx, key, bad)
+	must(t, err)
+	c3, _ := e.cloneOf("c3", "p3")
+	if got := readFile(t, c3.engine(), f); !bytes.Equal(got, fdata) {
+		t.Fatalf("with its newest version corrupt the clone does not read the older one")
+	}
+	if !strings.Contains(e.log.String(), "skipping corrupt inode version of a clone's source") {
+		t.Errorf("the corrupt source version was not logged")
+	}
+	// Every version of f in the source corrupt: EIO, never a fall-through.
+	for _, v := range vs {
+		k := e.vol.Keys.Inode(f, v)
+		obj, _, err := e.store.Get(ctx, k)
+		must(t, err)
+		obj[len(obj)/2] ^= 0x55
+		_, err = e.store.Put(ctx, k, obj)
+		must(t, err)
+	}
+	c4, _ := e.cloneOf("c4", "p4")
+	_, err = c4.engine().GetAttr(ctx, f)
+	wantErr(t, err, vfs.ErrCorrupt, "a clone whose source's versions of f are all corrupt")
+}
