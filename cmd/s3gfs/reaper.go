@@ -178,7 +178,9 @@ or seen the lease held, and its last lease attempt and discovery worked).`, stde
 				lease.Release(ctx)
 			}
 			held, err = lease.Acquire(ctx)
-			if err != nil {
+			if err == nil {
+				health.set(true, "holding the lease")
+			} else {
 				held = nil
 				metrics.LeaseHeld(false)
 				if errors.Is(err, reaper.ErrLeaseHeld) {
