@@ -290,52 +290,57 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 		}{"the reaper's horizon", rec.Horizon})
 	}
 	if vol.Header.Clone != nil {
-		// Entries of a clone may name inodes only its source has; the
-		// walk does not fall through (yet), so it is not done.
-		r.Warnings = append(r.Warnings, "a clone: directory entries and orphans are not checked (entries may name the source's inodes); its references into the source were")
-	} else {
-		if s.inodes[format.RootID] == nil {
-			damage("the root directory (inode %016x) has no version", format.RootID)
+		// Entries of a clone may name inodes only its sources have: the
+		// walk falls through to every level at its instant (§16.2, C4).
+		for _, lv := range vol.Chain {
+			ls, err := newScan(ctx, lv.Volume)
+			if err != nil {
+				return nil, fmt.Errorf("list the clone's source %s: %w", lv.URL, err)
+			}
+			s.below = append(s.below, levelScan{s: ls, at: lv.At})
 		}
-		reachedNow := map[uint64]bool{}
-		for vi, v := range views {
-			err := s.walk(ctx, v.t, func(id uint64, x *versionScan, parent uint64, name string) {
-				if vi == 0 {
-					reachedNow[id] = true
+	}
+	if _, _, x := s.resolve(format.RootID, time.Time{}); x == nil {
+		damage("the root directory (inode %016x) has no version", format.RootID)
+	}
+	reachedNow := map[uint64]bool{}
+	for vi, v := range views {
+		err := s.walk(ctx, v.t, func(id uint64, x *versionScan, parent uint64, name string) {
+			if vi == 0 {
+				reachedNow[id] = true
+			}
+			if id == format.RootID {
+				return
+			}
+			if x == nil || (x.n != nil && x.n.Kind == format.KindTombstone) {
+				if recheckAt(ctx, s, id, v.t) {
+					return // created or changed since the listing
 				}
-				if id == format.RootID {
+				if x != nil {
+					// rmdir tombstones the directory before it removes
+					// its name (W5): a crash between leaves this entry,
+					// which hosts drop when they meet it.
+					mu.Lock()
+					r.Warnings = append(r.Warnings, fmt.Sprintf("entry %q of directory %016x names inode %016x, which is deleted (a tombstone) at %s", name, parent, id, v.name))
+					mu.Unlock()
 					return
 				}
-				if x == nil || (x.n != nil && x.n.Kind == format.KindTombstone) {
-					if recheckAt(ctx, s, id, v.t) {
-						return // created or changed since the listing
-					}
-					if x != nil {
-						// rmdir tombstones the directory before it removes
-						// its name (W5): a crash between leaves this entry,
-						// which hosts drop when they meet it.
-						mu.Lock()
-						r.Warnings = append(r.Warnings, fmt.Sprintf("entry %q of directory %016x names inode %016x, which is deleted (a tombstone) at %s", name, parent, id, v.name))
-						mu.Unlock()
-						return
-					}
-					damage("entry %q of directory %016x names inode %016x, which has no version at %s", name, parent, id, v.name)
-				}
-			}, func(id uint64, x *versionScan, err error) {})
-			if err != nil {
-				return nil, err
+				damage("entry %q of directory %016x names inode %016x, which has no version at %s", name, parent, id, v.name)
 			}
+		}, func(id uint64, x *versionScan, err error) {})
+		if err != nil {
+			return nil, err
 		}
-		for _, id := range ids {
-			in := s.inodes[id]
-			if reachedNow[id] {
-				continue
-			}
-			if x := in.newest(); x.n != nil && x.n.Kind == format.KindTombstone {
-				continue
-			}
-			r.Orphans = append(r.Orphans, id)
+	}
+	for _, id := range ids {
+		in := s.inodes[id]
+		if reachedNow[id] {
+			continue
 		}
+		if x := in.newest(); x.n != nil && x.n.Kind == format.KindTombstone {
+			continue
+		}
+		r.Orphans = append(r.Orphans, id)
 	}
 
 	// The other objects decode.

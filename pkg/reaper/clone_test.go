@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/s3gfs/s3gfs/pkg/reaper"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/snapshot"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
@@ -227,4 +229,49 @@ func (e *tenv) newestOf(id uint64) *format.Inode {
 		e.t.Fatal(err)
 	}
 	return n
+}
+
+// fsck of a clone walks through to its source (C4): an entry whose inode
+// the source lost (as if its reaper had ignored the pin) is damage, and so
+// is a missing source extent the clone names.
+func TestCheckCloneFallsThrough(t *testing.T) {
+	e := newTEnv(t)
+	src := e.host()
+	put(t, src, "d/x", []byte("xx"))
+	put(t, src, "d/big", bytes.Repeat([]byte{3}, 2*extSize))
+	e.advance(time.Second)
+	c, _ := e.cloneOf("c", "csi-clone-c")
+	cl := c.host()
+	writeAt(t, cl, "d/big", []byte("C"), 0) // names the source's extent 1
+	r := c.fsck()
+	if len(r.Orphans) != 0 {
+		t.Fatalf("a healthy clone has orphans: %v", r.Orphans)
+	}
+	xid, err := lookup(e.host(), "d/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bid, _ := lookup(e.host(), "d/big")
+	var lost []string
+	lost = append(lost, e.keysUnder(e.vol.Keys.InodeDir(xid))...)
+	for _, x := range c.newestOf(bid).Extents {
+		if x.Origin == 1 {
+			lost = append(lost, e.vol.Keys.Extent(bid, x.EID))
+		}
+	}
+	if err := e.store.DeleteMany(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	vol, err := volume.Open(ctx, c.store, c.url, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := reaper.Check(ctx, vol, reaper.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := fmt.Sprint(r2.Damage)
+	if !strings.Contains(joined, fmt.Sprintf("names inode %016x, which has no version", xid)) || !strings.Contains(joined, "of its source") {
+		t.Fatalf("fsck of a clone whose source lost objects: %q", r2.Damage)
+	}
 }

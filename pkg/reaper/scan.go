@@ -24,6 +24,36 @@ type scan struct {
 	inodes  map[uint64]*inodeScan
 	extents map[uint64][]extentScan // by inode id
 	strays  []objstore.ObjectInfo   // keys under i/ or d/ that are not s3gfs keys
+
+	// below: for a clone, the scans of its chain's levels, each seen at
+	// its instant; walk falls through to them (FORMAT.md §16.2). Only
+	// fsck sets it.
+	below []levelScan
+}
+
+type levelScan struct {
+	s  *scan
+	at time.Time
+}
+
+// resolve finds the version of inode id a view of the volume at t shows:
+// its own, else (for a clone whose scan has levels below) the first
+// level's with a version visible at that level's instant. It returns the
+// scan that holds it, or nil when no level has one.
+func (s *scan) resolve(id uint64, t time.Time) (*scan, *inodeScan, *versionScan) {
+	if in := s.inodes[id]; in != nil {
+		if x := in.at(t); x != nil {
+			return s, in, x
+		}
+	}
+	for _, l := range s.below {
+		if in := l.s.inodes[id]; in != nil {
+			if x := in.at(l.at); x != nil {
+				return l.s, in, x
+			}
+		}
+	}
+	return nil, nil, nil
 }
 
 type inodeScan struct {
@@ -255,31 +285,28 @@ func (s *scan) dirEntries(ctx context.Context, in *inodeScan, x *versionScan) (m
 // dangles: no version of the child exists at t). Directories whose entries
 // cannot be built are reported through bad; their subtrees are not walked.
 func (s *scan) walk(ctx context.Context, t time.Time, visit func(id uint64, x *versionScan, parent uint64, name string), bad func(id uint64, x *versionScan, err error)) error {
-	root := s.inodes[format.RootID]
-	if root == nil {
-		return nil
-	}
 	seen := map[uint64]bool{format.RootID: true}
 	type item struct {
+		s  *scan // the level holding x
 		in *inodeScan
 		x  *versionScan
 	}
-	rx := root.at(t)
+	rs, root, rx := s.resolve(format.RootID, t)
 	if rx == nil {
 		return nil // the volume had no root yet at t
 	}
 	visit(format.RootID, rx, 0, "")
-	queue := []item{{root, rx}}
+	queue := []item{{rs, root, rx}}
 	for len(queue) > 0 {
 		it := queue[0]
 		queue = queue[1:]
-		if err := s.load(ctx, it.in.id, []*versionScan{it.x}); err != nil {
+		if err := it.s.load(ctx, it.in.id, []*versionScan{it.x}); err != nil {
 			return err
 		}
 		if it.x.err == nil && it.x.n.Kind != format.KindDir {
 			continue // a tombstoned directory named by a stale entry: nothing below
 		}
-		entries, err := s.dirEntries(ctx, it.in, it.x)
+		entries, err := it.s.dirEntries(ctx, it.in, it.x)
 		if err != nil {
 			if errors.Is(err, format.ErrCorrupt) || errors.Is(err, format.ErrUnsupported) || errors.Is(err, errVanished) || it.x.err != nil {
 				bad(it.in.id, it.x, err)
@@ -298,14 +325,10 @@ func (s *scan) walk(ctx context.Context, t time.Time, visit func(id uint64, x *v
 				continue
 			}
 			seen[e.Child] = true
-			cin := s.inodes[e.Child]
-			var cx *versionScan
-			if cin != nil {
-				cx = cin.at(t)
-			}
+			cs, cin, cx := s.resolve(e.Child, t)
 			visit(e.Child, cx, it.in.id, name)
 			if cx != nil && e.ChildKind == format.KindDir {
-				queue = append(queue, item{cin, cx})
+				queue = append(queue, item{cs, cin, cx})
 			}
 		}
 	}
