@@ -175,7 +175,15 @@ type dirOp struct {
 	// is removed, so the type and emptiness checks of a replacing put do
 	// not apply).
 	exchange bool
+	// notSame: a rename's put, which fails with errSameInode when name
+	// already refers to child (POSIX: renaming one name of an inode onto
+	// another does nothing; across directories, another host's move of
+	// the same inode has put this name, and it is that move's, not ours).
+	notSame bool
 }
+
+// errSameInode: a rename's new name already refers to the inode it moves.
+var errSameInode = errors.New("the new name already refers to the inode")
 
 // dirChange is a set of entry changes applied to one directory atomically,
 // possibly group-committed in one version with other changes.
@@ -371,8 +379,10 @@ func (dir *inode) evalChangeLocked(c *dirChange, overlay map[string]*format.Entr
 			switch {
 			case op.noReplace:
 				return fmt.Errorf("%q: %w", op.name, ErrExist)
+			case old.Child == op.child && op.notSame:
+				return fmt.Errorf("%q: %w", op.name, errSameInode)
 			case old.Child == op.child:
-				continue // already there (e.g. renaming a name onto a hard link of itself)
+				continue // already there
 			case old.ChildKind == format.KindDir && op.kind != format.KindDir:
 				return fmt.Errorf("%q: %w", op.name, ErrIsDir)
 			case old.ChildKind != format.KindDir && op.kind == format.KindDir:

@@ -615,11 +615,18 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 			replaceDir = te.Child
 		}
 	}
-	put := dirOp{name: newName, child: se.Child, kind: se.ChildKind, noReplace: noReplace, replaceDir: replaceDir}
+	put := dirOp{name: newName, child: se.Child, kind: se.ChildKind, noReplace: noReplace, replaceDir: replaceDir, notSame: true}
 	remove := dirOp{name: oldName, remove: true, child: se.Child}
 	if src == dst {
 		ch := &dirChange{ops: []dirOp{remove, put}}
 		if err := fs.applyDir(ctx, src, ch); err != nil {
+			if errors.Is(err, errSameInode) {
+				// Both names refer to one inode by now (another host's
+				// rename across directories left them): POSIX rename does
+				// nothing. (Going on would remove oldName without dropping
+				// the inode's link count.)
+				return nil
+			}
 			if replacedDir != nil {
 				fs.restoreDir(ctx, dst, newName, replaceDir, replacedDir)
 			}
@@ -658,6 +665,15 @@ func (fs *FS) renameAcross(ctx context.Context, src, dst *inode, se format.Entry
 	}
 	ch := &dirChange{ops: []dirOp{put}}
 	if err := fs.applyDir(ctx, dst, ch); err != nil {
+		if errors.Is(err, errSameInode) {
+			// Another host's move of this same inode has just put this
+			// very name (its transient name, W6). It is not this host's to
+			// take back, nor is the old name this host's to remove: that
+			// move goes on, or takes its name back, by itself. Taken as
+			// a move that lost the race (which one did, or will).
+			dropMoveLink()
+			return fmt.Errorf("rename source %q is being moved to %q by another host: %w", oldName, newName, ErrNotExist)
+		}
 		landed, known := false, decided(err)
 		if !known {
 			// The store failed in a way that leaves open whether the new

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
@@ -189,6 +190,72 @@ func TestRacingRenamesOntoOneName(t *testing.T) {
 			case n.Kind != format.KindTombstone && int(n.Nlink) != names[id]:
 				t.Fatalf("round %d: %016x has %d names but link count %d", round, id, names[id], n.Nlink)
 			}
+		}
+	}
+}
+
+// TestRacingMovesOfOneFileOntoOneName: hosts move one file onto one name
+// at once (and another moves it elsewhere). A move whose new name was
+// already put by another host's move of the same file must neither take
+// that name back nor remove the old name under it: the file keeps at
+// least one name, and its link count equals its number of names. (The
+// second move's put found the name in place and did nothing; the move
+// then went on as if the name were its own, leaving a file with one name
+// and link count 2, or with no name.)
+func TestRacingMovesOfOneFileOntoOneName(t *testing.T) {
+	e := newEnv(t)
+	var fss []*vfs.FS
+	for i := 0; i < 4; i++ {
+		fss = append(fss, e.engine())
+	}
+	src, dst, other := mkdir(t, fss[0], root, "src"), mkdir(t, fss[0], root, "dst"), mkdir(t, fss[0], root, "other")
+	// Random latency on every request, so that the moves interleave.
+	r := rand.New(rand.NewPCG(11, 11))
+	var rmu sync.Mutex
+	delay := func(memstore.Op, string) error {
+		rmu.Lock()
+		d := time.Duration(r.IntN(1000)) * time.Microsecond
+		rmu.Unlock()
+		time.Sleep(d)
+		return nil
+	}
+	for round := 0; round < 60; round++ {
+		name := fmt.Sprintf("f%d", round)
+		id := writeFile(t, fss[0], src, name, []byte("content"))
+		for _, fs := range fss {
+			lookup(t, fs, src, name)
+		}
+		e.store.SetHooks(memstore.Hooks{Before: delay})
+		var wg sync.WaitGroup
+		errs := make([]error, len(fss))
+		for i, fs := range fss {
+			to := dst
+			if i == len(fss)-1 {
+				to = other
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = fs.Rename(context.Background(), src, name, to, name, 0)
+			}()
+		}
+		wg.Wait()
+		e.store.SetHooks(memstore.Hooks{})
+		for i, err := range errs {
+			if err != nil && !errors.Is(err, vfs.ErrNotExist) {
+				t.Fatalf("round %d: host %d: %v", round, i, err)
+			}
+		}
+		fresh := e.engine()
+		found := 0
+		for _, d := range []uint64{src, dst, other} {
+			if a, err := fresh.Lookup(context.Background(), d, name); err == nil && a.Ino == id {
+				found++
+			}
+		}
+		n := e.newest(id)
+		if found == 0 || n.Kind != format.KindFile || int(n.Nlink) != found {
+			t.Fatalf("round %d: the file has %d names; its newest version is kind %v with nlink %d (renames: %v)", round, found, n.Kind, n.Nlink, errs)
 		}
 	}
 }
