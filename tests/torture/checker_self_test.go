@@ -248,6 +248,21 @@ func TestCheckerKernelNoopRename(t *testing.T) {
 	h.op(1, OpRename, "a/3", "a/0", 1000, 1005, OK, 0, 0)
 	h.op(2, OpRename, "a/3", "a/0", 1260, 1260, OK, 0, 0)
 	expect(t, "stale rename", h, tree{"a": dirNode(1), "a/0": fileNode(100, content(w))}, "")
+
+	// The mirror case (make load, seed 765800623): host 1 moves a/1 to
+	// b/1; host 2, with a/1 still cached, renames b/1 back to a/1 and the
+	// kernel says yes without asking; b/1 stays, and host 2 renames it on.
+	h = &hist{}
+	h.op(0, OpMkdir, "a", "", 0, 5, OK, 0, 0)
+	h.op(0, OpMkdir, "b", "", 6, 8, OK, 0, 0)
+	w = h.op(1, OpExcl, "a/1", "", 10, 20, OK, 100, 1)
+	h.op(1, OpRename, "a/1", "b/1", 1000, 1700, OK, 0, 0)
+	h.op(2, OpRename, "b/1", "a/1", 1701, 1730, OK, 0, 0)
+	h.op(2, OpRename, "b/1", "b/2", 2400, 2500, OK, 0, 0)
+	expect(t, "stale rename back", h, tree{"a": dirNode(1), "b": dirNode(2), "b/2": fileNode(100, content(w))}, "")
+	// Without the first move, nothing explains it.
+	h.ops = append(h.ops[:3:3], h.ops[4:]...)
+	expect(t, "rename back without a move", h, tree{"a": dirNode(1), "b": dirNode(2), "b/2": fileNode(100, content(w))}, "precondition")
 }
 
 // A cross-directory rename that fails with ENOENT (its source moved away

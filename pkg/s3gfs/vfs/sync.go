@@ -429,8 +429,9 @@ func (fs *FS) followPeers(ctx context.Context) error {
 				continue
 			}
 			if _, err := fs.keys.ParsePing(o.Key); err != nil {
-				// Not a ping (FORMAT §15.4 G9): log it once per change.
-				fs.log.Warn("ignoring an object under the pings that is not an s3gfs key", "key", o.Key)
+				// Not a ping (FORMAT §15.4 G9; also a store's temporary
+				// file of a ping being written, which versitygw lists).
+				fs.log.Debug("ignoring an object under the pings that is not an s3gfs key", "key", o.Key)
 				s.mu.Lock()
 				s.etags[o.Key] = o.ETag
 				s.mu.Unlock()
