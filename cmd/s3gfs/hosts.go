@@ -52,6 +52,9 @@ Times are the object store's.`, stderr)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "HOST\tNODE\tSTATE\tLAST PING\tMODE\tMOUNTED\tOLDEST VERSION HELD")
 	for _, h := range list {
+		if h.Stray {
+			continue // not a ping (a store's temporary file, or not s3gfs's)
+		}
 		if h.Err != nil {
 			fmt.Fprintf(w, "%s\t-\tunreadable\t%s ago\t-\t-\t%v\n", h.Key, h.Age.Round(time.Second), h.Err)
 			continue
