@@ -71,7 +71,7 @@ func TestCrash(t *testing.T) {
 	v := newVolume(t)
 	h := v.mount()
 	for _, d := range dirs {
-		if err := os.Mkdir(h.path(d), 0o755); err != nil {
+		if err := os.Mkdir(h.Path(d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -90,14 +90,14 @@ func TestCrash(t *testing.T) {
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		for _, w := range workers {
-			w.root = h.dir
+			w.root = h.Dir
 			wg.Add(1)
 			go func() { defer wg.Done(); w.run(stop) }()
 		}
 		after := 200*time.Millisecond + time.Duration(rng.Int64N(int64(2500*time.Millisecond)))
 		time.Sleep(after)
 		killed.Store(true)
-		h.kill()
+		h.Kill()
 		killedAt := time.Now()
 		close(stop)
 		waitOrFatal(t, &wg, 2*time.Minute, "workers did not return after the mount was killed")
@@ -110,7 +110,7 @@ func TestCrash(t *testing.T) {
 		// half a second after the kill is exactly what the kill left.
 		time.Sleep(time.Until(killedAt.Add(time.Second)))
 		h = v.mount()
-		if obs, err := walk(h.dir); err == nil {
+		if obs, err := walk(h.Dir); err == nil {
 			crashes = append(crashes, crashView{k: k, at: killedAt.Add(500 * time.Millisecond), tree: summarize(obs)})
 		}
 		problems, notes := checkAfterCrash(h, workers, outcomes, false)
@@ -147,7 +147,7 @@ func TestCrash(t *testing.T) {
 
 	// A clean end: unmount, fsck, one reaper pass, fsck, and a fresh
 	// mount must show exactly the model.
-	if err := h.stop(); err != nil {
+	if err := h.Stop(); err != nil {
 		t.Fatalf("clean unmount of the last host: %v\n%s", err, tail(h.log.String(), 40))
 	}
 	checkPointInTime(t, v, crashes, rng)
@@ -166,13 +166,13 @@ func TestCrash(t *testing.T) {
 	// A name an interrupted rmdir left listed is removed by the first
 	// host whose lookup meets it, in the background: give this one the
 	// chance before the final check.
-	walk(h.dir)
+	walk(h.Dir)
 	time.Sleep(2 * time.Second)
 	problems, _ := checkAfterCrash(h, workers, outcomes, true)
 	if len(problems) > 0 {
 		t.Fatalf("after gc, a fresh mount differs from the model:\n%s", strings.Join(problems, "\n"))
 	}
-	if err := h.stop(); err != nil {
+	if err := h.Stop(); err != nil {
 		t.Fatalf("unmount: %v", err)
 	}
 }
@@ -195,7 +195,7 @@ func waitOrFatal(t *testing.T, wg *sync.WaitGroup, within time.Duration, what st
 // read-write host removes the entry once a lookup meets it); such a name
 // is accepted until final, when it must have been cleaned up.
 func checkAfterCrash(h *host, workers []*worker, outcomes map[string]int, final bool) (problems, notes []string) {
-	obs, err := walk(h.dir)
+	obs, err := walk(h.Dir)
 	if err != nil {
 		return []string{"walking the tree after the crash: " + err.Error()}, nil
 	}
@@ -239,7 +239,7 @@ func checkAfterCrash(h *host, workers []*worker, outcomes map[string]int, final 
 			}
 			if len(at) == 2 {
 				// Both names (W6): remove the old one, as a user would.
-				if err := os.Remove(h.path(f.paths[0])); err != nil {
+				if err := os.Remove(h.Path(f.paths[0])); err != nil {
 					problems = append(problems, fmt.Sprintf("%v: removing the old of its two names: %v", f, err))
 				}
 				at = at[1:]
@@ -363,7 +363,7 @@ func checkPointInTime(t *testing.T, v *volumeFixture, crashes []crashView, rng *
 	rng.Shuffle(len(crashes), func(i, j int) { crashes[i], crashes[j] = crashes[j], crashes[i] })
 	for _, c := range crashes[:min(len(crashes), 3)] {
 		h := v.mount("--as-of", c.at.UTC().Format(time.RFC3339Nano))
-		obs, err := walk(h.dir)
+		obs, err := walk(h.Dir)
 		if err != nil {
 			t.Fatalf("mount --as-of the instant of kill %d: %v", c.k, err)
 		}
@@ -379,7 +379,7 @@ func checkPointInTime(t *testing.T, v *volumeFixture, crashes []crashView, rng *
 				diffs = append(diffs, fmt.Sprintf("%s: absent after the kill, as of its instant %q", p, g))
 			}
 		}
-		if err := h.stop(); err != nil {
+		if err := h.Stop(); err != nil {
 			t.Errorf("unmount of the --as-of mount: %v", err)
 		}
 		if len(diffs) > 0 {

@@ -33,7 +33,7 @@ func TestTransientFaultsInvisible(t *testing.T) {
 	a := v.mount(true, 250*time.Millisecond, 30*time.Second)
 	b := v.mount(false, 250*time.Millisecond, 30*time.Second)
 	for _, d := range []string{"x", "y"} {
-		if err := os.Mkdir(a.path(d), 0o755); err != nil {
+		if err := os.Mkdir(a.Path(d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -53,7 +53,7 @@ func TestTransientFaultsInvisible(t *testing.T) {
 		case x < 5 || len(names) < 3:
 			name := fmt.Sprintf("%s/f%d", []string{"x", "y"}[rng.IntN(2)], ops)
 			data := pattern(fmt.Sprintf("f%d", ops), rng.IntN(200<<10))
-			if err := os.WriteFile(a.path(name), data, 0o644); err != nil {
+			if err := os.WriteFile(a.Path(name), data, 0o644); err != nil {
 				t.Fatalf("op %d: write %s (%d bytes) under transient faults: %v", ops, name, len(data), err)
 			}
 			if _, ok := want[name]; !ok {
@@ -62,7 +62,7 @@ func TestTransientFaultsInvisible(t *testing.T) {
 			want[name] = data
 		case x < 7:
 			name := names[rng.IntN(len(names))]
-			got, err := os.ReadFile(a.path(name))
+			got, err := os.ReadFile(a.Path(name))
 			if err != nil || !bytes.Equal(got, want[name]) {
 				t.Fatalf("op %d: read %s under transient faults: %d bytes (want %d), %v", ops, name, len(got), len(want[name]), err)
 			}
@@ -70,7 +70,7 @@ func TestTransientFaultsInvisible(t *testing.T) {
 			i := rng.IntN(len(names))
 			old := names[i]
 			to := fmt.Sprintf("%s/r%d", []string{"x", "y"}[rng.IntN(2)], ops)
-			if err := os.Rename(a.path(old), a.path(to)); err != nil {
+			if err := os.Rename(a.Path(old), a.Path(to)); err != nil {
 				t.Fatalf("op %d: rename %s %s under transient faults: %v", ops, old, to, err)
 			}
 			want[to] = want[old]
@@ -78,7 +78,7 @@ func TestTransientFaultsInvisible(t *testing.T) {
 			names[i] = to
 		default:
 			i := rng.IntN(len(names))
-			if err := os.Remove(a.path(names[i])); err != nil {
+			if err := os.Remove(a.Path(names[i])); err != nil {
 				t.Fatalf("op %d: unlink %s under transient faults: %v", ops, names[i], err)
 			}
 			delete(want, names[i])
@@ -94,7 +94,7 @@ func TestTransientFaultsInvisible(t *testing.T) {
 	// The other host sees exactly the result.
 	eventually(t, 20*time.Second, "host b sees host a's tree", func() error {
 		for _, d := range []string{"x", "y"} {
-			es, err := os.ReadDir(b.path(d))
+			es, err := os.ReadDir(b.Path(d))
 			if err != nil {
 				return err
 			}
@@ -105,7 +105,7 @@ func TestTransientFaultsInvisible(t *testing.T) {
 			}
 		}
 		for name, data := range want {
-			got, err := os.ReadFile(b.path(name))
+			got, err := os.ReadFile(b.Path(name))
 			if err != nil {
 				return err
 			}
@@ -177,7 +177,7 @@ func TestCorruptResponsesNeverReturned(t *testing.T) {
 		"small": pattern("small", 100),   // inline in its inode version
 	}
 	for name, data := range files {
-		if err := os.WriteFile(b.path(name), data, 0o644); err != nil {
+		if err := os.WriteFile(b.Path(name), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -185,7 +185,7 @@ func TestCorruptResponsesNeverReturned(t *testing.T) {
 	a := v.mountAt(p.srv.URL, nil, 250*time.Millisecond, 30*time.Second)
 	eventually(t, 10*time.Second, "files visible on a", func() error {
 		for name := range files {
-			if _, err := os.Stat(a.path(name)); err != nil {
+			if _, err := os.Stat(a.Path(name)); err != nil {
 				return err
 			}
 		}
@@ -195,13 +195,13 @@ func TestCorruptResponsesNeverReturned(t *testing.T) {
 	// A file host a has never seen: its inode version (data inline) must
 	// come through the damaged store.
 	files["late"] = pattern("late", 200)
-	if err := os.WriteFile(b.path("late"), files["late"], 0o644); err != nil {
+	if err := os.WriteFile(b.Path("late"), files["late"], 0o644); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond) // past the kernel's caches and a sync
 	for name, data := range files {
 		for i := 0; i < 3; i++ {
-			got, err := os.ReadFile(a.path(name))
+			got, err := os.ReadFile(a.Path(name))
 			switch {
 			case err == nil && !bytes.Equal(got, data):
 				t.Fatalf("read %s through a store returning damaged bytes: got %d bytes that differ from what was written: damaged data reached a reader", name, len(got))
@@ -219,7 +219,7 @@ func TestCorruptResponsesNeverReturned(t *testing.T) {
 	p.on.Store(false)
 	eventually(t, 30*time.Second, "reads on a return the right data again", func() error {
 		for name, data := range files {
-			got, err := os.ReadFile(a.path(name))
+			got, err := os.ReadFile(a.Path(name))
 			if err != nil {
 				return err
 			}

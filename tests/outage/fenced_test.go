@@ -22,7 +22,7 @@ func TestFencedFsyncFailsAtOnce(t *testing.T) {
 	}
 	v := newVolume(t)
 	a := v.mount(true, outageSync, outageExpiry)
-	f, err := os.OpenFile(a.path("pending"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(a.Path("pending"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,16 +69,16 @@ func TestStalledStoreFailsInFlightOperations(t *testing.T) {
 	v := newVolume(t)
 	a := v.mount(true, outageSync, outageExpiry)
 	b := v.mount(false, outageSync, outageExpiry)
-	if err := os.WriteFile(b.path("cold"), pattern("cold", 300<<10), 0o644); err != nil {
+	if err := os.WriteFile(b.Path("cold"), pattern("cold", 300<<10), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "cold visible on a", func() error { _, err := os.Stat(a.path("cold")); return err })
+	eventually(t, 10*time.Second, "cold visible on a", func() error { _, err := os.Stat(a.Path("cold")); return err })
 	time.Sleep(1500 * time.Millisecond) // past the kernel's attribute and entry caches
 	a.proxy.Pause(true)
 	defer a.proxy.Pause(false)
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() { _, err := os.ReadFile(a.path("cold")); done <- err }()
+	go func() { _, err := os.ReadFile(a.Path("cold")); done <- err }()
 	bound := outageExpiry + 10*time.Second
 	select {
 	case err := <-done:

@@ -2,14 +2,8 @@ package outage
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,64 +24,16 @@ type volumeFixture struct {
 }
 
 func newVolume(t *testing.T) *volumeFixture {
-	testenv.RequireFUSE(t)
-	srv := testenv.S3(t)
-	store := srv.NewBucket(t)
-	u := volume.URL{Bucket: store.Bucket(), Prefix: "outage"}
-	if _, err := volume.Format(t.Context(), store, u, volume.FormatOptions{ExtentSize: format.MinExtentSize}); err != nil {
-		t.Fatal(err)
-	}
+	srv, u := testenv.NewVolume(t, "outage", volume.FormatOptions{ExtentSize: format.MinExtentSize})
 	return &volumeFixture{t: t, srv: srv, url: u}
-}
-
-func (v *volumeFixture) env() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env,
-		"AWS_ACCESS_KEY_ID="+v.srv.AccessKey,
-		"AWS_SECRET_ACCESS_KEY="+v.srv.SecretKey,
-		"AWS_REGION="+v.srv.Region,
-		"AWS_CONFIG_FILE=/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-		"AWS_EC2_METADATA_DISABLED=true",
-	)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 4<<20 {
-		return len(p), nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // host is one `s3gfs mount` process, reaching the store through its own
 // fault proxy when proxied.
 type host struct {
-	name  string
-	dir   string
+	*testenv.Mount
 	proxy *faultproxy.Proxy // nil: straight to the server
-	cmd   *exec.Cmd
-	done  chan error
-	log   *syncBuffer
-	ended bool
-	exit  error
+	log   *testenv.LogBuffer
 }
 
 // mount starts a host with the given sync interval and host expiry,
@@ -111,97 +57,28 @@ func (v *volumeFixture) mountAt(endpoint string, p *faultproxy.Proxy, sync, expi
 	t := v.t
 	t.Helper()
 	v.n++
-	h := &host{name: fmt.Sprintf("outage-h%d", v.n), dir: t.TempDir(), proxy: p, done: make(chan error, 1), log: &syncBuffer{}}
-	h.cmd = exec.Command(testenv.Binary(t), "mount", "--endpoint", endpoint,
+	name := fmt.Sprintf("outage-h%d", v.n)
+	h := &host{proxy: p, log: &testenv.LogBuffer{}}
+	h.Mount = testenv.StartMount(t, v.srv, name, t.TempDir(), h.log, "--endpoint", endpoint,
 		"--sync-interval", sync.String(), "--host-expiry", expiry.String(),
-		"--node-name", h.name, v.url.String(), h.dir)
-	h.cmd.Env = v.env()
-	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
-	if err := h.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { h.done <- h.cmd.Wait() }()
-	t.Cleanup(func() {
-		if h.proxy != nil {
-			h.proxy.Pause(false)
-			h.proxy.Partition(false)
-		}
-		h.stop()
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for !testenv.IsMounted(h.dir) {
-		select {
-		case err := <-h.done:
-			h.ended, h.exit = true, err
-			t.Fatalf("%s: mount exited early: %v\n%s", h.name, err, h.log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: mount not ready\n%s", h.name, h.log)
-		}
-		time.Sleep(20 * time.Millisecond)
+		"--node-name", name, v.url.String())
+	if p != nil {
+		// Runs before the mount's own cleanup stops it: the store must be
+		// reachable for the unmount to write back.
+		t.Cleanup(func() { p.Pause(false); p.Partition(false) })
 	}
 	return h
-}
-
-func (h *host) path(p string) string { return filepath.Join(h.dir, p) }
-
-func (h *host) stop() error {
-	if h.ended {
-		return h.exit
-	}
-	h.ended = true
-	if testenv.IsMounted(h.dir) {
-		for i := 0; i < 100; i++ {
-			err := syscall.Unmount(h.dir, 0)
-			if err == nil || err == syscall.EINVAL {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	select {
-	case h.exit = <-h.done:
-	case <-time.After(2 * time.Minute):
-		h.cmd.Process.Kill()
-		syscall.Unmount(h.dir, syscall.MNT_DETACH)
-		h.exit = fmt.Errorf("%s did not exit within 2m of the unmount", h.name)
-	}
-	return h.exit
 }
 
 // fsck runs `s3gfs fsck` on the volume and returns its output and exit
 // status.
 func (v *volumeFixture) fsck() (string, int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, testenv.Binary(v.t), "fsck", "--endpoint", v.srv.Endpoint, v.url.String())
-	cmd.Env = v.env()
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return string(out), 0
-	case errors.As(err, &ee):
-		return string(out), ee.ExitCode()
-	default:
-		return string(out) + err.Error(), -1
-	}
+	return testenv.Run(v.t, v.srv, 5*time.Minute, "fsck", "--endpoint", v.srv.Endpoint, v.url.String())
 }
 
 func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, within, what, cond)
 }
 
 func errnoOf(err error) syscall.Errno {

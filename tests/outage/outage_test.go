@@ -64,10 +64,10 @@ func longOutage(t *testing.T, stall bool) {
 	// Before the outage: data a wrote and read (cached on a), a file b
 	// wrote that a has looked up but never read (not cached on a), and a
 	// file a is writing, not yet acknowledged.
-	if err := os.MkdirAll(a.path("keep"), 0o755); err != nil {
+	if err := os.MkdirAll(a.Path("keep"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "keep visible on b", func() error { _, err := os.Stat(b.path("keep")); return err })
+	eventually(t, 10*time.Second, "keep visible on b", func() error { _, err := os.Stat(b.Path("keep")); return err })
 	warm := pattern("warm", 300<<10)
 	small := pattern("small", 100)
 	cold := pattern("cold", 400<<10)
@@ -76,22 +76,22 @@ func longOutage(t *testing.T, stall bool) {
 		name string
 		data []byte
 	}{{a, "keep/warm", warm}, {a, "keep/small", small}, {b, "keep/cold", cold}} {
-		if err := os.WriteFile(f.h.path(f.name), f.data, 0o644); err != nil {
+		if err := os.WriteFile(f.h.Path(f.name), f.data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got, err := os.ReadFile(a.path("keep/warm")); err != nil || !bytes.Equal(got, warm) {
+	if got, err := os.ReadFile(a.Path("keep/warm")); err != nil || !bytes.Equal(got, warm) {
 		t.Fatalf("read keep/warm before the outage: %d bytes, %v", len(got), err)
 	}
 	eventually(t, 10*time.Second, "keep/cold visible on a", func() error {
-		st, err := os.Stat(a.path("keep/cold"))
+		st, err := os.Stat(a.Path("keep/cold"))
 		if err == nil && st.Size() != int64(len(cold)) {
 			err = fmt.Errorf("size %d", st.Size())
 		}
 		return err
 	})
 	pendingData := pattern("pending", 200<<10)
-	pending, err := os.OpenFile(a.path("keep/pending"), os.O_CREATE|os.O_RDWR, 0o644)
+	pending, err := os.OpenFile(a.Path("keep/pending"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func longOutage(t *testing.T, stall bool) {
 	}
 	readCheck := func(name string, want []byte) func() (string, error) {
 		return func() (string, error) {
-			got, err := os.ReadFile(a.path(name))
+			got, err := os.ReadFile(a.Path(name))
 			if err == nil && !bytes.Equal(got, want) {
 				return fmt.Sprintf("read %d bytes of %s that are not what was written (%d bytes)", len(got), name, len(want)), nil
 			}
@@ -139,17 +139,17 @@ func longOutage(t *testing.T, stall bool) {
 		probe(fmt.Sprintf("round %d: read a file not cached on this host", n), readCheck("keep/cold", cold))
 		probe(fmt.Sprintf("round %d: read a cached file", n), readCheck("keep/warm", warm))
 		probe(fmt.Sprintf("round %d: stat", n), func() (string, error) {
-			st, err := os.Stat(a.path("keep/small"))
+			st, err := os.Stat(a.Path("keep/small"))
 			if err == nil && st.Size() != int64(len(small)) {
 				return fmt.Sprintf("stat shows size %d, not %d", st.Size(), len(small)), nil
 			}
 			return "", err
 		})
-		probe(fmt.Sprintf("round %d: list a directory", n), func() (string, error) { _, err := os.ReadDir(a.path("keep")); return "", err })
+		probe(fmt.Sprintf("round %d: list a directory", n), func() (string, error) { _, err := os.ReadDir(a.Path("keep")); return "", err })
 		probe(fmt.Sprintf("round %d: create, write and close a file", n), func() (string, error) {
-			return "", os.WriteFile(a.path(fmt.Sprintf("keep/during%d", n)), pattern(fmt.Sprintf("during%d", n), 10<<10), 0o644)
+			return "", os.WriteFile(a.Path(fmt.Sprintf("keep/during%d", n)), pattern(fmt.Sprintf("during%d", n), 10<<10), 0o644)
 		})
-		probe(fmt.Sprintf("round %d: mkdir", n), func() (string, error) { return "", os.Mkdir(a.path(fmt.Sprintf("keep/dir%d", n)), 0o755) })
+		probe(fmt.Sprintf("round %d: mkdir", n), func() (string, error) { return "", os.Mkdir(a.Path(fmt.Sprintf("keep/dir%d", n)), 0o755) })
 	}
 	round(1) // as the store goes away: in flight before the host fences
 	time.Sleep(outageExpiry + 2*time.Second)
@@ -214,7 +214,7 @@ func longOutage(t *testing.T, stall bool) {
 	// The host recovers by itself: reads, then writes, work again, and
 	// what was written before the outage is intact.
 	eventually(t, 60*time.Second, "host a reads again after the outage", func() error {
-		got, err := os.ReadFile(a.path("keep/cold"))
+		got, err := os.ReadFile(a.Path("keep/cold"))
 		if err == nil && !bytes.Equal(got, cold) {
 			t.Fatalf("after the outage, keep/cold reads %d bytes that differ from what was written", len(got))
 		}
@@ -222,13 +222,13 @@ func longOutage(t *testing.T, stall bool) {
 	})
 	t.Logf("host a serves again %v after the store returned", time.Since(healed).Round(time.Millisecond))
 	for name, want := range map[string][]byte{"keep/warm": warm, "keep/small": small} {
-		if got, err := os.ReadFile(a.path(name)); err != nil || !bytes.Equal(got, want) {
+		if got, err := os.ReadFile(a.Path(name)); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("after the outage, %s: %d bytes, %v (want %d bytes as written)", name, len(got), err, len(want))
 		}
 	}
 	after := pattern("after", 150<<10)
 	eventually(t, 30*time.Second, "host a writes again after the outage", func() error {
-		return os.WriteFile(a.path("keep/after"), after, 0o644)
+		return os.WriteFile(a.Path("keep/after"), after, 0o644)
 	})
 	if err := pending.Sync(); err != nil {
 		t.Logf("fsync of the data written before the cut, after the outage: %v", err)
@@ -239,7 +239,7 @@ func longOutage(t *testing.T, stall bool) {
 	// host too); what failed with EIO may or may not be, but never holds
 	// wrong data.
 	eventually(t, 15*time.Second, "keep/after on host b", func() error {
-		got, err := os.ReadFile(b.path("keep/after"))
+		got, err := os.ReadFile(b.Path("keep/after"))
 		if err == nil && !bytes.Equal(got, after) {
 			return fmt.Errorf("read %d bytes, not what host a wrote", len(got))
 		}
@@ -251,7 +251,7 @@ func longOutage(t *testing.T, stall bool) {
 				continue
 			}
 			name := fmt.Sprintf("keep/during%d", n)
-			got, err := os.ReadFile(b.path(name))
+			got, err := os.ReadFile(b.Path(name))
 			switch {
 			case o.err == nil && (err != nil || !bytes.Equal(got, pattern(fmt.Sprintf("during%d", n), 10<<10))):
 				problems = append(problems, fmt.Sprintf("%s: acknowledged during the outage, but host b reads %d bytes, %v", name, len(got), err))
@@ -264,7 +264,7 @@ func longOutage(t *testing.T, stall bool) {
 	for _, o := range outcomes {
 		synced = synced || (strings.Contains(o.what, "fsync") && o.done && o.err == nil)
 	}
-	got, err := os.ReadFile(b.path("keep/pending"))
+	got, err := os.ReadFile(b.Path("keep/pending"))
 	switch {
 	case synced && (err != nil || !bytes.Equal(got, pendingData)):
 		// An fsync that returned 0 (during the outage, or with the data
@@ -273,7 +273,7 @@ func longOutage(t *testing.T, stall bool) {
 	case err == nil && len(got) > 0 && !bytes.Equal(got, pendingData):
 		problems = append(problems, fmt.Sprintf("keep/pending holds %d bytes that are not what was written", len(got)))
 	}
-	if err := a.stop(); err != nil {
+	if err := a.Stop(); err != nil {
 		problems = append(problems, fmt.Sprintf("clean unmount of host a after the outage: %v", err))
 	}
 	if out, code := v.fsck(); code != 0 {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/s3gfs/s3gfs/internal/testenv"
 )
 
 // gen is the self-describing content of generation n of path: a header
@@ -74,7 +76,7 @@ func TestConcurrentSafety(t *testing.T) {
 	if testing.Short() {
 		duration = 5 * time.Second
 	}
-	rlog := &syncBuffer{}
+	rlog := &testenv.LogBuffer{}
 	rcmd := f.command("reaper", "--interval", "1s", "--grace", "2s", "--retention", "3s", "--lease-duration", "5s", "--log-level", "debug", f.url.String())
 	rcmd.Stderr = rlog
 	if err := rcmd.Start(); err != nil {

@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,21 +45,20 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{t: t, srv: srv, store: store, url: u, vol: vol}
 }
 
-func (f *fixture) env() []string {
-	return append(os.Environ(), "AWS_ACCESS_KEY_ID="+f.srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+f.srv.SecretKey, "AWS_REGION="+f.srv.Region)
-}
-
 // command returns `s3gfs VERB --endpoint E args...` ready to run.
 func (f *fixture) command(verb string, args ...string) *exec.Cmd {
 	cmd := exec.Command(testenv.Binary(f.t), append([]string{verb, "--endpoint", f.srv.Endpoint}, args...)...)
-	cmd.Env = f.env()
+	cmd.Env = f.srv.Env()
 	return cmd
 }
 
 // run runs an s3gfs command to completion.
 func (f *fixture) run(verb string, args ...string) (string, error) {
-	out, err := f.command(verb, args...).CombinedOutput()
-	return string(out), err
+	out, code := testenv.Run(f.t, f.srv, 5*time.Minute, append([]string{verb, "--endpoint", f.srv.Endpoint}, args...)...)
+	if code != 0 {
+		return out, fmt.Errorf("exit status %d", code)
+	}
+	return out, nil
 }
 
 func (f *fixture) mustRun(verb string, args ...string) string {
@@ -113,28 +110,11 @@ func (f *fixture) objects() int {
 
 // host is one running `s3gfs mount` process.
 type host struct {
-	t    *testing.T
-	dir  string
-	cmd  *exec.Cmd
-	done chan error
-	log  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	*testenv.Mount
+	t       *testing.T
+	dir     string
+	log     *testenv.LogBuffer
+	stopped bool
 }
 
 // mount starts a host; it fails the test unless the mount comes up.
@@ -150,60 +130,29 @@ func (f *fixture) mount(extra ...string) *host {
 // tryMount starts a host, returning the error (and log) of a mount that
 // does not come up.
 func (f *fixture) tryMount(extra ...string) (*host, error) {
-	dir := f.t.TempDir()
-	args := append([]string{"--sync-interval", "500ms", "--host-expiry", "2s"}, extra...)
-	args = append(args, f.url.String(), dir)
-	h := &host{t: f.t, dir: dir, done: make(chan error, 1), log: &syncBuffer{}}
-	h.cmd = f.command("mount", args...)
-	h.cmd.Stderr = h.log
-	if err := h.cmd.Start(); err != nil {
+	h := &host{t: f.t, dir: f.t.TempDir(), log: &testenv.LogBuffer{}}
+	args := append([]string{"--endpoint", f.srv.Endpoint, "--sync-interval", "500ms", "--host-expiry", "2s"}, extra...)
+	m, err := testenv.TryStartMount(f.t, f.srv, "host", h.dir, h.log, append(args, f.url.String())...)
+	if err != nil {
 		return nil, err
 	}
-	go func() { h.done <- h.cmd.Wait() }()
-	deadline := time.Now().Add(30 * time.Second)
-	for !testenv.IsMounted(dir) {
-		select {
-		case err := <-h.done:
-			h.cmd.ProcessState = nil
-			return nil, fmt.Errorf("mount exited: %v\n%s", err, h.log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			h.cmd.Process.Kill()
-			return nil, fmt.Errorf("mount not ready\n%s", h.log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.Mount = m
 	f.t.Cleanup(h.stop)
 	return h, nil
 }
 
 func (h *host) path(p string) string { return filepath.Join(h.dir, p) }
 
-// stop unmounts and waits for the process to exit.
+// stop unmounts and waits for the process to exit; it fails the test if
+// the mount does not exit cleanly.
 func (h *host) stop() {
-	select {
-	case <-h.done:
+	if h.stopped {
 		return
-	default:
 	}
-	for i := 0; i < 50 && testenv.IsMounted(h.dir); i++ {
-		if err := syscall.Unmount(h.dir, 0); err == nil || err == syscall.EINVAL {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	h.stopped = true
+	if err := h.Stop(); err != nil {
+		h.t.Errorf("mount of %s exited with %v\n%s", h.dir, err, h.log)
 	}
-	select {
-	case err := <-h.done:
-		if err != nil {
-			h.t.Errorf("mount of %s exited with %v\n%s", h.dir, err, h.log)
-		}
-	case <-time.After(60 * time.Second):
-		h.cmd.Process.Kill()
-		syscall.Unmount(h.dir, syscall.MNT_DETACH)
-		h.t.Errorf("mount did not exit after unmount\n%s", h.log)
-	}
-	h.done <- nil // later stops return at once
 }
 
 // readTree reads every file and directory under root: relative path ->

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3gfs/s3gfs/internal/testenv"
 	"github.com/s3gfs/s3gfs/pkg/reaper"
 )
 
@@ -80,8 +81,8 @@ func TestTwoReapers(t *testing.T) {
 	f.mustRun("fsck", f.url.String())
 
 	// Two continuous reapers.
-	start := func() (*exec.Cmd, *syncBuffer) {
-		log := &syncBuffer{}
+	start := func() (*exec.Cmd, *testenv.LogBuffer) {
+		log := &testenv.LogBuffer{}
 		cmd := f.command("reaper", "--interval", "1s", "--lease-duration", "3s", "--grace", "2s", "--retention", "0s",
 			"--metrics-addr", "127.0.0.1:0", f.url.String())
 		cmd.Stderr = log
@@ -91,7 +92,7 @@ func TestTwoReapers(t *testing.T) {
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 		return cmd, log
 	}
-	waitLog := func(log *syncBuffer, what string, within time.Duration) {
+	waitLog := func(log *testenv.LogBuffer, what string, within time.Duration) {
 		t.Helper()
 		deadline := time.Now().Add(within)
 		for !strings.Contains(log.String(), what) {

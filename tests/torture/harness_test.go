@@ -3,11 +3,9 @@ package torture
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -42,30 +40,21 @@ type cluster struct {
 }
 
 func newCluster(t *testing.T, seed uint64) *cluster {
-	testenv.RequireFUSE(t)
-	srv := testenv.S3(t)
-	store := srv.NewBucket(t)
-	u := volume.URL{Bucket: store.Bucket(), Prefix: "torture"}
 	// The smallest extents, so that files of a few hundred KiB span
 	// several of them and concurrent writes to one file merge extent by
 	// extent.
-	if _, err := volume.Format(t.Context(), store, u, volume.FormatOptions{ExtentSize: format.MinExtentSize}); err != nil {
-		t.Fatal(err)
-	}
+	srv, u := testenv.NewVolume(t, "torture", volume.FormatOptions{ExtentSize: format.MinExtentSize})
 	return &cluster{t: t, srv: srv, url: u, seed: seed}
 }
 
 // host is one `s3gfs mount` process and its proxy.
 type host struct {
+	*testenv.Mount
 	c     *cluster
 	idx   int
 	dir   string
 	proxy *faultproxy.Proxy
-	cmd   *exec.Cmd
-	done  chan error
 	log   *logBuffer
-	exit  error
-	ended bool
 }
 
 // logBuffer keeps a mount's log: the first and the last lines, and a count
@@ -149,35 +138,14 @@ func (c *cluster) mount(idx int) *host {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	dir := t.TempDir()
-	h := &host{c: c, idx: idx, dir: dir, proxy: p, done: make(chan error, 1), log: &logBuffer{counts: map[string]int{}}}
-	h.cmd = exec.Command(testenv.Binary(t), "mount",
+	h := &host{c: c, idx: idx, dir: t.TempDir(), proxy: p, log: &logBuffer{counts: map[string]int{}}}
+	name := fmt.Sprintf("torture-h%d", idx)
+	h.Mount = testenv.StartMount(t, c.srv, name, h.dir, h.log,
 		"--endpoint", p.URL(),
 		"--sync-interval", syncInterval.String(),
 		"--host-expiry", hostExpiry.String(),
-		"--node-name", fmt.Sprintf("torture-h%d", idx),
-		c.url.String(), dir)
-	h.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+c.srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+c.srv.SecretKey, "AWS_REGION="+c.srv.Region)
-	h.cmd.Stderr = h.log
-	h.cmd.Stdout = h.log
-	if err := h.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { h.done <- h.cmd.Wait() }()
-	t.Cleanup(func() { h.unmount() })
-	deadline := time.Now().Add(30 * time.Second)
-	for !testenv.IsMounted(dir) {
-		select {
-		case err := <-h.done:
-			h.ended, h.exit = true, err
-			t.Fatalf("host %d: mount exited early: %v\n%s", idx, err, h.log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("host %d: mount not ready\n%s", idx, h.log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		"--node-name", name,
+		c.url.String())
 	c.hosts = append(c.hosts, h)
 	return h
 }
@@ -186,35 +154,13 @@ func (h *host) path(p string) string { return filepath.Join(h.dir, p) }
 
 // unmount unmounts the host and waits for its process to write back and
 // exit; it returns the process's error.
-func (h *host) unmount() error {
-	if h.ended {
-		return h.exit
-	}
-	h.ended = true
-	if testenv.IsMounted(h.dir) {
-		for i := 0; i < 100; i++ {
-			err := syscall.Unmount(h.dir, 0)
-			if err == nil || err == syscall.EINVAL {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	select {
-	case h.exit = <-h.done:
-	case <-time.After(90 * time.Second):
-		h.cmd.Process.Kill()
-		syscall.Unmount(h.dir, syscall.MNT_DETACH)
-		h.exit = errors.New("mount did not exit within 90s of the unmount")
-	}
-	return h.exit
-}
+func (h *host) unmount() error { return h.Stop() }
 
 // dumpGoroutines asks the mount process for a goroutine dump (SIGQUIT
 // makes a Go program print its goroutines and exit).
 func (h *host) dumpGoroutines() {
-	if !h.ended && h.cmd.Process != nil {
-		h.cmd.Process.Signal(syscall.SIGQUIT)
+	if ended, _ := h.Ended(); !ended && h.Cmd.Process != nil {
+		h.Cmd.Process.Signal(syscall.SIGQUIT)
 	}
 }
 

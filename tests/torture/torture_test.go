@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/s3gfs/s3gfs/internal/faultproxy"
+	"github.com/s3gfs/s3gfs/internal/testenv"
 )
 
 const (
@@ -292,17 +293,7 @@ func (r *tortureRun) setup() {
 
 func eventually(t *testing.T, within time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, within, what, cond)
 }
 
 // watchdog fails the run when an operation hangs, after asking the mount
