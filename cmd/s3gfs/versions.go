@@ -71,7 +71,11 @@ a directory: its entries), the writing host and the object's size.`, stderr)
 				size = "? entries"
 			}
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%016x\t%d\n", v.Version, v.Time.Format(time.RFC3339), v.Kind, size, v.Writer, v.Bytes)
+		where := ""
+		if v.Level > 0 {
+			where = fmt.Sprintf(" (in the clone's source, level %d)", v.Level)
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%016x\t%d%s\n", v.Version, v.Time.Format(time.RFC3339), v.Kind, size, v.Writer, v.Bytes, where)
 	}
 	return w.Flush()
 }

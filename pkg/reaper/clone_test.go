@@ -275,3 +275,40 @@ func TestCheckCloneFallsThrough(t *testing.T) {
 		t.Fatalf("fsck of a clone whose source lost objects: %q", r2.Damage)
 	}
 }
+
+// Resolve and Versions (s3gfs versions) see through a clone.
+func TestVersionsThroughClone(t *testing.T) {
+	e := newTEnv(t)
+	src := e.host()
+	put(t, src, "d/f", []byte("1"))
+	e.advance(time.Second)
+	put(t, src, "d/f", []byte("22"))
+	e.advance(time.Second)
+	c, _ := e.cloneOf("c", "p")
+	put(t, src, "d/f", []byte("333")) // after the pin: not the clone's
+	id, err := reaper.Resolve(ctx, c.vol, "/d/f")
+	if err != nil {
+		t.Fatalf("resolve an unchanged path of a clone: %v", err)
+	}
+	levels := func() (out []string) {
+		vs, err := reaper.Versions(ctx, c.vol, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			out = append(out, fmt.Sprintf("v%d@%d:%d", v.Version, v.Level, v.Size))
+		}
+		return out
+	}
+	before := levels()
+	if len(before) < 2 || !strings.HasSuffix(before[0], "@1:2") || strings.Contains(fmt.Sprint(before), ":3") || strings.Contains(fmt.Sprint(before), "@0") {
+		t.Fatalf("versions of an unchanged file of a clone: %s (want the source's up to the pin, level 1)", before)
+	}
+	writeAt(t, c.host(), "d/f", []byte("C"), 2)
+	after := levels()
+	var n uint64
+	fmt.Sscanf(before[0], "v%d@", &n)
+	if want := fmt.Sprintf("v%d@0:3", n+1); len(after) != len(before)+1 || after[0] != want || fmt.Sprint(after[1:]) != fmt.Sprint(before) {
+		t.Fatalf("versions after the clone changed it: %s, want %s then %s", after, want, before)
+	}
+}
