@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -21,6 +22,7 @@ characters from A-Z a-z 0-9 . _ - (not starting with . or -).`, stderr)
 	var sf storeFlags
 	sf.register(fs)
 	label := fs.String("label", "", "free-form text stored with a new snapshot")
+	force := fs.Bool("force", false, "delete a pin that holds the source of a clone (clone-*, csi-clone-*): that clone then no longer mounts")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -64,6 +66,12 @@ characters from A-Z a-z 0-9 . _ - (not starting with . or -).`, stderr)
 		}
 		fmt.Printf("snapshot %s pins %s at %s\n", p.Name, u, p.Time.Format(time.RFC3339))
 	case "delete":
+		if (strings.HasPrefix(name, "clone-") || strings.HasPrefix(name, "csi-clone-")) && !*force {
+			p, err := snapshot.Get(ctx, store, vol.Keys, name)
+			if err == nil {
+				return fmt.Errorf("%w: snapshot %s holds the source of a clone (%s): delete the clone first, or pass --force", errUsage, name, p.Label)
+			}
+		}
 		if err := snapshot.Delete(ctx, store, vol.Keys, name); err != nil {
 			return err
 		}

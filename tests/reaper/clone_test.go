@@ -179,4 +179,17 @@ func TestCloneCommand(t *testing.T) {
 	if got, err := os.ReadFile(b.path("f")); err != nil || string(got) != "two" {
 		t.Errorf("the source after its clones wrote: %q, %v", got, err)
 	}
+	// The pin of the clone made "now" is not deleted by mistake.
+	var pin string
+	for _, line := range strings.Split(f.mustRun("snapshot", "list", f.url.String()), "\n") {
+		if strings.HasPrefix(line, "clone-") {
+			pin = strings.Fields(line)[0]
+		}
+	}
+	if pin == "" {
+		t.Fatal("snapshot list shows no clone- pin")
+	}
+	if out, err := f.run("snapshot", "delete", f.url.String(), pin); err == nil || !strings.Contains(out, "--force") {
+		t.Errorf("deleting a clone's pin without --force: %v\n%s", err, out)
+	}
 }
