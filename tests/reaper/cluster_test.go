@@ -85,7 +85,7 @@ current-context: x
 		t.Fatal(err)
 	}
 
-	log := &syncBuffer{}
+	log := &testenv.LogBuffer{}
 	cmd := exec.Command(testenv.Binary(t), "reaper", "--volumes-from", "kubernetes", "--kubeconfig", kubeconfig,
 		"--endpoint", srv.Endpoint, "--lease", "bucket", "--interval", "1s", "--metrics-addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+srv.SecretKey, "AWS_REGION="+srv.Region)
