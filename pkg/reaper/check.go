@@ -172,7 +172,13 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 		done = 0
 		err = parallel(ctx, len(order), func(i int) error {
 			k := order[i]
-			obj, _, err := store.Get(ctx, k)
+			// At most one byte more than the longest object a reference
+			// describes: an oversized object is damage, not read whole.
+			var limit int64
+			for _, rf := range byKey[k] {
+				limit = max(limit, int64(rf.ref.Length)+format.EnvelopeOverhead+1)
+			}
+			obj, err := store.GetRange(ctx, k, 0, limit)
 			if errors.Is(err, objstore.ErrNotFound) {
 				for _, rf := range byKey[k] {
 					if !vanished(ctx, s, rf.by) {

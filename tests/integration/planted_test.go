@@ -111,6 +111,11 @@ var badExtents = []badExtent{
 		// Longer than the volume's extent size, validly sealed.
 		return format.EncodeExtent(bytes.Repeat([]byte{7}, testExtentSize+4096))
 	}},
+	{"huge", func(cur []byte) []byte {
+		// Beyond the largest extent size any volume may have (readers
+		// fetch no more than the reference allows, plus one byte).
+		return bytes.Repeat([]byte{9}, format.MaxExtentSize+1<<20)
+	}},
 	{"future-version", func(cur []byte) []byte {
 		b := append([]byte(nil), cur...)
 		b[5] = format.Version + 1
@@ -231,6 +236,9 @@ func TestPlantedBadObjects(t *testing.T) {
 		must(t, "get extent", err)
 		put(key, b.make(cur))
 		damaged[key] = `corrupt|unsupported`
+		if b.name == "oversized" || b.name == "huge" {
+			damaged[key] = `larger than`
+		}
 	}
 	for _, k := range versions(vdirID) {
 		put(k, []byte("garbage where a directory was"))

@@ -1,6 +1,7 @@
 package format_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -629,6 +630,14 @@ func TestExtentRefusesMismatch(t *testing.T) {
 	other := format.EncodeExtent([]byte("HELLO, S3GFS\n"))
 	_, err := format.DecodeExtent(other, good)
 	wantErr(t, "other extent", err, format.ErrCorrupt)
+	// A reader fetches at most one byte more than the reference allows:
+	// that prefix of an oversized object is refused as too large.
+	big := format.EncodeExtent(bytes.Repeat([]byte{1}, 1<<20))
+	_, err = format.DecodeExtent(big[:len(obj)+1], good)
+	wantErr(t, "prefix of an oversized extent", err, format.ErrCorrupt)
+	if err != nil && !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("oversized extent: %v, want it called larger than recorded", err)
+	}
 }
 
 // A file body with origins (FORMAT.md §5.3, §16.3): flag 2 with every

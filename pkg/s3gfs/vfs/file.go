@@ -530,7 +530,10 @@ func (fs *FS) fetchExtent(ctx context.Context, id uint64, ref format.ExtentRef) 
 	lv := &fs.levels[ref.Origin]
 	key := lv.keys.Extent(id, ref.EID)
 	return fs.fetches.do(lv.bucket+"/"+key, func() ([]byte, error) {
-		obj, _, err := lv.store.Get(ctx, key)
+		// At most one byte more than the object the reference describes:
+		// an oversized object at this key (beyond the format's bounds) is
+		// refused without being read whole into memory.
+		obj, err := lv.store.GetRange(ctx, key, 0, int64(ref.Length)+format.EnvelopeOverhead+1)
 		if err != nil {
 			if errors.Is(err, objstore.ErrNotFound) {
 				fs.log.Error("extent named by an inode version is missing", "key", key)

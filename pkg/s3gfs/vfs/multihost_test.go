@@ -403,7 +403,7 @@ func TestRebaseFailsThenRetried(t *testing.T) {
 	closeH(t, a, ha)
 	write(t, b, hb, pb0, 5000)
 	write(t, b, hb, pb2, 2*extSize+5000)
-	hook, hits := failFirst(memstore.OpGet, e.vol.Keys.ExtentDir(id), 1)
+	hook, hits := failFirst(memstore.OpGetRange, e.vol.Keys.ExtentDir(id), 1)
 	e.store.SetHooks(memstore.Hooks{Before: hook})
 	wantErr(t, b.Flush(ctx, hb), errInjected, "flush whose re-application cannot read the winner's extent")
 	if hits.Load() == 0 {
