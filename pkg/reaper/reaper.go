@@ -609,7 +609,11 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 			add(&p.extents, KindExtent, e.info)
 		}
 	}
-	p.usage = s.usageAfter(now, len(reachedNow), p)
+	inodes := len(reachedNow)
+	if vol.Header.Clone != nil {
+		inodes = len(s.inodes) // no walk in a clone (§15.9, C2)
+	}
+	p.usage = s.usageAfter(now, inodes, p)
 	log.Debug("reaper plan", "horizon", horizon, "grace", grace, "retention", retention, "planned", r.Planned)
 	return p, nil
 }
