@@ -129,7 +129,7 @@ func main() {
 	check, err := driver.ProbeCSI(*endpoint)
 	if err != nil {
 		klog.ErrorS(err, "--endpoint")
-		os.Exit(2)
+		os.Exit(1)
 	}
 	driver.ServeMetrics(*metrics, srv.MetricsHandler(), check)
 	driver.ServeHealth(*health, check)
