@@ -62,6 +62,8 @@ const (
 	Version = 1
 	// EnvelopeOverhead is the number of bytes the envelope adds to a payload.
 	EnvelopeOverhead = headerLen + crcLen
+	// EnvelopeHeader is the number of envelope bytes before the payload.
+	EnvelopeHeader = headerLen
 
 	headerLen = 8
 	crcLen    = 4
@@ -79,6 +81,19 @@ func Seal(kind Kind, payload []byte) []byte {
 	out = append(out, byte(kind), Version, 0, 0)
 	out = append(out, payload...)
 	return binary.LittleEndian.AppendUint32(out, Checksum(out))
+}
+
+// SealInPlace wraps the payload buf[EnvelopeHeader:EnvelopeHeader+n] in
+// an envelope of the given kind without copying it: it writes the header
+// into buf[:EnvelopeHeader] and the checksum into the 4 bytes after the
+// payload, and returns the object, buf[:n+EnvelopeOverhead]. It is Seal
+// for a writer that keeps its data where the envelope can grow around it.
+func SealInPlace(kind Kind, buf []byte, n int) []byte {
+	obj := buf[:headerLen+n+crcLen]
+	copy(obj, Magic)
+	obj[4], obj[5], obj[6], obj[7] = byte(kind), Version, 0, 0
+	binary.LittleEndian.PutUint32(obj[headerLen+n:], Checksum(obj[:headerLen+n]))
+	return obj
 }
 
 // Open checks an envelope and returns its payload (aliasing obj).

@@ -40,6 +40,31 @@ func TestSealLayout(t *testing.T) {
 	}
 }
 
+// SealInPlace builds the same object as Seal around a payload already in
+// place, touching nothing beyond the object.
+func TestSealInPlace(t *testing.T) {
+	payload := []byte("some extent bytes")
+	for _, extra := range []int{0, 5} {
+		buf := make([]byte, format.EnvelopeOverhead+len(payload)+extra)
+		for i := range buf {
+			buf[i] = 0xaa
+		}
+		copy(buf[format.EnvelopeHeader:], payload)
+		obj := format.SealInPlace(format.KindExtent, buf, len(payload))
+		if want := format.Seal(format.KindExtent, payload); !bytes.Equal(obj, want) {
+			t.Fatalf("SealInPlace = % x\nwant          % x", obj, want)
+		}
+		if &obj[0] != &buf[0] {
+			t.Fatal("SealInPlace copied")
+		}
+		for i := len(obj); i < len(buf); i++ {
+			if buf[i] != 0xaa {
+				t.Fatalf("SealInPlace wrote byte %d past the object", i)
+			}
+		}
+	}
+}
+
 func TestKindBytes(t *testing.T) {
 	for k, b := range map[format.Kind]byte{
 		format.KindVolume: 'V', format.KindInode: 'I', format.KindExtent: 'E',

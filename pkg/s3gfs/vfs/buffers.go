@@ -28,7 +28,7 @@ type bufferPool struct {
 	dirty map[*inode]struct{} // inodes that may hold dirty buffers
 }
 
-// freeBuf is a recycled buffer whose bytes from dirty on are zero, so
+// freeBuf is a recycled raw buffer whose content from dirty on is zero, so
 // get clears only what was used (a small file uses a few KiB of its
 // extent-sized buffer: clearing all of it cost more than the write).
 type freeBuf struct {
@@ -42,7 +42,9 @@ func newBufferPool(limit, size int64) *bufferPool {
 	return p
 }
 
-// get returns a zeroed buffer, blocking while the pool is at its limit.
+// get returns a zeroed buffer, blocking while the pool is at its limit. The
+// buffer is raw: an extent's content lives at contentOf(raw), with room
+// around it for the envelope its upload seals in place (putExtent).
 func (p *bufferPool) get(ctx context.Context, evict func() bool) ([]byte, error) {
 	p.mu.Lock()
 	for p.used+p.size > p.limit {
@@ -74,18 +76,23 @@ func (p *bufferPool) get(ctx context.Context, evict func() bool) ([]byte, error)
 	}
 	p.mu.Unlock()
 	if f.b == nil {
-		return make([]byte, p.size), nil
+		return make([]byte, format.EnvelopeOverhead+p.size), nil
 	}
-	clear(f.b[:f.dirty])
+	clear(contentOf(f.b)[:f.dirty])
 	return f.b, nil
 }
 
-// put returns a buffer to the pool; bytes of b from dirty on must be zero
-// (a dirtyExtent's buffer beyond its n is).
-func (p *bufferPool) put(b []byte, dirty int) {
+// contentOf is the extent content of a raw buffer from get.
+func contentOf(raw []byte) []byte {
+	return raw[format.EnvelopeHeader : len(raw)-format.EnvelopeOverhead+format.EnvelopeHeader : len(raw)-format.EnvelopeOverhead+format.EnvelopeHeader]
+}
+
+// put returns a raw buffer to the pool; its content's bytes from dirty on
+// must be zero (a dirtyExtent's beyond its n are).
+func (p *bufferPool) put(raw []byte, dirty int) {
 	p.mu.Lock()
 	p.used -= p.size
-	p.free = append(p.free, freeBuf{b, min(max(dirty, 0), len(b))})
+	p.free = append(p.free, freeBuf{raw, min(max(dirty, 0), int(p.size))})
 	p.gen++
 	p.freed.Broadcast()
 	p.mu.Unlock()

@@ -68,7 +68,7 @@ func TestBufferPoolNoLostWakeup(t *testing.T) {
 			p := newBufferPool(2*size, size)
 			held := [][]byte{getWithin(t, p, nil), getWithin(t, p, nil)}
 			b := getWithin(t, p, mk(p, held))
-			if len(b) != size || p.used != 2*size || p.peak != 2*size {
+			if len(contentOf(b)) != size || p.used != 2*size || p.peak != 2*size {
 				t.Fatalf("got %d bytes; used %d peak %d", len(b), p.used, p.peak)
 			}
 		})
@@ -83,8 +83,11 @@ func TestBufferPoolRecycledZeroed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(contentOf(b)) != 64<<10 {
+		t.Fatalf("content of %d bytes, want %d", len(contentOf(b)), 64<<10)
+	}
 	for i := range 100 {
-		b[i] = 0xff
+		contentOf(b)[i] = 0xff
 	}
 	p.put(b, 100)
 	b2, err := p.get(context.Background(), func() bool { return false })
@@ -94,7 +97,7 @@ func TestBufferPoolRecycledZeroed(t *testing.T) {
 	if &b2[0] != &b[0] {
 		t.Fatal("the buffer was not recycled")
 	}
-	for i, c := range b2 {
+	for i, c := range contentOf(b2) {
 		if c != 0 {
 			t.Fatalf("byte %d of a recycled buffer is %#x", i, c)
 		}
@@ -107,7 +110,7 @@ func BenchmarkSmallWriteBuffer(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf, _ := p.get(context.Background(), func() bool { return false })
-		copy(buf, "some small file's content")
+		copy(contentOf(buf), "some small file's content")
 		p.put(buf, 4096)
 	}
 }

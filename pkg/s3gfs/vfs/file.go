@@ -137,7 +137,8 @@ func (ino *inode) noteWriteTimeLocked(t int64) {
 // dirtyExtent is an extent-sized buffer holding the extent's whole working
 // content: its first n bytes are content, the rest zeros.
 type dirtyExtent struct {
-	buf       []byte
+	raw       []byte // the pool's buffer: buf with room for an envelope around it
+	buf       []byte // contentOf(raw)
 	n         int
 	uploading bool
 	lastWrite uint64
@@ -637,17 +638,18 @@ func (fs *FS) dirtyBuffer(ctx context.Context, ino *inode, idx uint64, from, to 
 		needBase := (src.hasRef || src.inline != nil) && !(from == 0 && to >= curLen)
 		ino.mu.Unlock()
 
-		buf, err := fs.bufs.get(ctx, fs.evictOne)
+		raw, err := fs.bufs.get(ctx, fs.evictOne)
 		if err != nil {
 			return nil, err
 		}
+		buf := contentOf(raw)
 		n := 0
 		if needBase {
 			var base []byte
 			if src.inline != nil {
 				base = src.inline
 			} else if base, err = fs.fetchExtent(ctx, ino.id, src.ref); err != nil {
-				fs.bufs.put(buf, 0)
+				fs.bufs.put(raw, 0)
 				return nil, err
 			}
 			n = copy(buf, base[:min(len(base), curLen)])
@@ -655,10 +657,10 @@ func (fs *FS) dirtyBuffer(ctx context.Context, ino *inode, idx uint64, from, to 
 		ino.mu.Lock()
 		if ino.file.dirtyExt[idx] != nil || !ino.sourceLocked(idx).same(src) {
 			ino.mu.Unlock()
-			fs.bufs.put(buf, n) // raced with another writer or an upload: retry
+			fs.bufs.put(raw, n) // raced with another writer or an upload: retry
 			continue
 		}
-		d := &dirtyExtent{buf: buf, n: n}
+		d := &dirtyExtent{raw: raw, buf: buf, n: n}
 		ino.noteBaseLocked(idx)
 		ino.file.dirtyExt[idx] = d
 		fs.bufs.noteDirty(ino)
@@ -678,16 +680,29 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 		n = int(min(uint64(d.n), ino.file.size-idx*E))
 	}
 	data := d.buf[:n]
+	// Sealed in place (no copy of the extent) when the envelope's checksum
+	// after the data falls where the buffer holds only zeros: past its
+	// content, which no one reads or writes during the upload (writers
+	// wait for it, readers read below n).
+	inPlace := n == d.n
 	go func() {
 		var ref *format.ExtentRef
 		var err error
 		sent := time.Now()
 		if len(data) > 0 {
+			seal := func() []byte { return format.EncodeExtent(data) }
+			if inPlace {
+				seal = func() []byte { return format.SealInPlace(format.KindExtent, d.raw, n) }
+			}
 			// Bound by the lease: once the host fences itself, an upload
 			// stops retrying an unreachable store (nothing could commit it).
-			ref, err = fs.putExtent(fs.Bound(context.Background()), ino.id, idx, data)
+			ref, err = fs.putSealedExtent(fs.Bound(context.Background()), ino.id, idx, data, seal)
 		}
 		ino.mu.Lock()
+		if inPlace {
+			// The checksum written past the content: zeros again.
+			clear(d.raw[format.EnvelopeHeader+n : min(format.EnvelopeOverhead+n, len(d.raw))])
+		}
 		ino.file.uploading--
 		d.uploading = false
 		free := false
@@ -713,7 +728,7 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 		// once a commit has seen every upload finish, the pool has them
 		// all back (lock order: inode.mu before bufferPool.mu).
 		if free {
-			fs.bufs.put(d.buf, d.n)
+			fs.bufs.put(d.raw, d.n)
 		} else {
 			// The extent stays dirty and evictable again: a getter waiting
 			// for this upload to free a buffer must retry.
@@ -726,6 +741,13 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 
 // putExtent uploads one extent under a fresh random id.
 func (fs *FS) putExtent(ctx context.Context, id, idx uint64, data []byte) (*format.ExtentRef, error) {
+	return fs.putSealedExtent(ctx, id, idx, data, func() []byte { return format.EncodeExtent(data) })
+}
+
+// putSealedExtent uploads extent data as the object seal returns (called
+// once an upload slot is free, so that at most Options.Uploads objects are
+// built at a time).
+func (fs *FS) putSealedExtent(ctx context.Context, id, idx uint64, data []byte, seal func() []byte) (*format.ExtentRef, error) {
 	if err := fs.checkFenced(); err != nil {
 		return nil, err // no use uploading what a fenced host cannot commit
 	}
@@ -734,7 +756,7 @@ func (fs *FS) putExtent(ctx context.Context, id, idx uint64, data []byte) (*form
 	if err := fs.checkFenced(); err != nil {
 		return nil, err // fenced while waiting for a turn
 	}
-	obj := format.EncodeExtent(data)
+	obj := seal()
 	for {
 		eid := randomID()
 		_, err := fs.store.PutIfAbsent(ctx, fs.keys.Extent(id, eid), obj)
@@ -818,7 +840,7 @@ func (fs *FS) truncate(ctx context.Context, ino *inode, size uint64) error {
 		for idx, d := range ino.file.dirtyExt {
 			if idx >= first {
 				delete(ino.file.dirtyExt, idx)
-				fs.bufs.put(d.buf, d.n) // not uploading: see the loop above
+				fs.bufs.put(d.raw, d.n) // not uploading: see the loop above
 			}
 		}
 		if ino.file.pending == nil {
@@ -983,7 +1005,7 @@ func dropDirtyLocked(fs *FS, ino *inode) {
 	for idx, d := range ino.file.dirtyExt {
 		delete(ino.file.dirtyExt, idx)
 		if !d.uploading {
-			fs.bufs.put(d.buf, d.n)
+			fs.bufs.put(d.raw, d.n)
 		}
 	}
 }

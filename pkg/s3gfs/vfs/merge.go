@@ -210,12 +210,13 @@ func (fs *FS) rebase(ctx context.Context, ino *inode) error {
 		} else {
 			n = min(n, int(min(E, size-start)))
 		}
-		var buf []byte
+		var raw, buf []byte
 		if n > 0 {
 			var err error
-			if buf, err = fs.bufs.get(ctx, fs.evictOne); err != nil {
+			if raw, err = fs.bufs.get(ctx, fs.evictOne); err != nil {
 				return err
 			}
+			buf = contentOf(raw)
 			copy(buf[:n], content)
 			for _, s := range j.spans {
 				if s.from < n {
@@ -227,7 +228,7 @@ func (fs *FS) rebase(ctx context.Context, ino *inode) error {
 		if d := f.dirtyExt[j.idx]; d != nil {
 			delete(f.dirtyExt, j.idx)
 			if !d.uploading { // an upload in flight frees its own buffer
-				fs.bufs.put(d.buf, d.n)
+				fs.bufs.put(d.raw, d.n)
 			}
 		}
 		if f.dirtyExt == nil {
@@ -238,7 +239,7 @@ func (fs *FS) rebase(ctx context.Context, ino *inode) error {
 		}
 		delete(f.pending, j.idx)
 		if n > 0 {
-			f.dirtyExt[j.idx] = &dirtyExtent{buf: buf, n: n, lastWrite: fs.writeSeq.Add(1)}
+			f.dirtyExt[j.idx] = &dirtyExtent{raw: raw, buf: buf, n: n, lastWrite: fs.writeSeq.Add(1)}
 			fs.bufs.noteDirty(ino)
 		} else {
 			f.pending[j.idx] = &pendingExtent{} // a hole in the merged file
