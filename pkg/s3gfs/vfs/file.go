@@ -220,6 +220,7 @@ type Handle struct {
 	mu       sync.Mutex
 	seqEnd   int64 // end of the previous read, for readahead
 	ahead    int64 // readahead issued up to here
+	seq      bool  // counted in FS.seqReaders
 }
 
 // ID is the inode id the handle refers to.
@@ -315,6 +316,12 @@ func (fs *FS) open(ctx context.Context, id uint64, writable, revalidate bool) (h
 // Release closes a handle, committing the file if it was the last one.
 func (fs *FS) Release(ctx context.Context, h *Handle) error {
 	ino := h.ino
+	h.mu.Lock()
+	if h.seq {
+		h.seq = false
+		fs.seqReaders.Add(-1)
+	}
+	h.mu.Unlock()
 	ino.mu.Lock()
 	ino.open--
 	delete(ino.handles, h)
@@ -493,8 +500,12 @@ func (fs *FS) readahead(h *Handle, off int64, n int) {
 	h.mu.Lock()
 	seq := off == h.seqEnd
 	h.seqEnd = off + int64(n)
+	if seq && !h.seq {
+		h.seq = true
+		fs.seqReaders.Add(1)
+	}
 	from := max(h.seqEnd, h.ahead)
-	to := h.seqEnd + int64(fs.opts.Readahead)*fs.extSize
+	to := h.seqEnd + int64(fs.readaheadDepth())*fs.extSize
 	if !seq || from >= to {
 		h.mu.Unlock()
 		return
@@ -515,8 +526,31 @@ func (fs *FS) readahead(h *Handle, off int64, n int) {
 	}
 	ino.mu.Unlock()
 	for _, ref := range refs {
-		go fs.fetchExtent(context.Background(), ino.id, ref)
+		go func() {
+			// A fetch that starts late (a busy machine) after its reader
+			// has passed the extent would fetch it again for nothing.
+			h.mu.Lock()
+			passed := h.seqEnd >= int64(ref.Index+1)*fs.extSize
+			h.mu.Unlock()
+			if !passed {
+				fs.fetchExtent(context.Background(), ino.id, ref)
+			}
+		}()
 	}
+}
+
+// readaheadDepth is how many extents a sequential reader fetches ahead:
+// Options.Readahead, but no more than keeps every sequential reader's
+// extents (the one it reads and those ahead) within half the memory
+// cache, since what readahead fetches waits there to be read: more
+// readers than the cache holds would have it evict extents before their
+// reader gets to them, and fetch them twice.
+func (fs *FS) readaheadDepth() int {
+	if fs.opts.CacheDir != "" {
+		return fs.opts.Readahead // the disk tier keeps what the memory evicts
+	}
+	per := fs.opts.CacheSize / 2 / fs.extSize / max(fs.seqReaders.Load(), 1)
+	return int(min(int64(fs.opts.Readahead), max(per-1, 0)))
 }
 
 // fetchExtent returns an extent's bytes from the cache or the store.
@@ -531,6 +565,11 @@ func (fs *FS) fetchExtent(ctx context.Context, id uint64, ref format.ExtentRef) 
 	lv := &fs.levels[ref.Origin]
 	key := lv.keys.Extent(id, ref.EID)
 	return fs.fetches.do(lv.bucket+"/"+key, func() ([]byte, error) {
+		// A fetch that missed the cache just as another one finished
+		// would otherwise fetch the extent again.
+		if data, ok := fs.cache.Get(ck, ref); ok {
+			return data, nil
+		}
 		// At most one byte more than the object the reference describes:
 		// an oversized object at this key (beyond the format's bounds) is
 		// refused without being read whole into memory.

@@ -166,6 +166,9 @@ type FS struct {
 	// writeSeq orders writes to dirty extents across inodes (eviction
 	// picks the least recently written).
 	writeSeq atomic.Uint64
+	// seqReaders counts open handles reading sequentially (readahead
+	// shares the read cache among them).
+	seqReaders atomic.Int64
 
 	mu      sync.Mutex
 	inodes  map[uint64]*inode
