@@ -107,7 +107,7 @@ bench:
 
 BENCHTIME ?= 1s
 bench-go:
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./pkg/s3gfs/format/ ./pkg/s3gfs/vfs/
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./pkg/s3gfs/format/ ./pkg/s3gfs/vfs/ ./pkg/s3gfs/objstore/s3store/
 
 # Kubernetes packaging (docs: charts/s3gfs/values.yaml, build/images).
 # chart-test is also part of `make test` (go test ./...).
