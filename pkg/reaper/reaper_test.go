@@ -667,3 +667,43 @@ func TestStraysHoldNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreadableControlObjects: garbage at the keys of the reaper's record
+// and of the newest settings version stops a pass with an error naming
+// the key (the pass cannot know what earlier passes promised, or the
+// retention in force), deleting nothing; fsck reports each, and a garbage
+// lease, as damage naming its key.
+func TestUnreadableControlObjects(t *testing.T) {
+	for _, key := range []func(*tenv) string{
+		func(e *tenv) string { return e.vol.Keys.Reaper() },
+		func(e *tenv) string { return e.vol.Keys.Settings(1) },
+		func(e *tenv) string { return e.vol.Keys.Lease() },
+	} {
+		e := newTEnv(t)
+		fs := e.host()
+		put(t, fs, "f", data('1', extSize))
+		put(t, fs, "f", data('2', extSize))
+		k := key(e)
+		e.store.Put(ctx, k, []byte("garbage"))
+		e.advance(time.Hour)
+		before := len(e.store.Keys())
+		r, err := e.gcErr(reaper.Config{Retention: -1, Grace: time.Minute, Logger: quiet})
+		switch {
+		case k == e.vol.Keys.Lease():
+			if err != nil || r.Deleted[reaper.KindVersion] == 0 {
+				t.Errorf("%s: a pass without the lease (as gc --dry-run or a Kubernetes lease): %v, %+v", k, err, r)
+			}
+		case err == nil || !strings.Contains(err.Error(), k):
+			t.Errorf("%s: gc: %v, want an error naming the key", k, err)
+		case len(e.store.Keys()) != before:
+			t.Errorf("%s: gc deleted objects although it failed", k)
+		}
+		c, err := reaper.Check(ctx, e.vol, reaper.CheckOptions{})
+		if err != nil {
+			t.Fatalf("fsck: %v", err)
+		}
+		if !strings.Contains(strings.Join(c.Damage, "\n"), k) {
+			t.Errorf("%s: fsck damage %q does not name it", k, c.Damage)
+		}
+	}
+}
