@@ -106,6 +106,9 @@ func (r volRecord) sameRequest(o volRecord) bool {
 	r.AsOf, o.AsOf, r.Created, o.Created = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	r.ExtentSize, o.ExtentSize = 0, 0 // a restore takes the source's
 	r.InlineLimit, o.InlineLimit = 0, 0
+	// Derived from the source (and absent from records of volumes an
+	// earlier version of the driver copied).
+	r.ClonePin, o.ClonePin = "", ""
 	return r == o
 }
 
