@@ -458,6 +458,9 @@ func (c *controllerServer) materialize(ctx context.Context, store, srcStore objs
 	if _, err := store.Head(ctx, keys.Volume()); err == nil {
 		return nil // made by an earlier call
 	}
+	if rec.ClonePin == "" {
+		return fmt.Errorf("%w: volume %s was being copied from %s by an earlier version of this driver, which copied; delete it and create it again (now made as a clone)", ErrPrecondition, l.VolumeID(), rec.Source)
+	}
 	// A clone (FORMAT.md §16): its header only; it reads everything it
 	// has not changed from the source at rec.AsOf, which rec.ClonePin
 	// holds. Nothing is copied.
