@@ -163,6 +163,9 @@ type FS struct {
 	cache   *cache.Cache
 	bufs    *bufferPool
 	upSem   chan struct{}
+	// strays: keys under an inode's prefix that are not version keys,
+	// already logged (once each: every refresh meets them).
+	strays sync.Map
 	// writeSeq orders writes to dirty extents across inodes (eviction
 	// picks the least recently written).
 	writeSeq atomic.Uint64

@@ -237,7 +237,9 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 		for _, obj := range page.Objects {
 			_, v, err := fs.keys.ParseInode(obj.Key)
 			if err != nil {
-				fs.log.Error("ignoring object with a malformed inode key", "key", obj.Key)
+				if _, seen := fs.strays.LoadOrStore(obj.Key, true); !seen {
+					fs.log.Error("ignoring object with a malformed inode key", "key", obj.Key)
+				}
 				continue
 			}
 			if !asOf.IsZero() && obj.LastModified.After(asOf) {
