@@ -139,6 +139,7 @@ var badExtents = []badExtent{
 //   - `s3gfs fsck` names every bad object with what is wrong with it,
 //     reports the foreign keys as warnings, and exits 1.
 func TestPlantedBadObjects(t *testing.T) {
+	t.Parallel()
 	requireFUSE(t)
 	c := newCLI(t, t.TempDir())
 	m := mountVolume(t, mountOpts{VFS: vfs.Options{SyncInterval: 300 * time.Millisecond, HostExpiry: 2 * time.Second}})
@@ -428,6 +429,7 @@ func TestPlantedBadObjects(t *testing.T) {
 // fsck with a message naming the volume and what is wrong, and nothing is
 // mounted or written.
 func TestBadVolumeHeader(t *testing.T) {
+	t.Parallel()
 	requireFUSE(t)
 	c := newCLI(t, t.TempDir())
 	store := testenv.S3(t).NewBucket(t)
