@@ -312,3 +312,33 @@ func TestVersionsThroughClone(t *testing.T) {
 		t.Fatalf("versions after the clone changed it: %s, want %s then %s", after, want, before)
 	}
 }
+
+// G4 keeps the version visible at a pin's time truncated to the second
+// too: clients read pin times with HEAD (whole seconds), and a clone's T is
+// such a time, while a store may LIST milliseconds.
+func TestPinKeepsItsWholeSecond(t *testing.T) {
+	e := newTEnv(t)
+	src := e.host()
+	e.advance(500 * time.Millisecond) // :00.5
+	put(t, src, "f", []byte("at-the-second"))
+	e.advance(800 * time.Millisecond) // :01.3
+	put(t, src, "f", []byte("within-the-second"))
+	e.advance(400 * time.Millisecond) // :01.7
+	p, err := snapshot.Create(ctx, e.store, e.vol.Keys, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Time.Truncate(time.Second).Equal(p.Time) {
+		t.Fatalf("test setup: the pin's time %s is a whole second", p.Time)
+	}
+	e.advance(2 * time.Hour)
+	put(t, src, "f", []byte("later"))
+	e.advance(2 * time.Hour)
+	e.gc(cfg(0, time.Minute))
+	at, err := e.asOf(p.Time.Truncate(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer at.Close(ctx)
+	mustGet(t, at, "f", []byte("at-the-second"))
+}

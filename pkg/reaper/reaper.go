@@ -374,6 +374,12 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 	keepPoints := []time.Time{}
 	for _, pin := range pins {
 		keepPoints = append(keepPoints, pin.LastModified)
+		// Clients read a pin's time with HEAD, whose Last-Modified has
+		// whole seconds, while some stores LIST milliseconds (G4): keep
+		// what the instant as they read it shows too (a clone's T).
+		if s := pin.LastModified.Truncate(time.Second); !s.Equal(pin.LastModified) {
+			keepPoints = append(keepPoints, s)
+		}
 	}
 	type decision struct {
 		keep    map[uint64]bool
