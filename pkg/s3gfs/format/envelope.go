@@ -50,6 +50,8 @@ func (k Kind) String() string {
 		return "settings"
 	case KindUsage:
 		return "usage record"
+	case KindDecision:
+		return "decision"
 	}
 	return fmt.Sprintf("kind(%#x)", byte(k))
 }

@@ -96,14 +96,27 @@ type EntryOp byte
 const (
 	EntryPut    EntryOp = 1 // name now refers to Child
 	EntryRemove EntryOp = 2 // name no longer exists
+	// Pending entries (FORMAT.md §5.5): they apply iff transaction Tx
+	// commits.
+	EntryPendingPut    EntryOp = 3 // name refers to Child if Tx commits
+	EntryPendingRemove EntryOp = 4 // name is removed if Tx commits
+	EntryPendingDelete EntryOp = 5 // the directory is deleted if Tx commits (no name)
 )
+
+// Pending reports whether op is a pending entry.
+func (op EntryOp) Pending() bool { return op >= EntryPendingPut && op <= EntryPendingDelete }
+
+// HasChild reports whether entries of op carry a child.
+func (op EntryOp) HasChild() bool { return op == EntryPut || op == EntryPendingPut }
 
 // Entry is one directory entry, or one change to it in a delta version.
 type Entry struct {
 	Op        EntryOp
 	Name      string
-	Child     uint64    // inode id (EntryPut only)
-	ChildKind InodeKind // kind of Child when the entry was made (EntryPut only)
+	Child     uint64    // inode id (puts only)
+	ChildKind InodeKind // kind of Child when the entry was made (puts only)
+	Tx        uint64    // pending entries only: the rename transaction
+	Host      uint64    // pending entries only: the renaming host
 }
 
 // Inode is one immutable version of one inode.
@@ -217,16 +230,20 @@ func (n *Inode) Validate() error {
 			return bad("%d entries exceed %d", len(n.Entries), MaxEntries)
 		}
 		for i, e := range n.Entries {
-			if err := ValidateName(e.Name); err != nil {
+			if e.Op == EntryPendingDelete {
+				if e.Name != "" || e.Child != 0 || e.ChildKind != 0 || i != len(n.Entries)-1 {
+					return bad("pending delete with a name or a child, or not last")
+				}
+			} else if err := ValidateName(e.Name); err != nil {
 				return bad("%v", err)
 			}
 			switch e.Op {
-			case EntryPut:
+			case EntryPut, EntryPendingPut:
 				if e.Child == 0 || !validChildKind(e.ChildKind) {
 					return bad("entry %q has invalid child", e.Name)
 				}
-			case EntryRemove:
-				if n.IsFull() {
+			case EntryRemove, EntryPendingRemove, EntryPendingDelete:
+				if e.Op == EntryRemove && n.IsFull() {
 					return bad("full directory version holds a removal")
 				}
 				if e.Child != 0 || e.ChildKind != 0 {
@@ -235,8 +252,23 @@ func (n *Inode) Validate() error {
 			default:
 				return bad("entry %q has unknown op %d", e.Name, e.Op)
 			}
-			if n.IsFull() && i > 0 && n.Entries[i-1].Name >= e.Name {
-				return bad("entries not sorted and unique")
+			if e.Op.Pending() {
+				if e.Tx == 0 || e.Host == 0 {
+					return bad("pending entry %q without a transaction or host", e.Name)
+				}
+			} else if e.Tx != 0 || e.Host != 0 {
+				return bad("entry %q carries a transaction", e.Name)
+			}
+			if n.IsFull() && i > 0 {
+				p := n.Entries[i-1]
+				if p.Name > e.Name || (p.Name == e.Name && (p.Op >= e.Op || p.Op != EntryPut)) {
+					return bad("entries not sorted and unique")
+				}
+			}
+		}
+		if n.IsFull() {
+			if err := NewDirState().Apply(n.Entries); err != nil {
+				return bad("%v", err)
 			}
 		}
 	case KindSymlink:
@@ -347,9 +379,13 @@ func EncodeInode(n *Inode) ([]byte, error) {
 		for _, x := range n.Entries {
 			e.u8(byte(x.Op))
 			e.str(x.Name)
-			if x.Op == EntryPut {
+			if x.Op.HasChild() {
 				e.u64(x.Child)
 				e.u8(byte(x.ChildKind))
+			}
+			if x.Op.Pending() {
+				e.u64(x.Tx)
+				e.u64(x.Host)
 			}
 		}
 	case KindSymlink:
@@ -427,9 +463,13 @@ func DecodeInode(obj []byte, extentSize uint32) (*Inode, error) {
 		}
 		for i := uint64(0); i < cnt && d.err == nil; i++ {
 			x := Entry{Op: EntryOp(d.u8("entry op")), Name: d.str("entry name", MaxNameLen)}
-			if x.Op == EntryPut {
+			if x.Op.HasChild() {
 				x.Child = d.u64("entry child")
 				x.ChildKind = InodeKind(d.u8("entry child kind"))
+			}
+			if x.Op.Pending() {
+				x.Tx = d.u64("entry txid")
+				x.Host = d.u64("entry host")
 			}
 			n.Entries = append(n.Entries, x)
 		}
@@ -448,8 +488,15 @@ func DecodeInode(obj []byte, extentSize uint32) (*Inode, error) {
 	return n, nil
 }
 
-// SortEntries sorts a full entry list by name.
-func SortEntries(es []Entry) { sort.Slice(es, func(i, j int) bool { return es[i].Name < es[j].Name }) }
+// SortEntries sorts a full entry list by name, then op.
+func SortEntries(es []Entry) {
+	sort.Slice(es, func(i, j int) bool {
+		if es[i].Name != es[j].Name {
+			return es[i].Name < es[j].Name
+		}
+		return es[i].Op < es[j].Op
+	})
+}
 
 // SortXattrs sorts xattrs by name.
 func SortXattrs(xs []Xattr) { sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name }) }

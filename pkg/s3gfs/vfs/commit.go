@@ -32,6 +32,13 @@ const maxCommitAttempts = 64
 // Reporting a create that landed as failed would make the caller apply
 // its change twice, or give up on a change that was made.
 func (fs *FS) createVersion(ctx context.Context, key string, obj []byte) (objstore.ObjectInfo, error) {
+	return fs.createObject(ctx, key, obj, time.Time{})
+}
+
+// createObject is createVersion for any object this host creates
+// conditionally, sent so that the store refuses it after limit as well as
+// after this host's fence instant (zero limit: the fence instant only).
+func (fs *FS) createObject(ctx context.Context, key string, obj []byte, limit time.Time) (objstore.ObjectInfo, error) {
 	const attempts = 4
 	var err error
 	for i := 0; i < attempts; i++ {
@@ -42,8 +49,11 @@ func (fs *FS) createVersion(ctx context.Context, key string, obj []byte) (objsto
 			return objstore.ObjectInfo{}, ferr
 		}
 		lctx, cancel := fs.withinLease(ctx)
+		if !limit.IsZero() {
+			lctx, cancel = withLimit(lctx, cancel, limit)
+		}
 		var info objstore.ObjectInfo
-		info, err = fs.putWithinLease(lctx, key, obj)
+		info, err = fs.putWithinLease(lctx, key, obj, limit)
 		err = leaseErr(lctx, err)
 		if err == nil {
 			cancel()
@@ -84,9 +94,12 @@ func (fs *FS) createVersion(ctx context.Context, key string, obj []byte) (objsto
 // the request expires at this host's fence instant: a request the network
 // delivers after this host may have lapsed is refused by the store, not
 // applied (protocol invariant 8).
-func (fs *FS) putWithinLease(ctx context.Context, key string, obj []byte) (objstore.ObjectInfo, error) {
+func (fs *FS) putWithinLease(ctx context.Context, key string, obj []byte, limit time.Time) (objstore.ObjectInfo, error) {
 	d, ok := fs.store.(objstore.Deadliner)
 	at, pinging := fs.fenceAt()
+	if pinging && !limit.IsZero() && limit.Before(at) {
+		at = limit
+	}
 	if !ok || !pinging {
 		return fs.store.PutIfAbsent(ctx, key, obj)
 	}
@@ -95,6 +108,12 @@ func (fs *FS) putWithinLease(ctx context.Context, key string, obj []byte) (objst
 		return info, fmt.Errorf("%w (the store refused a commit that reached it after the ping lapsed): %v", ErrFenced, err)
 	}
 	return info, err
+}
+
+// withLimit bounds ctx (with its cancel) by limit as well.
+func withLimit(ctx context.Context, cancel context.CancelFunc, limit time.Time) (context.Context, context.CancelFunc) {
+	c2, cancel2 := context.WithDeadline(ctx, limit)
+	return c2, func() { cancel2(); cancel() }
 }
 
 func (fs *FS) casLoop(ctx context.Context, ino *inode, build func() (*format.Inode, error), installed func(n *format.Inode, at time.Time)) error {
@@ -164,7 +183,8 @@ type dirOp struct {
 	kind      format.InodeKind // put: the child's kind
 	noReplace bool             // put: fail with ErrExist when name exists
 	// replaceDir is the id of an existing directory entry a put may replace
-	// (the caller tombstoned it after checking it was empty).
+	// (the caller tombstoned it after checking it was empty, or a rename
+	// transaction deletes it with its decision).
 	replaceDir uint64
 	// wantDir: remove only a directory (rmdir) when +1, only a non-directory
 	// (unlink) when -1.
@@ -180,6 +200,9 @@ type dirOp struct {
 	// another does nothing; across directories, another host's move of
 	// the same inode has put this name, and it is that move's, not ours).
 	notSame bool
+	// tx: write this put or remove as a pending entry of rename
+	// transaction tx (FORMAT.md §5.5).
+	tx uint64
 }
 
 // errSameInode: a rename's new name already refers to the inode it moves.
@@ -191,11 +214,21 @@ type dirChange struct {
 	ops       []dirOp
 	mutate    func(n *format.Inode) error // attribute change, may be nil
 	tombstone bool                        // delete the directory itself if empty
+	// pdelete: a pending delete of the (empty) directory for rename
+	// transaction pdelete (FORMAT.md §5.5 X3).
+	pdelete uint64
+	// fold: write a version if decided pending entries can be ended.
+	fold bool
 
 	replaced []format.Entry // out: entries this change removed or replaced
 	err      error
 	done     chan struct{}
 }
+
+// errDeferred: a change that cannot share a version with one accepted
+// before it in the batch (a pending delete must be its version's last
+// entry); it goes into the next version.
+var errDeferred = errors.New("deferred to the next version")
 
 // applyDir commits ch to directory dir, group-committing it with changes
 // queued concurrently by other goroutines of this host.
@@ -209,6 +242,18 @@ func (fs *FS) applyDir(ctx context.Context, dir *inode, ch *dirChange) error {
 		return ch.err
 	}
 	dir.leading = true
+	dir.mu.Unlock()
+	fs.leadDir(ctx, dir, ch)
+	<-ch.done
+	return ch.err
+}
+
+// leadDir commits the queued changes of dir, batch after batch, until the
+// queue is empty or own (the leader's own change) is done: then it hands
+// the rest to a new leader, so that a caller never waits for changes of
+// others (which may wait for a decision the caller is about to make).
+func (fs *FS) leadDir(ctx context.Context, dir *inode, own *dirChange) {
+	dir.mu.Lock()
 	for len(dir.queue) > 0 {
 		batch := dir.queue
 		dir.queue = nil
@@ -216,124 +261,298 @@ func (fs *FS) applyDir(ctx context.Context, dir *inode, ch *dirChange) error {
 		dir.commitMu.Lock()
 		fs.commitDirBatch(ctx, dir, batch)
 		dir.commitMu.Unlock()
+		var again []*dirChange
+		ownDone := false
 		for _, c := range batch {
-			close(c.done)
+			if c.err == errDeferred {
+				again = append(again, c)
+			} else {
+				if c == own {
+					ownDone = true
+				}
+				close(c.done)
+			}
 		}
 		dir.mu.Lock()
+		dir.queue = append(again, dir.queue...)
+		if ownDone && len(dir.queue) > 0 {
+			dir.mu.Unlock()
+			go fs.leadDir(context.WithoutCancel(ctx), dir, nil)
+			return
+		}
 	}
 	dir.leading = false
 	dir.mu.Unlock()
-	return ch.err
 }
 
 // commitDirBatch writes one directory version holding every acceptable
-// change of batch; each change's err says whether it was accepted.
+// change of batch; each change's err says whether it was accepted. Pending
+// entries of other renames that a change touches are resolved first
+// (outside the directory's locks), waiting for their decisions.
 func (fs *FS) commitDirBatch(ctx context.Context, dir *inode, batch []*dirChange) {
-	var overlay map[string]*format.Entry // name -> new entry, nil = removed
-	err := fs.casLoop(ctx, dir, func() (*format.Inode, error) {
-		if dir.cur.Kind != format.KindDir {
-			return nil, fmt.Errorf("inode %016x: %w", dir.id, ErrNotDir)
-		}
-		overlay = map[string]*format.Entry{}
-		var mutates []func(*format.Inode) error
-		tomb := false
-		any := false
-		for _, c := range batch {
-			c.err, c.replaced = nil, nil
-			if tomb {
-				c.err = fmt.Errorf("directory %016x: %w (removed)", dir.id, ErrNotExist)
-				continue
-			}
-			c.err = dir.evalChangeLocked(c, overlay)
-			if c.err != nil {
-				continue
-			}
-			any = true
-			if c.mutate != nil {
-				mutates = append(mutates, c.mutate)
-			}
-			if c.tombstone {
-				tomb = true
-			}
-		}
-		if !any {
-			return nil, nil
-		}
-		next := baseVersion(dir.cur)
-		if tomb {
-			next.Kind = format.KindTombstone
-			next.Base, next.Mode, next.Xattrs = 0, 0, nil
-			next.Ctime = now()
-			return next, nil
-		}
-		for _, m := range mutates {
-			if err := m(next); err != nil {
-				return nil, err
-			}
-		}
-		names := make([]string, 0, len(overlay))
-		for name := range overlay {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		if len(names) > 0 {
-			next.Mtime = now()
-			next.Ctime = next.Mtime
-		}
-		// A delta never builds on a version of another level of a
-		// clone's chain (FORMAT.md §16.4): the first own version is full.
-		if dir.level == 0 && dir.nextVersion == dir.cur.Version+1 && dir.nextVersion-dir.cur.Base <= format.MaxDeltaChain {
-			next.Base = dir.cur.Base
-			for _, name := range names {
-				if e := overlay[name]; e != nil {
-					next.Entries = append(next.Entries, *e)
-				} else if _, existed := dir.entries[name]; existed {
-					next.Entries = append(next.Entries, format.Entry{Op: format.EntryRemove, Name: name})
+	busy := map[uint64]error{}
+	for {
+		err := fs.commitDirOnce(ctx, dir, batch, busy)
+		var need *errNeedDecision
+		if !errors.As(err, &need) {
+			if err != nil {
+				for _, c := range batch {
+					if c.err == nil {
+						c.err = err
+					}
 				}
 			}
-		} else {
-			next.Base = dir.nextVersion
-			next.Entries = make([]format.Entry, 0, len(dir.entries)+len(overlay))
-			for name, e := range dir.entries {
-				if _, changed := overlay[name]; !changed {
-					next.Entries = append(next.Entries, e)
-				}
-			}
-			for _, name := range names {
-				if e := overlay[name]; e != nil {
-					next.Entries = append(next.Entries, *e)
-				}
-			}
-			format.SortEntries(next.Entries)
+			return
 		}
-		return next, nil
-	}, func(n *format.Inode, at time.Time) {
-		entries := dir.entries
-		for name, e := range overlay {
-			if e == nil {
-				delete(entries, name)
-			} else {
-				entries[name] = *e
-			}
-		}
-		if n.Kind == format.KindTombstone {
-			entries = nil
-		}
-		dir.setCurLocked(n, at, entries)
-	})
-	if err != nil {
-		for _, c := range batch {
-			if c.err == nil {
-				c.err = err
+		for tx, ref := range need.refs {
+			if err := fs.resolve(ctx, ref); err != nil {
+				busy[tx] = err
 			}
 		}
 	}
 }
 
-// evalChangeLocked checks c against the directory's entries as modified by
-// overlay and, when every op is acceptable, records its effect in overlay.
-func (dir *inode) evalChangeLocked(c *dirChange, overlay map[string]*format.Entry) error {
+func (fs *FS) commitDirOnce(ctx context.Context, dir *inode, batch []*dirChange, busy map[uint64]error) error {
+	var st *format.DirState // the state the version written leads to (deltas)
+	return fs.casLoop(ctx, dir, func() (*format.Inode, error) {
+		if dir.cur.Kind != format.KindDir {
+			return nil, fmt.Errorf("inode %016x: %w", dir.id, ErrNotDir)
+		}
+		b := &dirBuild{fs: fs, dir: dir, busy: busy, need: map[uint64]pendingRef{}, overlay: map[string]*format.Entry{}, pend: map[string]*format.Entry{}}
+		next, err := b.build(batch)
+		if err != nil || next == nil {
+			return nil, err
+		}
+		st = nil
+		return next, nil
+	}, func(n *format.Inode, at time.Time) {
+		if n.Kind == format.KindDir && !n.IsFull() {
+			st = &format.DirState{Committed: dir.entries, Pending: dir.pending}
+			if err := st.Apply(n.Entries); err != nil {
+				fs.log.Error("directory version written does not apply", "dir", fmt.Sprintf("%016x", dir.id), "err", err)
+			}
+		}
+		dir.setCurLocked(n, at, st)
+	})
+}
+
+// dirBuild builds the next version of a directory from a batch of changes
+// (with dir.mu held).
+type dirBuild struct {
+	fs   *FS
+	dir  *inode
+	busy map[uint64]error
+	need map[uint64]pendingRef
+	// overlay: name -> new committed entry (nil: removed), including the
+	// pending entries of decided transactions ended (folded) here.
+	overlay map[string]*format.Entry
+	// pend: name -> new pending entry.
+	pend map[string]*format.Entry
+}
+
+// undecided returns the pending entry of name still standing after the
+// folds of this version (one this host must not change the name under).
+func (b *dirBuild) undecided(name string) (format.Entry, bool) {
+	if _, folded := b.overlay[name]; folded {
+		return format.Entry{}, false
+	}
+	p, ok := b.dir.pending[name]
+	return p, ok
+}
+
+// blocked reports (as an error) that a change must wait for p's decision,
+// or fails it when that wait already gave up.
+func (b *dirBuild) blocked(p format.Entry) error {
+	if err := b.busy[p.Tx]; err != nil {
+		return err
+	}
+	b.need[p.Tx] = pendingRef{tx: p.Tx, host: p.Host, level: b.dir.level, dir: b.dir.id, seen: b.dir.curTime}
+	return errNeedDecisionMarker
+}
+
+var errNeedDecisionMarker = errors.New("waits for a decision")
+
+func (b *dirBuild) build(batch []*dirChange) (*format.Inode, error) {
+	dir, fs := b.dir, b.fs
+	// The current version's pending delete: its decision first.
+	deleted := false
+	if pd := dir.pdelete; pd != nil {
+		o, ok := fs.knownOutcome(dir.level, pd.Tx)
+		if !ok {
+			if err := b.blocked(*pd); err != errNeedDecisionMarker {
+				for _, c := range batch {
+					c.err = err
+				}
+				return nil, nil
+			}
+			return nil, &errNeedDecision{b.need}
+		}
+		deleted = o == format.Commit
+	}
+	if deleted {
+		// Replaced by a rename: only its tombstone may follow.
+		tomb := false
+		for _, c := range batch {
+			c.err, c.replaced = nil, nil
+			if c.tombstone || c.fold {
+				tomb = true
+			} else {
+				c.err = fmt.Errorf("directory %016x: %w (replaced by a rename)", dir.id, ErrNotExist)
+			}
+		}
+		if !tomb {
+			return nil, nil
+		}
+		return tombstoneDir(dir.cur), nil
+	}
+	// End the pending entries whose decisions are known.
+	for name, p := range dir.pending {
+		o, ok := fs.knownOutcome(dir.level, p.Tx)
+		if !ok {
+			if dir.level > 0 {
+				b.blocked(p) // a clone's own first version restates no other level's txid
+			}
+			continue
+		}
+		committed, had := dir.entries[name]
+		switch {
+		case o == format.Commit && p.Op == format.EntryPendingPut:
+			b.overlay[name] = &format.Entry{Op: format.EntryPut, Name: name, Child: p.Child, ChildKind: p.ChildKind}
+		case o == format.Commit || !had:
+			b.overlay[name] = nil
+		default:
+			b.overlay[name] = &committed
+		}
+	}
+	if len(b.need) > 0 {
+		return nil, &errNeedDecision{b.need}
+	}
+	folds := len(b.overlay)
+	var mutates []func(*format.Inode) error
+	tomb, any, wantFold := false, false, false
+	var pdelete *format.Entry
+	for _, c := range batch {
+		c.err, c.replaced = nil, nil
+		switch {
+		case tomb:
+			c.err = fmt.Errorf("directory %016x: %w (removed)", dir.id, ErrNotExist)
+			continue
+		case pdelete != nil:
+			c.err = errDeferred
+			continue
+		case c.fold && len(c.ops) == 0 && c.mutate == nil && !c.tombstone && c.pdelete == 0:
+			wantFold = true
+			continue
+		}
+		c.err = b.evalChange(c)
+		if c.err == errNeedDecisionMarker {
+			continue
+		}
+		if c.err != nil {
+			continue
+		}
+		any = true
+		if c.mutate != nil {
+			mutates = append(mutates, c.mutate)
+		}
+		if c.tombstone {
+			tomb = true
+		}
+		if c.pdelete != 0 {
+			pdelete = &format.Entry{Op: format.EntryPendingDelete, Tx: c.pdelete, Host: fs.opts.HostID}
+		}
+	}
+	if len(b.need) > 0 {
+		return nil, &errNeedDecision{b.need}
+	}
+	if !any && !(wantFold && folds > 0) {
+		return nil, nil
+	}
+	if tomb {
+		return tombstoneDir(dir.cur), nil
+	}
+	next := baseVersion(dir.cur)
+	for _, m := range mutates {
+		if err := m(next); err != nil {
+			return nil, err
+		}
+	}
+	names := make([]string, 0, len(b.overlay)+len(b.pend))
+	for name := range b.overlay {
+		names = append(names, name)
+	}
+	for name := range b.pend {
+		if _, dup := b.overlay[name]; !dup {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	if len(names) > folds || pdelete != nil {
+		next.Mtime = now()
+		next.Ctime = next.Mtime
+	}
+	// A delta never builds on a version of another level of a
+	// clone's chain (FORMAT.md §16.4): the first own version is full.
+	if dir.level == 0 && dir.nextVersion == dir.cur.Version+1 && dir.nextVersion-dir.cur.Base <= format.MaxDeltaChain {
+		next.Base = dir.cur.Base
+		for _, name := range names {
+			if e, ok := b.overlay[name]; ok {
+				_, existed := dir.entries[name]
+				_, pending := dir.pending[name]
+				if e != nil {
+					next.Entries = append(next.Entries, *e)
+				} else if existed || pending {
+					next.Entries = append(next.Entries, format.Entry{Op: format.EntryRemove, Name: name})
+				}
+			}
+			if p := b.pend[name]; p != nil {
+				next.Entries = append(next.Entries, *p)
+			}
+		}
+	} else {
+		next.Base = dir.nextVersion
+		next.Entries = make([]format.Entry, 0, len(dir.entries)+len(b.overlay)+len(dir.pending))
+		for name, e := range dir.entries {
+			if _, changed := b.overlay[name]; !changed {
+				next.Entries = append(next.Entries, e)
+			}
+		}
+		for name, p := range dir.pending {
+			if _, ended := b.overlay[name]; !ended {
+				next.Entries = append(next.Entries, p)
+			}
+		}
+		for _, name := range names {
+			if e := b.overlay[name]; e != nil {
+				next.Entries = append(next.Entries, *e)
+			}
+			if p := b.pend[name]; p != nil {
+				next.Entries = append(next.Entries, *p)
+			}
+		}
+		format.SortEntries(next.Entries)
+	}
+	if pdelete != nil {
+		next.Entries = append(next.Entries, *pdelete)
+	}
+	return next, nil
+}
+
+// tombstoneDir is the tombstone following directory version cur.
+func tombstoneDir(cur *format.Inode) *format.Inode {
+	next := baseVersion(cur)
+	next.Kind = format.KindTombstone
+	next.Base, next.Mode, next.Xattrs = 0, 0, nil
+	next.Ctime = now()
+	return next
+}
+
+// evalChange checks c against the directory's entries as modified by the
+// batch so far and, when every op is acceptable, records its effect.
+func (b *dirBuild) evalChange(c *dirChange) error {
+	dir := b.dir
 	local := map[string]*format.Entry{}
+	localPend := map[string]*format.Entry{}
 	get := func(name string) (format.Entry, bool) {
 		if e, ok := local[name]; ok {
 			if e == nil {
@@ -341,7 +560,7 @@ func (dir *inode) evalChangeLocked(c *dirChange, overlay map[string]*format.Entr
 			}
 			return *e, true
 		}
-		if e, ok := overlay[name]; ok {
+		if e, ok := b.overlay[name]; ok {
 			if e == nil {
 				return format.Entry{}, false
 			}
@@ -352,6 +571,15 @@ func (dir *inode) evalChangeLocked(c *dirChange, overlay map[string]*format.Entr
 	}
 	var replaced []format.Entry
 	for _, op := range c.ops {
+		if p, ok := b.undecided(op.name); ok {
+			return b.blocked(p)
+		}
+		if _, ok := b.pend[op.name]; ok {
+			return errDeferred // a pending entry this version adds: wait for it in the next
+		}
+		if _, ok := localPend[op.name]; ok {
+			return fmt.Errorf("%q: %w", op.name, ErrInvalid)
+		}
 		old, exists := get(op.name)
 		if op.remove {
 			if !exists || (op.child != 0 && old.Child != op.child) {
@@ -363,8 +591,12 @@ func (dir *inode) evalChangeLocked(c *dirChange, overlay map[string]*format.Entr
 			if op.wantDir < 0 && old.ChildKind == format.KindDir {
 				return fmt.Errorf("%q: %w", op.name, ErrIsDir)
 			}
-			local[op.name] = nil
 			replaced = append(replaced, old)
+			if op.tx != 0 {
+				localPend[op.name] = &format.Entry{Op: format.EntryPendingRemove, Name: op.name, Tx: op.tx, Host: b.fs.opts.HostID}
+			} else {
+				local[op.name] = nil
+			}
 			continue
 		}
 		if op.exchange {
@@ -392,11 +624,25 @@ func (dir *inode) evalChangeLocked(c *dirChange, overlay map[string]*format.Entr
 			}
 			replaced = append(replaced, old)
 		}
-		local[op.name] = &format.Entry{Op: format.EntryPut, Name: op.name, Child: op.child, ChildKind: op.kind}
+		if op.tx != 0 {
+			localPend[op.name] = &format.Entry{Op: format.EntryPendingPut, Name: op.name, Child: op.child, ChildKind: op.kind, Tx: op.tx, Host: b.fs.opts.HostID}
+		} else {
+			local[op.name] = &format.Entry{Op: format.EntryPut, Name: op.name, Child: op.child, ChildKind: op.kind}
+		}
 	}
-	if c.tombstone {
+	if c.tombstone || c.pdelete != 0 {
+		// Empty: no entry, and no pending one (whose decision may yet add
+		// a name) once this version's folds are done.
+		for name, p := range dir.pending {
+			if _, ended := b.overlay[name]; !ended {
+				return b.blocked(p)
+			}
+		}
+		if len(b.pend) > 0 {
+			return fmt.Errorf("directory %016x: %w", dir.id, ErrNotEmpty)
+		}
 		live := len(dir.entries)
-		for name, e := range overlay {
+		for name, e := range b.overlay {
 			_, inBase := dir.entries[name]
 			if e == nil && inBase {
 				live--
@@ -409,7 +655,10 @@ func (dir *inode) evalChangeLocked(c *dirChange, overlay map[string]*format.Entr
 		}
 	}
 	for name, e := range local {
-		overlay[name] = e
+		b.overlay[name] = e
+	}
+	for name, e := range localPend {
+		b.pend[name] = e
 	}
 	c.replaced = replaced
 	return nil

@@ -21,6 +21,9 @@ var (
 	// ErrConflict: a commit kept losing the race for the next version
 	// (the store is too contended or something keeps changing the inode).
 	ErrConflict = errors.New("too many concurrent changes to one inode")
+	// ErrBusy: the name is held by another host's rename that is still
+	// being decided (FORMAT.md §5.5), for longer than a call waits.
+	ErrBusy = errors.New("name held by a rename in progress on another host")
 	// ErrCorrupt: an object read from the store failed its checks.
 	ErrCorrupt = errors.New("corrupt object in the store")
 )

@@ -132,10 +132,10 @@ func BenchmarkApplyEntries(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				m := make(map[string]format.Entry, len(full))
-				applyEntries(m, full)
+				st := &format.DirState{Committed: make(map[string]format.Entry, len(full)), Pending: map[string]format.Entry{}}
+				st.Apply(full)
 				for _, es := range deltas {
-					applyEntries(m, es)
+					st.Apply(es)
 				}
 			}
 		})

@@ -186,6 +186,14 @@ type FS struct {
 
 	fetches singleflight
 
+	// decisions caches the rename decisions this host has read (see
+	// rename.go).
+	decMu     sync.Mutex
+	decisions map[decKey]decEntry
+	// testHook, when set (tests), is called between the steps of a rename
+	// transaction.
+	testHook func(step string, tx uint64)
+
 	usage usageCache // for statfs
 
 	stop     chan struct{}
@@ -209,12 +217,13 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 	}
 	fs := &FS{
 		vol: vol, store: vol.Store, keys: vol.Keys, extSize: ext, opts: o,
-		log:     o.Logger.With("volume", vol.URL.String(), "host", fmt.Sprintf("%016x", o.HostID)),
-		cache:   c,
-		upSem:   make(chan struct{}, o.Uploads),
-		inodes:  map[uint64]*inode{},
-		openSet: map[*inode]struct{}{},
-		stop:    make(chan struct{}),
+		log:       o.Logger.With("volume", vol.URL.String(), "host", fmt.Sprintf("%016x", o.HostID)),
+		cache:     c,
+		upSem:     make(chan struct{}, o.Uploads),
+		inodes:    map[uint64]*inode{},
+		decisions: map[decKey]decEntry{},
+		openSet:   map[*inode]struct{}{},
+		stop:      make(chan struct{}),
 	}
 	fs.bufs = newBufferPool(o.BufferSize, ext)
 	if len(vol.Chain) != vol.Header.Depth() {

@@ -34,9 +34,13 @@ type inode struct {
 	// volume's own; FORMAT.md §16.2).
 	level int
 
-	// Directories: the full entry list at cur, and its number of subdirs.
+	// Directories: the committed entries at cur, and their number of
+	// subdirs; the pending entries (name -> pending put or remove) and
+	// cur's pending delete, if any (FORMAT.md §5.5).
 	entries map[string]format.Entry
 	subdirs int
+	pending map[string]format.Entry
+	pdelete *format.Entry
 	// Group commit: queued changes and whether a leader is committing.
 	queue   []*dirChange
 	leading bool
@@ -151,9 +155,9 @@ func (fs *FS) install(n *format.Inode, at time.Time) *inode {
 	return ino
 }
 
-// setCurLocked installs n as the current version. For directories, entries
-// is the full entry list at n (nil for an empty or full version n).
-func (ino *inode) setCurLocked(n *format.Inode, at time.Time, entries map[string]format.Entry) {
+// setCurLocked installs n as the current version. For directories, st is
+// the entry state at n (nil for a full version n: built from it).
+func (ino *inode) setCurLocked(n *format.Inode, at time.Time, st *format.DirState) {
 	if n.Kind == format.KindTombstone && ino.cur != nil && ino.cur.Kind != format.KindTombstone {
 		ino.last = ino.cur
 	}
@@ -165,21 +169,19 @@ func (ino *inode) setCurLocked(n *format.Inode, at time.Time, entries map[string
 		ino.nextVersion = n.Version + 1
 	}
 	if n.Kind == format.KindDir {
-		if entries == nil {
-			entries = make(map[string]format.Entry, len(n.Entries))
-			for _, e := range n.Entries {
-				entries[e.Name] = e
-			}
+		if st == nil {
+			st = format.NewDirState()
+			st.Apply(n.Entries) // a full version, validated when decoded or encoded
 		}
-		ino.entries = entries
+		ino.entries, ino.pending, ino.pdelete = st.Committed, st.Pending, st.Delete
 		ino.subdirs = 0
-		for _, e := range entries {
+		for _, e := range st.Committed {
 			if e.ChildKind == format.KindDir {
 				ino.subdirs++
 			}
 		}
 	} else {
-		ino.entries = nil
+		ino.entries, ino.pending, ino.pdelete = nil, nil, nil
 	}
 	if n.Kind == format.KindFile && !ino.file.dirty() {
 		ino.file.size = n.Size
@@ -332,7 +334,7 @@ var errNoneVisible = errors.New("no version visible at this level")
 
 // loadAt reads the version of ino visible at level k's time: the newest
 // readable one at or before it.
-func (fs *FS) loadAt(ctx context.Context, ino *inode, k int) (*format.Inode, map[string]format.Entry, error) {
+func (fs *FS) loadAt(ctx context.Context, ino *inode, k int) (*format.Inode, *format.DirState, error) {
 	lv := &fs.levels[k]
 	dir := lv.keys.InodeDir(ino.id)
 	after, skipped := "", false
@@ -400,7 +402,7 @@ func (fs *FS) getVersion(ctx context.Context, k int, id, v uint64) (*format.Inod
 // loadVersion reads version v at level k and, for a directory delta,
 // rebuilds its full entry list from its base (or from cur, a version of
 // the same level, when cur is in the same chain).
-func (fs *FS) loadVersion(ctx context.Context, ino *inode, k int, v uint64, cur *format.Inode) (*format.Inode, map[string]format.Entry, error) {
+func (fs *FS) loadVersion(ctx context.Context, ino *inode, k int, v uint64, cur *format.Inode) (*format.Inode, *format.DirState, error) {
 	n, _, err := fs.getVersion(ctx, k, ino.id, v)
 	if err != nil {
 		return nil, nil, err
@@ -408,14 +410,11 @@ func (fs *FS) loadVersion(ctx context.Context, ino *inode, k int, v uint64, cur 
 	if n.Kind != format.KindDir || n.IsFull() {
 		return n, nil, nil
 	}
-	var entries map[string]format.Entry
+	var st *format.DirState
 	from := n.Base
 	if cur != nil && cur.Kind == format.KindDir && cur.Version >= n.Base && cur.Version < v {
 		ino.mu.Lock()
-		entries = make(map[string]format.Entry, len(ino.entries))
-		for k, e := range ino.entries {
-			entries[k] = e
-		}
+		st = (&format.DirState{Committed: ino.entries, Pending: ino.pending}).Clone()
 		ino.mu.Unlock()
 		from = cur.Version + 1
 	}
@@ -442,22 +441,13 @@ func (fs *FS) loadVersion(ctx context.Context, ino *inode, k int, v uint64, cur 
 			return nil, nil, fmt.Errorf("directory %016x: v%d does not belong to the delta chain of v%d: %w", ino.id, x.Version, v, ErrCorrupt)
 		}
 		if x.IsFull() {
-			entries = make(map[string]format.Entry, len(x.Entries))
+			st = format.NewDirState()
 		}
-		applyEntries(entries, x.Entries)
-	}
-	return n, entries, nil
-}
-
-// applyEntries applies a version's entries (full or delta) to m.
-func applyEntries(m map[string]format.Entry, es []format.Entry) {
-	for _, e := range es {
-		if e.Op == format.EntryRemove {
-			delete(m, e.Name)
-		} else {
-			m[e.Name] = e
+		if err := st.Apply(x.Entries); err != nil {
+			return nil, nil, fmt.Errorf("directory %016x v%d: %w: %v", ino.id, x.Version, ErrCorrupt, err)
 		}
 	}
+	return n, st, nil
 }
 
 // singleflight merges concurrent fetches of one key.

@@ -26,8 +26,8 @@ func checkName(name string) error {
 
 // dirInode loads id and checks it is a directory, revalidating it against
 // the store when this host's view is older than Options.Revalidate.
-func (fs *FS) dirInode(ctx context.Context, id uint64) (*inode, error) {
-	ino, err := fs.inode(ctx, id)
+func (fs *FS) dirInode(ctx context.Context, id uint64) (ino *inode, err error) {
+	ino, err = fs.inode(ctx, id)
 	if err != nil {
 		return ino, err // ino is returned for a removed directory (see removedAttr)
 	}
@@ -38,6 +38,14 @@ func (fs *FS) dirInode(ctx context.Context, id uint64) (*inode, error) {
 	if kind != format.KindDir {
 		return nil, fmt.Errorf("inode %016x: %w", id, ErrNotDir)
 	}
+	defer func() {
+		if err == nil {
+			var gone bool
+			if gone, err = fs.deletedByDecision(ctx, ino); err == nil && gone {
+				ino, err = nil, fmt.Errorf("directory %016x: %w (replaced by a rename)", id, ErrNotExist)
+			}
+		}
+	}()
 	if stale {
 		ino.commitMu.Lock()
 		err := fs.refresh(ctx, ino)
@@ -71,14 +79,6 @@ func (fs *FS) freshen(ctx context.Context, dir *inode) error {
 	return nil
 }
 
-// entry returns the entry name of dir.
-func (dir *inode) entry(name string) (format.Entry, bool) {
-	dir.mu.Lock()
-	defer dir.mu.Unlock()
-	e, ok := dir.entries[name]
-	return e, ok
-}
-
 // Lookup finds name in directory parent.
 func (fs *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, error) {
 	if err := checkName(name); err != nil {
@@ -88,7 +88,10 @@ func (fs *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, err
 	if err != nil {
 		return Attr{}, err
 	}
-	e, ok := dir.entry(name)
+	e, ok, err := fs.lookupEntry(ctx, dir, name)
+	if err != nil {
+		return Attr{}, err
+	}
 	if !ok {
 		return Attr{}, ErrNotExist
 	}
@@ -276,7 +279,9 @@ func (fs *FS) dirForNewName(ctx context.Context, parent uint64, name string) (*i
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := dir.entry(name); ok {
+	if _, ok, err := fs.lookupEntry(ctx, dir, name); err != nil {
+		return nil, err
+	} else if ok {
 		return nil, ErrExist
 	}
 	return dir, nil
@@ -477,7 +482,10 @@ func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
 	if err != nil {
 		return err
 	}
-	e, ok := dir.entry(name)
+	e, ok, err := fs.lookupEntry(ctx, dir, name)
+	if err != nil {
+		return err
+	}
 	if !ok {
 		return ErrNotExist
 	}
@@ -544,14 +552,20 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 			return err
 		}
 	}
-	se, ok := src.entry(oldName)
+	se, ok, err := fs.lookupEntry(ctx, src, oldName)
+	if err != nil {
+		return err
+	}
 	if !ok {
 		return ErrNotExist
 	}
 	if oldParent == newParent && oldName == newName {
 		return nil
 	}
-	te, targetExists := dst.entry(newName)
+	te, targetExists, err := fs.lookupEntry(ctx, dst, newName)
+	if err != nil {
+		return err
+	}
 	if src != dst || (targetExists && flags&RenameExchange == 0 && (te.ChildKind == format.KindDir || te.Child == se.Child)) {
 		// This rename takes more than one commit (a cross-directory move,
 		// or a directory it replaces is removed first), and its first
@@ -570,10 +584,14 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 				return err
 			}
 		}
-		if se, ok = src.entry(oldName); !ok {
+		if se, ok, err = fs.lookupEntry(ctx, src, oldName); err != nil {
+			return err
+		} else if !ok {
 			return ErrNotExist
 		}
-		te, targetExists = dst.entry(newName)
+		if te, targetExists, err = fs.lookupEntry(ctx, dst, newName); err != nil {
+			return err
+		}
 	}
 	if flags&RenameExchange != 0 {
 		if !targetExists {
@@ -597,8 +615,7 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		// inode's link count.)
 		return nil
 	}
-	var replaceDir uint64
-	var replacedDir *format.Inode // the empty target directory, as it was
+	var replaceDir uint64 // the empty target directory, deleted by the rename's decision
 	if targetExists && !noReplace && te.Child != se.Child {
 		switch {
 		case te.ChildKind == format.KindDir && se.ChildKind != format.KindDir:
@@ -606,147 +623,26 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		case te.ChildKind != format.KindDir && se.ChildKind == format.KindDir:
 			return ErrNotDir
 		case te.ChildKind == format.KindDir:
-			if replacedDir, err = fs.snapshotDir(ctx, te.Child); err != nil {
-				return err
-			}
-			if err := fs.removeEmptyDir(ctx, te.Child); err != nil {
-				return err
-			}
 			replaceDir = te.Child
 		}
 	}
-	put := dirOp{name: newName, child: se.Child, kind: se.ChildKind, noReplace: noReplace, replaceDir: replaceDir, notSame: true}
-	remove := dirOp{name: oldName, remove: true, child: se.Child}
-	if src == dst {
+	if src == dst && replaceDir == 0 {
+		put := dirOp{name: newName, child: se.Child, kind: se.ChildKind, noReplace: noReplace, notSame: true}
+		remove := dirOp{name: oldName, remove: true, child: se.Child}
 		ch := &dirChange{ops: []dirOp{remove, put}}
 		if err := fs.applyDir(ctx, src, ch); err != nil {
 			if errors.Is(err, errSameInode) {
-				// Both names refer to one inode by now (another host's
-				// rename across directories left them): POSIX rename does
-				// nothing. (Going on would remove oldName without dropping
-				// the inode's link count.)
+				// Both names refer to one inode by now (hard links):
+				// POSIX rename does nothing. (Going on would remove
+				// oldName without dropping the inode's link count.)
 				return nil
-			}
-			if replacedDir != nil {
-				fs.restoreDir(ctx, dst, newName, replaceDir, replacedDir)
 			}
 			return err
 		}
 		return fs.dropReplaced(context.WithoutCancel(ctx), ch.replaced[1:]) // the first is the source's own entry
 	}
-	return fs.renameAcross(ctx, src, dst, se, oldName, newName, put, remove, replacedDir)
-}
-
-// renameAcross moves entry se from src to dst (rule W6): the new name is
-// added first, then the old one removed, so a crash leaves both names and
-// never none. A non-directory's link count is raised for the duration
-// (rule W3, as for link), so the transient second name holds a link of its
-// own: another host replacing or unlinking that name meanwhile drops only
-// that link, never the file's last one.
-func (fs *FS) renameAcross(ctx context.Context, src, dst *inode, se format.Entry, oldName, newName string, put, remove dirOp, replacedDir *format.Inode) error {
-	// dropMoveLink gives back the link raised for the move, once one of
-	// the file's two names has gone: the old one (the move succeeded) or
-	// the transient new one taken back (it failed). When another host
-	// replaced the transient name meanwhile, it dropped that link itself.
-	dropMoveLink := func() {}
-	if se.ChildKind != format.KindDir {
-		child, err := fs.inode(ctx, se.Child)
-		if err != nil {
-			return err
-		}
-		if err := fs.raiseLink(ctx, child); err != nil {
-			return err
-		}
-		dropMoveLink = func() {
-			if err := fs.persist(ctx, func(ctx context.Context) error { return fs.dropLink(ctx, child) }); err != nil {
-				fs.log.Error("rename: could not lower the link count raised for the move", "inode", fmt.Sprintf("%016x", child.id), "err", err)
-			}
-		}
-	}
-	ch := &dirChange{ops: []dirOp{put}}
-	if err := fs.applyDir(ctx, dst, ch); err != nil {
-		if errors.Is(err, errSameInode) {
-			// Another host's move of this same inode has just put this
-			// very name (its transient name, W6). It is not this host's to
-			// take back, nor is the old name this host's to remove: that
-			// move goes on, or takes its name back, by itself. Taken as
-			// a move that lost the race (which one did, or will).
-			dropMoveLink()
-			return fmt.Errorf("rename source %q is being moved to %q by another host: %w", oldName, newName, ErrNotExist)
-		}
-		landed, known := false, decided(err)
-		if !known {
-			// The store failed in a way that leaves open whether the new
-			// name was put: look.
-			landed, known = fs.names(ctx, dst, newName, se.Child)
-		}
-		if !landed {
-			if known {
-				dropMoveLink()
-			} // else the raised count stays: too high is an orphan at worst, too low would delete a named file
-			if replacedDir != nil {
-				fs.restoreDir(ctx, dst, newName, put.replaceDir, replacedDir)
-			}
-			return err
-		}
-		// The new name is in place although its commit reported an error:
-		// go on with the move.
-	}
-	replaced := ch.replaced
-	err := fs.applyDir(ctx, src, &dirChange{ops: []dirOp{remove}})
-	if errors.Is(err, ErrNotExist) {
-		// Another host renamed or unlinked the source after this host
-		// looked it up: the rename did not happen. Take the new name back,
-		// restoring what it replaced, and report ENOENT.
-		ctx := context.WithoutCancel(ctx)
-		var uerr error
-		switch {
-		case replacedDir != nil:
-			uerr = fs.restoreDir(ctx, dst, newName, se.Child, replacedDir)
-		case len(replaced) > 0:
-			r := replaced[0]
-			uerr = fs.persist(ctx, func(ctx context.Context) error {
-				return fs.applyDir(ctx, dst, &dirChange{ops: []dirOp{{name: newName, child: r.Child, kind: r.ChildKind, exchange: true, replaceDir: se.Child}}})
-			})
-		default:
-			uerr = fs.persist(ctx, func(ctx context.Context) error {
-				return fs.applyDir(ctx, dst, &dirChange{ops: []dirOp{{name: newName, remove: true, child: se.Child}}})
-			})
-		}
-		switch {
-		case uerr == nil:
-			dropMoveLink()
-		case errors.Is(uerr, ErrNotExist):
-			// Another host replaced or removed the transient name already
-			// (and dropped its link): nothing to take back.
-		default:
-			fs.log.Error("rename: could not take back the new name after the source vanished", "name", newName, "err", uerr)
-		}
-		return fmt.Errorf("rename source %q changed on another host: %w", oldName, ErrNotExist)
-	}
-	if err != nil {
-		// Both names now exist (W6 allows that after a failure), and the
-		// raised link count is theirs; what the new name replaced is gone
-		// all the same, so its link is dropped. Report.
-		fs.log.Warn("rename: could not remove the old name after adding the new one", "name", oldName, "err", err)
-		if derr := fs.dropReplaced(context.WithoutCancel(ctx), replaced); derr != nil {
-			fs.log.Error("rename: could not drop the link of what the new name replaced", "name", newName, "err", derr)
-		}
-		return err
-	}
-	dropMoveLink()
-	return fs.dropReplaced(context.WithoutCancel(ctx), replaced)
-}
-
-// names reports whether directory dir, read afresh from the store, names
-// child under name; known is false when the store could not tell.
-func (fs *FS) names(ctx context.Context, dir *inode, name string, child uint64) (present, known bool) {
-	err := fs.persist(ctx, func(ctx context.Context) error { return fs.freshen(ctx, dir) })
-	if err != nil {
-		return false, false
-	}
-	e, ok := dir.entry(name)
-	return ok && e.Child == child, true
+	// More than one version: a transaction (FORMAT.md §5.5).
+	return fs.renameTx(ctx, src, dst, se, oldName, newName, noReplace, replaceDir)
 }
 
 // persist runs step, a cleanup an operation must finish once it has
@@ -778,54 +674,6 @@ func decided(err error) bool {
 		errors.Is(err, ErrIsDir) || errors.Is(err, ErrNotDir) || errors.Is(err, ErrReadOnly)
 }
 
-// raiseLink adds one to a non-directory's link count (rule W3).
-func (fs *FS) raiseLink(ctx context.Context, ino *inode) error {
-	return fs.commitFile(ctx, ino, func(n *format.Inode) error {
-		if n.Nlink == 0 || ino.unlinked {
-			return ErrNotExist
-		}
-		n.Nlink++
-		n.Ctime = now()
-		return nil
-	})
-}
-
-// snapshotDir returns a copy of directory id's current attributes, taken
-// before a rename replaces (and so removes) it.
-func (fs *FS) snapshotDir(ctx context.Context, id uint64) (*format.Inode, error) {
-	d, err := fs.inode(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return &format.Inode{Kind: format.KindDir, Mode: d.cur.Mode, UID: d.cur.UID, GID: d.cur.GID,
-		Xattrs: append([]format.Xattr(nil), d.cur.Xattrs...)}, nil
-}
-
-// restoreDir undoes the removal of an empty directory that a failed rename
-// replaced: the removed one is tombstoned (final, W8), so an empty
-// directory with its attributes is created in its place, where name still
-// refers to occupant (the rename's own transient entry, or the removed
-// directory when the rename did not get as far as replacing it).
-func (fs *FS) restoreDir(ctx context.Context, dst *inode, name string, occupant uint64, was *format.Inode) error {
-	ctx = context.WithoutCancel(ctx)
-	n := &format.Inode{Kind: format.KindDir, Mode: was.Mode, Base: 1, Xattrs: was.Xattrs}
-	d, err := fs.newChild(ctx, dst, n, Caller{UID: was.UID, GID: was.GID})
-	if err == nil {
-		err = fs.applyDir(ctx, dst, &dirChange{ops: []dirOp{{name: name, child: d.id, kind: format.KindDir, exchange: true, replaceDir: occupant}}})
-	}
-	switch {
-	case errors.Is(err, ErrNotExist) && d != nil:
-		// name no longer refers to occupant: another host has changed it
-		// since, so there is nothing to restore.
-		fs.Forget(d.id) // the unreferenced version 1 is left for the reaper
-	case err != nil:
-		fs.log.Error("rename: could not restore the empty directory a failed rename replaced", "name", name, "err", err)
-	}
-	return err
-}
-
 // ReadDir lists directory id, sorted by name.
 func (fs *FS) ReadDir(ctx context.Context, id uint64) ([]DirEntry, error) {
 	dir, err := fs.dirInode(ctx, id)
@@ -835,12 +683,14 @@ func (fs *FS) ReadDir(ctx context.Context, id uint64) ([]DirEntry, error) {
 		}
 		return nil, err
 	}
-	dir.mu.Lock()
-	out := make([]DirEntry, 0, len(dir.entries))
-	for _, e := range dir.entries {
+	es, err := fs.effectiveEntries(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DirEntry, 0, len(es))
+	for _, e := range es {
 		out = append(out, DirEntry{Name: e.Name, Ino: e.Child, Mode: typeBits(e.ChildKind, 0)})
 	}
-	dir.mu.Unlock()
 	// Leave out entries this host knows to name a deleted inode (left by
 	// an interrupted rmdir or rename, W5/W6): a lookup would not find them.
 	live := out[:0]
