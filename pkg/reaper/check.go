@@ -401,6 +401,43 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 	if err != nil {
 		return nil, err
 	}
+	// Rename decisions decode; pending entries of the present view are
+	// decided, or reported as in flight (FORMAT §5.5, §15.8).
+	decided := map[uint64]bool{}
+	err = listAll(ctx, store, keys.DecisionsPrefix(), func(o objstore.ObjectInfo) {
+		tx, err := keys.ParseDecision(o.Key)
+		if err != nil {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not an s3gfs key", o.Key))
+			return
+		}
+		obj, _, err := store.Get(ctx, o.Key)
+		if errors.Is(err, objstore.ErrNotFound) {
+			return
+		}
+		if err == nil {
+			_, err = format.DecodeDecision(obj)
+		}
+		if err != nil {
+			damage("%s: %v", o.Key, err)
+			return
+		}
+		decided[tx] = true
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		x := s.inodes[id].newest()
+		if x.pending == nil {
+			continue
+		}
+		for _, e := range x.pending {
+			if !decided[e.Tx] {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("directory %016x: %q has a pending entry of rename %016x (host %016x), undecided: in flight, or abandoned (the next writer of the name aborts it)", id, e.Name, e.Tx, e.Host))
+			}
+		}
+	}
+
 	// Objects outside every part of the key space the format defines.
 	err = listAll(ctx, store, keys.Prefix(), func(o objstore.ObjectInfo) {
 		if !definedKey(keys, o.Key) {
@@ -424,7 +461,7 @@ func definedKey(keys format.Keys, key string) bool {
 	case "volume", "lease", "reaper", "usage":
 		return true
 	}
-	for _, p := range []string{"i/", "d/", "h/", "s/", "settings/", "probe/"} {
+	for _, p := range []string{"i/", "d/", "h/", "s/", "t/", "settings/", "probe/"} {
 		if strings.HasPrefix(rel, p) {
 			return true
 		}

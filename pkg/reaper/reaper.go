@@ -90,6 +90,7 @@ const (
 	KindExtent    = "extent"
 	KindPing      = "ping"
 	KindProbe     = "probe"
+	KindDecision  = "decision" // rename decisions (FORMAT §5.5) no kept version needs
 )
 
 // Report says what a pass found, kept and deleted.
@@ -615,6 +616,15 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 			add(&p.extents, KindExtent, e.info)
 		}
 	}
+	if err := planDecisions(ctx, s, graceEdge, func(id uint64) (func(uint64) bool, bool) {
+		d := dec[id]
+		if d == nil || d.drop {
+			return nil, false
+		}
+		return func(v uint64) bool { return d.keepAll || d.keep[v] }, true
+	}, func(o objstore.ObjectInfo) { add(&p.pings, KindDecision, o) }, r); err != nil {
+		return nil, err
+	}
 	inodes := len(reachedNow)
 	if vol.Header.Clone != nil {
 		inodes = len(s.inodes) // no walk in a clone (§15.9, C2)
@@ -670,3 +680,76 @@ func execute(held context.Context, store objstore.Store, cfg Config, p *plan, r 
 // at the host's fence instant, counted by the store in whole seconds:
 // §12 P3); a host that opened a version announces it within e (P4).
 func minGrace(e time.Duration) time.Duration { return 2*e + 5*time.Second }
+
+// planDecisions applies D7 (FORMAT §15.5): a rename decision older than
+// the grace period goes when it is an abort, or a commit that no kept
+// version of the directories it lists holds a pending entry of. kept
+// returns, for a directory id, which of its versions the pass keeps
+// (false: none, the inode goes or has no version).
+func planDecisions(ctx context.Context, s *scan, graceEdge time.Time, kept func(id uint64) (func(v uint64) bool, bool), drop func(objstore.ObjectInfo), r *Report) error {
+	var old []objstore.ObjectInfo
+	err := listAll(ctx, s.store, s.keys.DecisionsPrefix(), func(o objstore.ObjectInfo) {
+		if _, err := s.keys.ParseDecision(o.Key); err != nil {
+			r.Problems = append(r.Problems, fmt.Sprintf("%s: not an s3gfs key; left alone", o.Key))
+			return
+		}
+		if o.LastModified.Before(graceEdge) {
+			old = append(old, o)
+		} else {
+			r.Kept[KindDecision]++
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("list rename decisions: %w", err)
+	}
+	for _, o := range old {
+		tx, _ := s.keys.ParseDecision(o.Key)
+		obj, _, err := s.store.Get(ctx, o.Key)
+		if errors.Is(err, objstore.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", o.Key, err)
+		}
+		d, err := format.DecodeDecision(obj)
+		if err != nil {
+			r.Problems = append(r.Problems, fmt.Sprintf("%s: %v (kept)", o.Key, err))
+			r.Kept[KindDecision]++
+			continue
+		}
+		needed := false
+		if d.Outcome == format.Commit {
+			for _, id := range d.Dirs {
+				keep, ok := kept(id)
+				in := s.inodes[id]
+				if !ok || in == nil {
+					continue
+				}
+				var vs []*versionScan
+				for _, x := range in.versions {
+					if keep(x.v) {
+						vs = append(vs, x)
+					}
+				}
+				if err := s.load(ctx, id, vs); err != nil {
+					return err
+				}
+				for _, x := range vs {
+					if x.err != nil {
+						needed = true // cannot tell: keep
+						continue
+					}
+					for _, t := range format.Txids(x.n.Entries) {
+						needed = needed || t == tx
+					}
+				}
+			}
+		}
+		if needed {
+			r.Kept[KindDecision]++
+		} else {
+			drop(o)
+		}
+	}
+	return nil
+}

@@ -69,7 +69,8 @@ type versionScan struct {
 	n      *format.Inode
 	err    error // could not be read or decoded (never deleted because of it)
 
-	entries    map[string]format.Entry // directories: the full entry list, once built
+	entries    map[string]format.Entry // directories: the committed entries, once built
+	pending    map[string]format.Entry // directories: the pending entries (FORMAT §5.5)
 	entriesErr error
 }
 
@@ -257,7 +258,7 @@ func (s *scan) dirEntries(ctx context.Context, in *inodeScan, x *versionScan) (m
 	if err := s.load(ctx, in.id, chain); err != nil {
 		return nil, err
 	}
-	m := map[string]format.Entry{}
+	st := format.NewDirState()
 	for _, y := range chain {
 		if y.err != nil {
 			x.entriesErr = fmt.Errorf("%s: delta chain: %w", x.info.Key, y.err)
@@ -267,16 +268,13 @@ func (s *scan) dirEntries(ctx context.Context, in *inodeScan, x *versionScan) (m
 			x.entriesErr = fmt.Errorf("%s: %w: v%d does not belong to its delta chain", x.info.Key, format.ErrCorrupt, y.v)
 			return nil, x.entriesErr
 		}
-		for _, e := range y.n.Entries {
-			if e.Op == format.EntryRemove {
-				delete(m, e.Name)
-			} else {
-				m[e.Name] = e
-			}
+		if err := st.Apply(y.n.Entries); err != nil {
+			x.entriesErr = fmt.Errorf("%s: v%d: %w", x.info.Key, y.v, err)
+			return nil, x.entriesErr
 		}
 	}
-	x.entries = m
-	return m, nil
+	x.entries, x.pending = st.Committed, st.Pending
+	return st.Committed, nil
 }
 
 // walk visits every inode reachable from the root in the point-in-time
@@ -314,13 +312,25 @@ func (s *scan) walk(ctx context.Context, t time.Time, visit func(id uint64, x *v
 			}
 			return err
 		}
-		names := make([]string, 0, len(entries))
-		for name := range entries {
-			names = append(names, name)
+		// Committed entries and pending puts alike: a rename in flight
+		// (or decided but not yet folded) hides no subtree (FORMAT §5.5).
+		list := make([]format.Entry, 0, len(entries)+len(it.x.pending))
+		for _, e := range entries {
+			list = append(list, e)
 		}
-		sort.Strings(names)
-		for _, name := range names {
-			e := entries[name]
+		for _, e := range it.x.pending {
+			if e.Op == format.EntryPendingPut {
+				list = append(list, e)
+			}
+		}
+		sort.Slice(list, func(i, j int) bool {
+			if list[i].Name != list[j].Name {
+				return list[i].Name < list[j].Name
+			}
+			return list[i].Op < list[j].Op
+		})
+		for _, e := range list {
+			name := e.Name
 			if seen[e.Child] {
 				continue
 			}

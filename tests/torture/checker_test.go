@@ -201,14 +201,12 @@ type checkStats struct {
 	readsDetermined, readsOK          int
 	preconditionsDetermined           int
 	staleParents                      int
-	transientRenames                  int
-	transientLeftovers                int
 	chunksTraced, holeChunks, maxFile int
 }
 
 func (s checkStats) String() string {
-	return fmt.Sprintf("ops=%d (ok %d, indeterminate %d); final bindings determined %d/%d; final contents determined %d/%d; reads checked against a determined content %d/%d; namespace preconditions decided %d; ops in a directory renamed within the stale window %d; failed renames with transient effects %d (names left by them %d); chunks traced %d (hole chunks %d); largest file %dB",
-		s.ops, s.ok, s.indet, s.pathsDetermined, s.pathsTotal, s.contentDetermined, s.contentTotal, s.readsDetermined, s.readsOK, s.preconditionsDetermined, s.staleParents, s.transientRenames, s.transientLeftovers, s.chunksTraced, s.holeChunks, s.maxFile)
+	return fmt.Sprintf("ops=%d (ok %d, indeterminate %d); final bindings determined %d/%d; final contents determined %d/%d; reads checked against a determined content %d/%d; namespace preconditions decided %d; ops in a directory renamed within the stale window %d; chunks traced %d (hole chunks %d); largest file %dB",
+		s.ops, s.ok, s.indet, s.pathsDetermined, s.pathsTotal, s.contentDetermined, s.contentTotal, s.readsDetermined, s.readsOK, s.preconditionsDetermined, s.staleParents, s.chunksTraced, s.holeChunks, s.maxFile)
 }
 
 type checker struct {
@@ -278,54 +276,7 @@ func newChecker(history []*Op, window time.Duration, exclude string) *checker {
 	}
 	sort.SliceStable(c.ops, func(i, j int) bool { return c.ops[i].Start < c.ops[j].Start })
 	c.buildMods()
-	c.addTransients(history)
 	return c
-}
-
-// addTransients gives failed renames whose steps other hosts may have
-// seen an unknown effect on their target while they ran (and after:
-// their undo may have failed too). Both are documented limits of a
-// rename that takes more than one commit (docs/FORMAT.md, W6):
-//   - a cross-directory rename puts the new name first; when the source
-//     then turns out to have been moved away by another host, it fails
-//     with ENOENT and takes the new name back, but in between that name
-//     was visible, and usable, on every host;
-//   - a rename onto an empty directory removes that directory first; when
-//     the rename then fails, the directory is restored (as a new empty
-//     directory), but in between the name was absent.
-//
-// heldEntries reports whether directory dir determinedly held an entry
-// throughout [from, to).
-func (c *checker) heldEntries(dir string, from, to time.Duration) bool {
-	for _, n := range leafNames {
-		if k := c.stableState(dir+"/"+n, from, to, nil).k; k == 'f' || k == 'd' {
-			return true
-		}
-	}
-	return false
-}
-
-func (c *checker) addTransients(history []*Op) {
-	touched := map[string]bool{}
-	for _, op := range history {
-		if op.Status != Failed {
-			continue
-		}
-		switch {
-		case op.Kind == OpRename && op.Err == syscall.ENOENT.Error() && parentOf(op.Path) != parentOf(op.Path2):
-		case op.Kind == OpRenameDir && !c.heldEntries(op.Path2, op.Start, op.End):
-		default:
-			continue
-		}
-		c.stats.transientRenames++
-		c.add(op.Path2, &mod{span: span{op, op.Start, op.End}, eff: effUnknown, removal: true})
-		touched[op.Path2] = true
-	}
-	for p := range touched {
-		ms := c.mods[p]
-		sort.SliceStable(ms, func(i, j int) bool { return ms[i].start < ms[j].start })
-	}
-	c.memoB = map[bkey]bstate{} // states computed before these mods
 }
 
 // createdThenLost reports whether op, an open(O_CREAT) that failed with
@@ -685,18 +636,6 @@ func (c *checker) checkTree(final tree) {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	names := map[uint64]int{}
-	for _, p := range paths {
-		if n := final[p]; !c.excluded(p) && n.Kind == 'f' {
-			names[n.Ino]++
-		}
-	}
-	// A file left with two names by a failed cross-directory rename whose
-	// transient name another host renamed (see addTransients) keeps a link
-	// count that matches its names: a documented limit, not corruption.
-	leftover := func(n node) bool {
-		return c.stats.transientRenames > 0 && names[n.Ino] > 1 && n.Nlink == uint64(names[n.Ino])
-	}
 	for _, p := range paths {
 		n := final[p]
 		if c.excluded(p) {
@@ -710,16 +649,14 @@ func (c *checker) checkTree(final tree) {
 			c.report("phantom", "%s: %s: no operation creates that", p, n)
 			continue
 		}
-		if other, dup := inos[n.Ino]; dup && !leftover(n) {
+		if other, dup := inos[n.Ino]; dup {
 			c.report("structure", "%s and %s are the same inode %016x (no hard links are ever made)", other, p, n.Ino)
 		}
 		inos[n.Ino] = p
 		if n.Kind == 'd' {
 			continue
 		}
-		if leftover(n) {
-			c.stats.transientLeftovers++
-		} else if n.Nlink != 1 {
+		if n.Nlink != 1 {
 			c.report("structure", "%s: link count %d, want 1", p, n.Nlink)
 		}
 		if n.Size != int64(len(n.Data)) {

@@ -161,7 +161,7 @@ func (w *worker) step() Status {
 
 // clean reports whether err promises that the call had no effect.
 func clean(err error) bool {
-	for _, e := range []error{syscall.ENOENT, syscall.EEXIST, syscall.ENOTEMPTY, syscall.ENOTDIR, syscall.EISDIR} {
+	for _, e := range []error{syscall.ENOENT, syscall.EEXIST, syscall.ENOTEMPTY, syscall.ENOTDIR, syscall.EISDIR, syscall.EBUSY} {
 		if errors.Is(err, e) {
 			return true
 		}

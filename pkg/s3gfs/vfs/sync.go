@@ -514,10 +514,14 @@ func (fs *FS) revalidate(ctx context.Context, id uint64) {
 	}
 	version := ino.cur.Version
 	var before map[string]format.Entry
+	var pendBefore []string // names whose view a decision may change
 	if ino.cur.Kind == format.KindDir {
 		before = make(map[string]format.Entry, len(ino.entries))
 		for k, v := range ino.entries {
 			before[k] = v
+		}
+		for k := range ino.pending {
+			pendBefore = append(pendBefore, k)
 		}
 	}
 	ino.mu.Unlock()
@@ -535,6 +539,10 @@ func (fs *FS) revalidate(ctx context.Context, id uint64) {
 			if _, ok := before[name]; !ok {
 				names = append(names, name)
 			}
+		}
+		names = append(names, pendBefore...)
+		for name := range ino.pending {
+			names = append(names, name)
 		}
 	}
 	if err != nil && !errors.Is(err, ErrNotExist) {
