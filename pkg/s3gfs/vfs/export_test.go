@@ -52,3 +52,8 @@ func (h *Handle) VersionTime() time.Time {
 
 // TakenBelow reports whether a new inode of a clone may not take id.
 func (fs *FS) TakenBelow(id uint64) (bool, error) { return fs.takenBelow(context.Background(), id) }
+
+// SetRenameHook installs a function called between the steps of a rename
+// transaction ("src", "dst", "target", "decide", "decided"); when it
+// returns false the rename stops there, as a crash would.
+func (fs *FS) SetRenameHook(h func(step string) bool) { fs.testHook = h }

@@ -192,7 +192,7 @@ type FS struct {
 	decisions map[decKey]decEntry
 	// testHook, when set (tests), is called between the steps of a rename
 	// transaction.
-	testHook func(step string, tx uint64)
+	testHook func(step string) bool
 
 	usage usageCache // for statfs
 

@@ -249,12 +249,18 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 		if err := fs.applyDir(ctx, src, &dirChange{ops: []dirOp{remove}}); err != nil {
 			return fail(err)
 		}
+		if !fs.step("src") {
+			return errCrashed
+		}
 		dirs, touched = append(dirs, dst.id), append(touched, dst)
 		ch := &dirChange{ops: []dirOp{put}}
 		if err := fs.applyDir(ctx, dst, ch); err != nil {
 			return fail(err)
 		}
 		replaced = ch.replaced
+	}
+	if !fs.step("dst") {
+		return errCrashed
 	}
 	var target *inode // the replaced directory, deleted by the decision
 	if len(replaced) > 0 && replaced[0].ChildKind == format.KindDir {
@@ -271,10 +277,13 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 				return fail(err)
 			}
 			target = d
+			if !fs.step("target") {
+				return errCrashed
+			}
 		}
 	}
-	if fs.testHook != nil {
-		fs.testHook("decide", tx)
+	if !fs.step("decide") {
+		return errCrashed
 	}
 	if !limit.IsZero() && !time.Now().Before(limit) {
 		return fail(fmt.Errorf("rename could not be decided before this host's ping lapsed: %w", ErrFenced))
@@ -294,6 +303,9 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 		}()
 		return err
 	}
+	if !fs.step("decided") {
+		return errCrashed
+	}
 	fs.foldAll(ctx, touched)
 	if outcome != format.Commit {
 		return fmt.Errorf("rename %016x was aborted by another host: %w", tx, ErrConflict)
@@ -307,6 +319,18 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 		}
 	}
 	return fs.dropReplaced(ctx, replaced)
+}
+
+// errCrashed: a test hook stopped a rename where a crash would.
+var errCrashed = errors.New("rename stopped by a test hook (a simulated crash)")
+
+// step calls the test hook between the steps of a rename; false means
+// stop there, as a crash would.
+func (fs *FS) step(name string) bool {
+	if fs.testHook == nil {
+		return true
+	}
+	return fs.testHook(name)
 }
 
 // finishTx makes sure tx is decided (an abort, unless a commit stands)

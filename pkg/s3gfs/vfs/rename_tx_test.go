@@ -1,0 +1,321 @@
+package vfs_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
+)
+
+// Rename transactions (FORMAT.md §5.5): a rename across directories, or
+// onto an empty directory, is atomic to every host and to a crash.
+
+// txCase is one kind of rename that takes a transaction.
+type txCase struct {
+	name string
+	// setup makes the volume on host a and returns the directories, names
+	// and the moved inode, and the inode the new name replaces (0: none).
+	setup func(t *testing.T, a *vfs.FS) (src uint64, old string, dst uint64, nu string, moved, target uint64)
+	steps []string // the steps the rename passes
+}
+
+var txCases = []txCase{
+	{"file across directories", func(t *testing.T, a *vfs.FS) (uint64, string, uint64, string, uint64, uint64) {
+		s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+		return s, "f", d, "g", writeFile(t, a, s, "f", []byte("moved")), 0
+	}, []string{"src", "dst", "decide", "decided"}},
+	{"file onto a file across directories", func(t *testing.T, a *vfs.FS) (uint64, string, uint64, string, uint64, uint64) {
+		s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+		f := writeFile(t, a, s, "f", []byte("moved"))
+		return s, "f", d, "g", f, writeFile(t, a, d, "g", []byte("replaced"))
+	}, []string{"src", "dst", "decide", "decided"}},
+	{"directory with content across directories", func(t *testing.T, a *vfs.FS) (uint64, string, uint64, string, uint64, uint64) {
+		s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+		x := mkdir(t, a, s, "x")
+		writeFile(t, a, x, "inside", []byte("in x"))
+		return s, "x", d, "y", x, 0
+	}, []string{"src", "dst", "decide", "decided"}},
+	{"directory onto an empty directory across directories", func(t *testing.T, a *vfs.FS) (uint64, string, uint64, string, uint64, uint64) {
+		s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+		x := mkdir(t, a, s, "x")
+		writeFile(t, a, x, "inside", []byte("in x"))
+		return s, "x", d, "y", x, mkdir(t, a, d, "y")
+	}, []string{"src", "dst", "target", "decide", "decided"}},
+	{"directory onto an empty directory in one directory", func(t *testing.T, a *vfs.FS) (uint64, string, uint64, string, uint64, uint64) {
+		s := mkdir(t, a, root, "s")
+		x := mkdir(t, a, s, "x")
+		return s, "x", s, "y", x, mkdir(t, a, s, "y")
+	}, []string{"dst", "target", "decide", "decided"}},
+}
+
+// onlyOne checks that fs sees the moved inode under exactly one of the two
+// names, and the new name never absent while it names the target.
+func onlyOne(t *testing.T, fs *vfs.FS, src uint64, old string, dst uint64, nu string, moved, target uint64, what string) (atNew bool) {
+	t.Helper()
+	ao, eo := fs.Lookup(ctx, src, old)
+	an, en := fs.Lookup(ctx, dst, nu)
+	oldIs := eo == nil && ao.Ino == moved
+	newIs := en == nil && an.Ino == moved
+	if oldIs == newIs {
+		t.Fatalf("%s: old name -> %x (%v), new name -> %x (%v): want the moved inode %x under exactly one", what, ao.Ino, eo, an.Ino, en, moved)
+	}
+	if eo == nil && !oldIs {
+		t.Fatalf("%s: the old name names %x, neither the moved inode nor nothing", what, ao.Ino)
+	}
+	if !newIs && target != 0 && (en != nil || an.Ino != target) {
+		t.Fatalf("%s: the new name should still name the target %x: %x, %v", what, target, an.Ino, en)
+	}
+	if !newIs && target == 0 && en == nil {
+		t.Fatalf("%s: the new name names %x before the rename", what, an.Ino)
+	}
+	// Listings agree with lookups.
+	count := 0
+	for _, d := range []uint64{src, dst} {
+		es, err := fs.ReadDir(ctx, d)
+		must(t, err)
+		for _, e := range es {
+			if e.Ino == moved {
+				count++
+			}
+		}
+		if src == dst {
+			break
+		}
+	}
+	if count != 1 {
+		t.Fatalf("%s: listings show the moved inode %d times", what, count)
+	}
+	return newIs
+}
+
+// TestRenameTxAtomicToOtherHosts: another host, looking at both names at
+// every step of a paused rename, sees exactly one of them, and the old
+// one until the decision.
+func TestRenameTxAtomicToOtherHosts(t *testing.T) {
+	for _, c := range txCases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			a, b := e.engine(), e.engine()
+			src, old, dst, nu, moved, target := c.setup(t, a)
+			var seen []string
+			a.SetRenameHook(func(step string) bool {
+				seen = append(seen, step)
+				atNew := onlyOne(t, b, src, old, dst, nu, moved, target, "at step "+step)
+				if atNew != (step == "decided") {
+					t.Fatalf("at step %s: the new name is live: %v", step, atNew)
+				}
+				return true
+			})
+			must(t, a.Rename(ctx, src, old, dst, nu, 0))
+			if fmt.Sprint(seen) != fmt.Sprint(c.steps) {
+				t.Fatalf("steps %v, want %v", seen, c.steps)
+			}
+			for _, fs := range []*vfs.FS{a, b, e.engine()} {
+				if !onlyOne(t, fs, src, old, dst, nu, moved, target, "after") {
+					t.Fatal("after the rename the old name is live")
+				}
+			}
+			if target != 0 {
+				if n := e.newest(target); n.Kind != format.KindTombstone {
+					t.Fatalf("replaced inode: %v nlink %d, want a tombstone", n.Kind, n.Nlink)
+				}
+			}
+			if n := e.newest(moved); n.Kind == format.KindFile && n.Nlink != 1 {
+				t.Fatalf("moved file nlink %d", n.Nlink)
+			}
+			if n := len(e.keysUnder(e.vol.Keys.DecisionsPrefix())); n != 1 {
+				t.Fatalf("%d decisions, want 1", n)
+			}
+			// Folded: no directory's newest version holds a pending entry.
+			for _, d := range []uint64{src, dst} {
+				for _, x := range e.newest(d).Entries {
+					if x.Op.Pending() {
+						t.Fatalf("directory %x keeps pending entry %+v after the rename", d, x)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRenameTxCrashAtEachStep: a rename stopped at any step (a crash)
+// leaves the old name (before its decision) or the new one (after), on
+// every host; later writers of those directories fold what is decided.
+func TestRenameTxCrashAtEachStep(t *testing.T) {
+	for _, c := range txCases {
+		for _, stop := range c.steps {
+			t.Run(c.name+"/"+stop, func(t *testing.T) {
+				e := newEnv(t)
+				a := e.engine()
+				src, old, dst, nu, moved, target := c.setup(t, a)
+				a.SetRenameHook(func(step string) bool { return step != stop })
+				if err := a.Rename(ctx, src, old, dst, nu, 0); err == nil {
+					t.Fatal("the stopped rename reported success")
+				}
+				b := e.engine()
+				atNew := onlyOne(t, b, src, old, dst, nu, moved, target, "after the crash")
+				if atNew != (stop == "decided") {
+					t.Fatalf("the new name is live: %v", atNew)
+				}
+				// Other names of both directories stay writable.
+				writeFile(t, b, src, "other", []byte("o"))
+				if dst != src {
+					writeFile(t, b, dst, "other", []byte("o"))
+				}
+				if got := onlyOne(t, e.engine(), src, old, dst, nu, moved, target, "after other writes"); got != atNew {
+					t.Fatal("other writes changed the outcome")
+				}
+				if stop == "decided" {
+					for _, d := range []uint64{src, dst} {
+						for _, x := range e.newest(d).Entries {
+							if x.Op.Pending() {
+								t.Fatalf("a later writer kept the decided pending entry %+v", x)
+							}
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestRenameTxAbortAfterFence: a host that crashed mid-rename holds its
+// names until its expiry has passed; then the next writer of one of them
+// aborts the rename (the old name stays) and goes on.
+func TestRenameTxAbortAfterFence(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine(func(o *vfs.Options) { o.SyncInterval, o.HostExpiry = 20*time.Millisecond, 200*time.Millisecond })
+	s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+	f := writeFile(t, a, s, "f", []byte("moved"))
+	a.SetRenameHook(func(step string) bool { return step != "decide" })
+	if err := a.Rename(ctx, s, "f", d, "g", 0); err == nil {
+		t.Fatal("the stopped rename reported success")
+	}
+	must(t, a.Close(ctx)) // the host is gone: its ping lapses
+	b := e.engine()
+	g := writeFile(t, b, d, "g", []byte("new file")) // waits for the abort
+	if g == f {
+		t.Fatal("the create found the moved file")
+	}
+	if a := lookup(t, b, s, "f"); a.Ino != f {
+		t.Fatalf("old name -> %x, want %x", a.Ino, f)
+	}
+	keys := e.keysUnder(e.vol.Keys.DecisionsPrefix())
+	if len(keys) != 1 {
+		t.Fatalf("decisions %v", keys)
+	}
+	obj, _, err := e.store.Get(ctx, keys[0])
+	must(t, err)
+	dec, err := format.DecodeDecision(obj)
+	must(t, err)
+	if dec.Outcome != format.Abort || dec.Host != a.HostID() || dec.Writer != b.HostID() {
+		t.Fatalf("decision %+v, want an abort of host %x by host %x", dec, a.HostID(), b.HostID())
+	}
+	// b can rename the old name now (its pending remove was folded away).
+	must(t, b.Rename(ctx, s, "f", d, "h", 0))
+	if a := lookup(t, e.engine(), d, "h"); a.Ino != f {
+		t.Fatal("the second rename lost the file")
+	}
+}
+
+// TestRenameTxWaitsForLiveHost: a change to a name that a live host's
+// rename holds waits for its decision: after the commit, an exclusive
+// create of the new name fails with EEXIST, never succeeding in between.
+func TestRenameTxWaitsForLiveHost(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.engine(), e.engine()
+	s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+	f := writeFile(t, a, s, "f", []byte("moved"))
+	release := make(chan struct{})
+	paused := make(chan struct{})
+	a.SetRenameHook(func(step string) bool {
+		if step == "decide" {
+			close(paused)
+			<-release
+		}
+		return true
+	})
+	var wg sync.WaitGroup
+	var rerr error
+	wg.Add(1)
+	go func() { defer wg.Done(); rerr = a.Rename(ctx, s, "f", d, "g", 0) }()
+	<-paused
+	cerr := make(chan error, 1)
+	go func() {
+		_, _, err := b.Create(ctx, d, "g", 0o644, true, caller)
+		cerr <- err
+	}()
+	select {
+	case err := <-cerr:
+		t.Fatalf("the create did not wait for the rename: %v", err)
+	case <-time.After(300 * time.Millisecond): // (not an assertion on time: the create must still be waiting)
+	}
+	close(release)
+	wg.Wait()
+	must(t, rerr)
+	wantErr(t, <-cerr, vfs.ErrExist, "exclusive create of the renamed name")
+	if a := lookup(t, b, d, "g"); a.Ino != f {
+		t.Fatal("new name lost")
+	}
+}
+
+// TestRenameTxSourceMovedAway: host b moves the source away while host a's
+// rename is under way: a's pending remove fails, the rename aborts, and no
+// host ever saw its new name.
+func TestRenameTxSourceMovedAway(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.engine(), e.engine()
+	s, d, w := mkdir(t, a, root, "s"), mkdir(t, a, root, "d"), mkdir(t, a, root, "w")
+	f := writeFile(t, a, s, "f", []byte("moved"))
+	lookup(t, a, s, "f")
+	// a's view of s is from before b's move; make a's rename meet it.
+	must(t, b.Rename(ctx, s, "f", w, "f", 0))
+	err := a.Rename(ctx, s, "f", d, "g", 0)
+	wantErr(t, err, vfs.ErrNotExist, "rename of a name moved away")
+	if _, err := e.engine().Lookup(ctx, d, "g"); !errors.Is(err, vfs.ErrNotExist) {
+		t.Fatalf("the failed rename left its new name: %v", err)
+	}
+	if a := lookup(t, e.engine(), w, "f"); a.Ino != f {
+		t.Fatal("file lost")
+	}
+	if n := e.newest(f); n.Nlink != 1 {
+		t.Fatalf("nlink %d", n.Nlink)
+	}
+}
+
+// TestRenameTxTimeTravel: a point-in-time view at an instant between the
+// steps shows the old name; at the decision's instant and after, the new.
+func TestRenameTxTimeTravel(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	clock := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	tick := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(time.Second)
+		return clock
+	}
+	e.store.SetClock(tick)
+	a := e.engine()
+	s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+	f := writeFile(t, a, s, "f", []byte("moved"))
+	at := map[string]time.Time{}
+	a.SetRenameHook(func(step string) bool {
+		mu.Lock()
+		at[step] = clock
+		mu.Unlock()
+		return true
+	})
+	must(t, a.Rename(ctx, s, "f", d, "g", 0))
+	for step, x := range at {
+		v := e.engine(func(o *vfs.Options) { o.ReadOnly, o.AsOf = true, x })
+		atNew := onlyOne(t, v, s, "f", d, "g", f, 0, "as of step "+step)
+		if atNew != (step == "decided") {
+			t.Fatalf("as of step %s: new name live %v", step, atNew)
+		}
+	}
+}
