@@ -291,8 +291,9 @@ func (fs *FS) leadDir(ctx context.Context, dir *inode, own *dirChange) {
 // (outside the directory's locks), waiting for their decisions.
 func (fs *FS) commitDirBatch(ctx context.Context, dir *inode, batch []*dirChange) {
 	busy := map[uint64]error{}
+	looked := map[uint64]bool{}
 	for {
-		err := fs.commitDirOnce(ctx, dir, batch, busy)
+		err := fs.commitDirOnce(ctx, dir, batch, busy, looked)
 		var need *errNeedDecision
 		if !errors.As(err, &need) {
 			if err != nil {
@@ -309,16 +310,22 @@ func (fs *FS) commitDirBatch(ctx context.Context, dir *inode, batch []*dirChange
 				busy[tx] = err
 			}
 		}
+		for tx := range need.lookups {
+			looked[tx] = true
+			if _, err := fs.lookupDecision(ctx, dir.level, tx); err != nil {
+				fs.log.Debug("read a rename decision to fold it", "txid", fmt.Sprintf("%016x", tx), "err", err)
+			}
+		}
 	}
 }
 
-func (fs *FS) commitDirOnce(ctx context.Context, dir *inode, batch []*dirChange, busy map[uint64]error) error {
+func (fs *FS) commitDirOnce(ctx context.Context, dir *inode, batch []*dirChange, busy map[uint64]error, looked map[uint64]bool) error {
 	var st *format.DirState // the state the version written leads to (deltas)
 	return fs.casLoop(ctx, dir, func() (*format.Inode, error) {
 		if dir.cur.Kind != format.KindDir {
 			return nil, fmt.Errorf("inode %016x: %w", dir.id, ErrNotDir)
 		}
-		b := &dirBuild{fs: fs, dir: dir, busy: busy, need: map[uint64]pendingRef{}, overlay: map[string]*format.Entry{}, pend: map[string]*format.Entry{}}
+		b := &dirBuild{fs: fs, dir: dir, busy: busy, looked: looked, need: map[uint64]pendingRef{}, lookups: map[uint64]bool{}, overlay: map[string]*format.Entry{}, pend: map[string]*format.Entry{}}
 		next, err := b.build(batch)
 		if err != nil || next == nil {
 			return nil, err
@@ -343,6 +350,10 @@ type dirBuild struct {
 	dir  *inode
 	busy map[uint64]error
 	need map[uint64]pendingRef
+	// looked: decisions read during this batch; lookups: decisions to
+	// read (without waiting) so that the version can fold them.
+	looked  map[uint64]bool
+	lookups map[uint64]bool
 	// overlay: name -> new committed entry (nil: removed), including the
 	// pending entries of decided transactions ended (folded) here.
 	overlay map[string]*format.Entry
@@ -385,7 +396,7 @@ func (b *dirBuild) build(batch []*dirChange) (*format.Inode, error) {
 				}
 				return nil, nil
 			}
-			return nil, &errNeedDecision{b.need}
+			return nil, &errNeedDecision{refs: b.need}
 		}
 		deleted = o == format.Commit
 	}
@@ -409,8 +420,11 @@ func (b *dirBuild) build(batch []*dirChange) (*format.Inode, error) {
 	for name, p := range dir.pending {
 		o, ok := fs.knownOutcome(dir.level, p.Tx)
 		if !ok {
-			if dir.level > 0 {
+			switch {
+			case dir.level > 0:
 				b.blocked(p) // a clone's own first version restates no other level's txid
+			case !b.looked[p.Tx] && fs.decisionStale(p.Tx):
+				b.lookups[p.Tx] = true
 			}
 			continue
 		}
@@ -424,8 +438,8 @@ func (b *dirBuild) build(batch []*dirChange) (*format.Inode, error) {
 			b.overlay[name] = &committed
 		}
 	}
-	if len(b.need) > 0 {
-		return nil, &errNeedDecision{b.need}
+	if len(b.need) > 0 || len(b.lookups) > 0 {
+		return nil, &errNeedDecision{refs: b.need, lookups: b.lookups}
 	}
 	folds := len(b.overlay)
 	var mutates []func(*format.Inode) error
@@ -463,7 +477,7 @@ func (b *dirBuild) build(batch []*dirChange) (*format.Inode, error) {
 		}
 	}
 	if len(b.need) > 0 {
-		return nil, &errNeedDecision{b.need}
+		return nil, &errNeedDecision{refs: b.need}
 	}
 	if !any && !(wantFold && folds > 0) {
 		return nil, nil

@@ -59,7 +59,10 @@ type pendingRef struct {
 
 // errNeedDecision: a directory commit met pending entries whose decisions
 // it must know first (resolved outside the directory's locks).
-type errNeedDecision struct{ refs map[uint64]pendingRef }
+type errNeedDecision struct {
+	refs    map[uint64]pendingRef // wait for these
+	lookups map[uint64]bool       // only read these (to fold them if decided)
+}
 
 func (e *errNeedDecision) Error() string { return "pending rename entries to resolve" }
 
@@ -130,6 +133,16 @@ func (fs *FS) knownOutcome(k int, tx uint64) (format.Outcome, bool) {
 		return format.Abort, true
 	}
 	return d.outcome, d.outcome != 0
+}
+
+// decisionStale reports whether this host should read tx's decision
+// (level 0) again before relying on it: never read, or undecided when
+// last read more than Options.Revalidate ago.
+func (fs *FS) decisionStale(tx uint64) bool {
+	fs.decMu.Lock()
+	defer fs.decMu.Unlock()
+	d, ok := fs.decisions[decKey{0, tx}]
+	return !ok || (d.outcome == 0 && time.Since(d.checked) > fs.opts.Revalidate)
 }
 
 // resolve waits until tx is decided, aborting it once its owner can no
