@@ -10,8 +10,8 @@
 //   - a file whose last write was not acknowledged holds only bytes that
 //     one of its writes put there (or zeros): never wrong data;
 //   - every acknowledged create, rename and unlink shows; a rename in
-//     flight at the kill left the old or the new name, never neither, and
-//     both only across directories (FORMAT.md W6); an unlink or create in
+//     flight at the kill left the old or the new name, never neither and
+//     never both, across directories too (FORMAT.md W6, §5.5); an unlink or create in
 //     flight left the name or not;
 //   - every name readdir lists resolves (no dangling entry), and no name
 //     appears that no operation made;
@@ -224,7 +224,7 @@ func checkAfterCrash(h *host, workers []*worker, outcomes map[string]int, final 
 			case len(at) == 0 && !f.mayBeGone:
 				problems = append(problems, fmt.Sprintf("%v: gone, but no operation that could remove it was in flight (in flight: %q)", f, f.inflight))
 			case len(at) == 2 && !f.bothOK:
-				problems = append(problems, fmt.Sprintf("%v: shows under both names after a rename within one directory", f))
+				problems = append(problems, fmt.Sprintf("%v: shows under both names after a rename", f))
 			}
 			for _, p := range at {
 				claimed[p] = true

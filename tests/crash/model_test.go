@@ -50,7 +50,7 @@ type file struct {
 	// one when its namespace state is known; two while a rename's
 	// outcome is unknown (old or new name; both only when bothOK).
 	paths     []string
-	bothOK    bool   // a cross-directory rename may have left both names (FORMAT W6)
+	bothOK    bool   // both names may show (no rename leaves both since FORMAT §5.5: always false)
 	mayBeGone bool   // a create, unlink, or a rename over it is in flight
 	want      []byte // the acknowledged content (by fsync or close)
 	pending   []int  // generations written after the last acknowledgement

@@ -221,7 +221,7 @@ func (w *worker) rename(f *file, cross bool) bool {
 		to = path.Join(dir, fmt.Sprintf("w%d-%d", w.idx, w.next))
 	}
 	f.paths = []string{old, to}
-	f.bothOK = cross
+	f.bothOK = false // every rename is atomic, across directories too (FORMAT.md §5.5)
 	if victim != nil {
 		victim.mayBeGone = true
 	}

@@ -526,9 +526,9 @@ const (
 	RenameExchange  = 1 << 1
 )
 
-// Rename moves oldName in oldParent to newName in newParent. Within one
-// directory it is one atomic version; across directories the new name is
-// added before the old one is removed (rule W6).
+// Rename moves oldName in oldParent to newName in newParent, atomically
+// for every host (rule W6): within one directory as one version, across
+// directories or onto a directory as a transaction (FORMAT.md §5.5).
 func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newParent uint64, newName string, flags uint32) error {
 	if err := fs.writable(); err != nil {
 		return err
@@ -567,15 +567,13 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		return err
 	}
 	if src != dst || (targetExists && flags&RenameExchange == 0 && (te.ChildKind == format.KindDir || te.Child == se.Child)) {
-		// This rename takes more than one commit (a cross-directory move,
-		// or a directory it replaces is removed first), and its first
-		// step is visible to other hosts before its last one decides it;
-		// or it would do nothing, finding both names on one inode. Check
-		// both directories against the store first, so that a view up to
-		// one sync interval old does not start a move of a name another
-		// host already moved away (which would then fail, having shown a
-		// transient name meanwhile), remove a directory that is no longer
-		// the target, or skip a rename because of a name since moved.
+		// This rename is a transaction (a cross-directory move, or one
+		// replacing a directory), whose failure costs an abort; or it
+		// would do nothing, finding both names on one inode. Check both
+		// directories against the store first, so that a view up to one
+		// sync interval old does not start a move of a name another host
+		// already moved away, aim at a directory that is no longer the
+		// target, or skip a rename because of a name since moved.
 		if err := fs.freshen(ctx, src); err != nil {
 			return err
 		}
@@ -647,7 +645,7 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 
 // persist runs step, a cleanup an operation must finish once it has
 // begun changing the volume (giving back a raised link count, taking back
-// a transient name), again while it fails for reasons that may pass (the
+// folding a rename's pending entries), again while it fails for reasons that may pass (the
 // store unreachable, a lost race whose re-read failed), within a few
 // seconds. Decided outcomes (the name or inode is gone, this host is
 // fenced) end it at once.
