@@ -644,10 +644,10 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 }
 
 // persist runs step, a cleanup an operation must finish once it has
-// begun changing the volume (giving back a raised link count, taking back
-// folding a rename's pending entries), again while it fails for reasons that may pass (the
-// store unreachable, a lost race whose re-read failed), within a few
-// seconds. Decided outcomes (the name or inode is gone, this host is
+// begun changing the volume (dropping a replaced file's link, folding a
+// rename's pending entries), again while it fails for reasons that may
+// pass (the store unreachable, a lost race whose re-read failed), within
+// a few seconds. Decided outcomes (the name or inode is gone, this host is
 // fenced) end it at once.
 func (fs *FS) persist(ctx context.Context, step func(context.Context) error) error {
 	ctx = context.WithoutCancel(ctx)
