@@ -1,13 +1,18 @@
 package vfs_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore/memstore"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
 )
 
@@ -317,5 +322,69 @@ func TestRenameTxTimeTravel(t *testing.T) {
 		if atNew != (step == "decided") {
 			t.Fatalf("as of step %s: new name live %v", step, atNew)
 		}
+	}
+}
+
+// reqCounter counts requests, and those on decision keys (t/).
+type reqCounter struct {
+	objstore.Store
+	all, decisions atomic.Int64
+}
+
+func (s *reqCounter) note(key string) {
+	s.all.Add(1)
+	if strings.Contains(key, "/t/") {
+		s.decisions.Add(1)
+	}
+}
+
+func (s *reqCounter) PutIfAbsent(ctx context.Context, key string, body []byte) (objstore.ObjectInfo, error) {
+	s.note(key)
+	return s.Store.PutIfAbsent(ctx, key, body)
+}
+
+func (s *reqCounter) Get(ctx context.Context, key string) ([]byte, objstore.ObjectInfo, error) {
+	s.note(key)
+	return s.Store.Get(ctx, key)
+}
+
+func (s *reqCounter) List(ctx context.Context, prefix, after string, max int) (objstore.ListPage, error) {
+	s.note(prefix)
+	return s.Store.List(ctx, prefix, after, max)
+}
+
+// TestRenameTxRequests: lookups, listings, creates and renames within a
+// directory cost no decision request; a rename across directories costs
+// one (its decision) and a few more directory versions, counted here.
+func TestRenameTxRequests(t *testing.T) {
+	var rc *reqCounter
+	e := newEnvWrapped(t, func(m *memstore.Store) objstore.Store { rc = &reqCounter{Store: m}; return rc })
+	a, b := e.engine(), e.engine()
+	s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+	for i := 0; i < 5; i++ {
+		writeFile(t, a, s, fmt.Sprintf("f%d", i), []byte("x"))
+	}
+	must(t, a.Rename(ctx, s, "f0", s, "g0", 0))
+	names(t, b, s)
+	lookup(t, b, s, "g0")
+	if n := rc.decisions.Load(); n != 0 {
+		t.Fatalf("%d decision requests without a cross-directory rename", n)
+	}
+	lookup(t, a, s, "f1")
+	before := rc.all.Load()
+	must(t, a.Rename(ctx, s, "f1", d, "g1", 0))
+	cost := rc.all.Load() - before
+	if n := rc.decisions.Load(); n != 1 {
+		t.Fatalf("%d decision requests for one rename, want 1 (its create)", n)
+	}
+	t.Logf("a cross-directory rename: %d requests", cost)
+	if cost > 12 {
+		t.Fatalf("a cross-directory rename cost %d requests", cost)
+	}
+	// Folded at once: other hosts read no decision either.
+	lookup(t, b, d, "g1")
+	names(t, b, s)
+	if n := rc.decisions.Load(); n != 1 {
+		t.Fatalf("%d decision requests after another host looked, want still 1", n)
 	}
 }
