@@ -388,3 +388,74 @@ func TestRenameTxRequests(t *testing.T) {
 		t.Fatalf("%d decision requests after another host looked, want still 1", n)
 	}
 }
+
+// TestRenameTxClone: a clone reads its source's directories with their
+// pending entries resolved in the source at the pin (a decision made
+// after it does not apply), and its first own version of such a
+// directory folds them all (it names no txid of the source).
+func TestRenameTxClone(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine()
+	s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+	f := writeFile(t, a, s, "f", []byte("f"))
+	h := writeFile(t, a, s, "h", []byte("h"))
+	// Rename 1 is decided (commit) but not folded before the pin.
+	a.SetRenameHook(func(step string) bool { return step != "decided" })
+	if err := a.Rename(ctx, s, "f", d, "g", 0); err == nil {
+		t.Fatal("stopped rename succeeded")
+	}
+	// Rename 2 is decided only after the pin.
+	paused, release := make(chan struct{}), make(chan struct{})
+	a.SetRenameHook(func(step string) bool {
+		if step == "decide" {
+			close(paused)
+			<-release
+		}
+		return true
+	})
+	done := make(chan error)
+	go func() { done <- a.Rename(ctx, s, "h", d, "k", 0) }()
+	<-paused
+	c, _ := e.cloneOf("c", "p1")
+	close(release)
+	must(t, <-done)
+
+	fs := c.engine()
+	if x := lookup(t, fs, d, "g"); x.Ino != f {
+		t.Fatal("clone: rename 1 not applied")
+	}
+	if _, err := fs.Lookup(ctx, s, "f"); !errors.Is(err, vfs.ErrNotExist) {
+		t.Fatalf("clone: s/f after rename 1: %v", err)
+	}
+	if x := lookup(t, fs, s, "h"); x.Ino != h {
+		t.Fatal("clone: s/h gone although rename 2 was decided after the pin")
+	}
+	if _, err := fs.Lookup(ctx, d, "k"); !errors.Is(err, vfs.ErrNotExist) {
+		t.Fatalf("clone: d/k before rename 2's decision: %v", err)
+	}
+	// The clone's own first versions of s and d fold everything.
+	writeFile(t, fs, d, "new", []byte("n"))
+	writeFile(t, fs, s, "new", []byte("n"))
+	for _, dir := range []uint64{s, d} {
+		n := c.newest(dir)
+		if !n.IsFull() {
+			t.Fatal("the clone's first version is not full")
+		}
+		for _, x := range n.Entries {
+			if x.Op.Pending() {
+				t.Fatalf("the clone's directory %x names the source's txid: %+v", dir, x)
+			}
+		}
+	}
+	fresh := c.engine()
+	if got := strings.Join(names(t, fresh, d), ","); got != "g,new" {
+		t.Fatalf("clone d: %s", got)
+	}
+	if got := strings.Join(names(t, fresh, s), ","); got != "h,new" {
+		t.Fatalf("clone s: %s", got)
+	}
+	// The source has both renames.
+	if x := lookup(t, e.engine(), d, "k"); x.Ino != h {
+		t.Fatal("source: rename 2 lost")
+	}
+}
