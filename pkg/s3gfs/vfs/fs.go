@@ -16,7 +16,9 @@
 //
 // Namespace operations (create, mkdir, link, symlink, unlink, rmdir, rename)
 // commit before they return, in the order docs/FORMAT.md prescribes (child
-// before parent, new name before old name, tombstone before removal). File
+// before parent, tombstone before removal); a rename across directories
+// or onto a directory is a transaction decided by one object (rename.go).
+// File
 // data is written back on flush (close), fsync, when the write-back buffer
 // is full, and by a background timer; extents are always uploaded before
 // the inode version that names them. A non-directory's owner, mode and
@@ -29,8 +31,10 @@
 // holding an inode's mu, never the other way round. inode.commitMu
 // serialises the commits of one inode and is taken before inode.mu, which
 // guards the inode's in-memory state. No goroutine holds two inodes' mu at
-// once. I/O is never done while holding FS.mu; it may be done while holding
-// an inode's commitMu.
+// once. FS.decMu (the decision cache) may be taken while holding an
+// inode's mu and guards nothing else. I/O is never done while holding FS.mu;
+// it may be done while holding an inode's commitMu (a directory commit
+// waiting for another host's rename decision holds it).
 //
 // # Hosts
 //
