@@ -193,7 +193,7 @@ func TestRenameTxCrashAtEachStep(t *testing.T) {
 // aborts the rename (the old name stays) and goes on.
 func TestRenameTxAbortAfterFence(t *testing.T) {
 	e := newEnv(t)
-	a := e.engine(func(o *vfs.Options) { o.SyncInterval, o.HostExpiry = 20*time.Millisecond, 200*time.Millisecond })
+	a := e.engine(func(o *vfs.Options) { o.SyncInterval, o.HostExpiry = 100*time.Millisecond, time.Second })
 	s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
 	f := writeFile(t, a, s, "f", []byte("moved"))
 	a.SetRenameHook(func(step string) bool { return step != "decide" })
