@@ -105,6 +105,28 @@ func fxInodes() map[string]*format.Inode {
 				{Op: format.EntryRemove, Name: "dev"},
 			},
 		},
+		"inode-dir-pending.bin": {
+			// A rename transaction's versions (FORMAT.md §5.5): a pending
+			// remove of f and a pending put of g -> f's inode, and a
+			// pending delete.
+			ID: 0x7c1e3a5b9d2f4e60, Version: 68, Base: 68, Kind: format.KindDir, Writer: 0x5e1f00d2c4a7b931,
+			Mode: 0o755, UID: 1000, GID: 1000,
+			Atime: fxTime, Mtime: fxTime + 6, Ctime: fxTime + 6,
+			Entries: []format.Entry{
+				{Op: format.EntryPut, Name: "f", Child: 0x3f9a0c7e12b45d81, ChildKind: format.KindFile},
+				{Op: format.EntryPendingRemove, Name: "f", Tx: 0x9d04c1e7a2b35f68, Host: 0x5e1f00d2c4a7b931},
+				{Op: format.EntryPendingPut, Name: "g", Child: 0x3f9a0c7e12b45d81, ChildKind: format.KindFile, Tx: 0x9d04c1e7a2b35f68, Host: 0x5e1f00d2c4a7b931},
+			},
+		},
+		"inode-dir-pending-delete.bin": {
+			ID: 0x2222222222222222, Version: 3, Base: 2, Kind: format.KindDir, Writer: 0x5e1f00d2c4a7b931,
+			Mode: 0o755, UID: 1000, GID: 1000,
+			Atime: fxTime, Mtime: fxTime + 6, Ctime: fxTime + 6,
+			Entries: []format.Entry{
+				{Op: format.EntryRemove, Name: "x"},
+				{Op: format.EntryPendingDelete, Tx: 0x9d04c1e7a2b35f68, Host: 0x5e1f00d2c4a7b931},
+			},
+		},
 		"inode-symlink.bin": {
 			ID: 0x00000000000000ff, Version: 1, Kind: format.KindSymlink, Writer: 0x5e1f00d2c4a7b931,
 			Mode: 0o777, UID: 1000, GID: 1000, Nlink: 1, Size: 6,
@@ -172,6 +194,20 @@ func fixtures() []fixture {
 			encode: func() ([]byte, error) { return format.EncodeExtent(fxExtentData), nil },
 		},
 	}
+	fxDecision := &format.Decision{Outcome: format.Commit, Host: 0x5e1f00d2c4a7b931, Writer: 0x5e1f00d2c4a7b931, Dirs: []uint64{0x7c1e3a5b9d2f4e60, 0x2222222222222222}}
+	out = append(out, fixture{
+		file: "decision.bin",
+		check: func(t *testing.T, obj []byte) {
+			d, err := format.DecodeDecision(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Outcome != fxDecision.Outcome || d.Host != fxDecision.Host || d.Writer != fxDecision.Writer || len(d.Dirs) != 2 || d.Dirs[0] != fxDecision.Dirs[0] || d.Dirs[1] != fxDecision.Dirs[1] {
+				t.Fatalf("decision.bin decodes to %+v", d)
+			}
+		},
+		encode: func() ([]byte, error) { return format.EncodeDecision(fxDecision) },
+	})
 	for file, want := range fxInodes() {
 		file, want := file, want
 		out = append(out, fixture{
