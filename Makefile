@@ -67,6 +67,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeInode -fuzztime=$(FUZZTIME) ./pkg/s3gfs/format/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeVolume -fuzztime=$(FUZZTIME) ./pkg/s3gfs/format/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeExtent -fuzztime=$(FUZZTIME) ./pkg/s3gfs/format/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeDecision -fuzztime=$(FUZZTIME) ./pkg/s3gfs/format/
 	$(GO) test -run='^$$' -fuzz=FuzzParseVolumeID -fuzztime=$(FUZZTIME) ./pkg/driver/
 	$(GO) test -run='^$$' -fuzz=FuzzParseParams -fuzztime=$(FUZZTIME) ./pkg/driver/
 
