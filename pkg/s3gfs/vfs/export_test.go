@@ -57,3 +57,12 @@ func (fs *FS) TakenBelow(id uint64) (bool, error) { return fs.takenBelow(context
 // transaction ("src", "dst", "target", "decide", "decided"); when it
 // returns false the rename stops there, as a crash would.
 func (fs *FS) SetRenameHook(h func(step string) bool) { fs.testHook = h }
+
+// Prefetching reports whether a listing of directory id is still loading
+// its children in the background.
+func (fs *FS) Prefetching(id uint64) bool {
+	fs.mu.Lock()
+	ino := fs.inodes[id]
+	fs.mu.Unlock()
+	return ino != nil && ino.prefetching.Load()
+}

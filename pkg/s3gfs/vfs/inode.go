@@ -64,6 +64,11 @@ type inode struct {
 	handles map[*Handle]struct{}
 	// prefetching: a listing's children are being loaded (prefetchChildren).
 	prefetching atomic.Bool
+	// hint: the newest version key of a not yet loaded inode, from a
+	// listing of many inodes at once (see hintNewest), and when it was
+	// listed; its first load reads that version without listing again.
+	hint     *objstore.ObjectInfo
+	hintedAt time.Time
 	// mixed: the open handles do not all read one version (an open found
 	// a newer version while older handles were open). New handles then
 	// bypass the kernel's page cache, which holds the older handles'
@@ -202,7 +207,7 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 			return nil // a point-in-time view never changes
 		}
 	}
-	page, err := fs.store.List(ctx, dir, "", 1)
+	page, err := fs.firstPage(ctx, ino, dir)
 	if err != nil {
 		return fmt.Errorf("list versions of inode %016x: %w", ino.id, err)
 	}
@@ -369,6 +374,22 @@ func (fs *FS) loadAt(ctx context.Context, ino *inode, k int) (*format.Inode, *fo
 		return nil, nil, fmt.Errorf("inode %016x: no readable version in source level %d: %w", ino.id, k, ErrCorrupt)
 	}
 	return nil, nil, errNoneVisible
+}
+
+// firstPage lists the newest version of ino (LIST max-keys=1), or takes
+// it from a hint listed moments ago for a first load: a loaded inode is
+// always listed afresh (open's close-to-open check, revalidation).
+func (fs *FS) firstPage(ctx context.Context, ino *inode, dir string) (objstore.ListPage, error) {
+	ino.mu.Lock()
+	h, at := ino.hint, ino.hintedAt
+	ino.hint = nil
+	fresh := h != nil && ino.cur == nil && time.Since(at) < hintLife
+	ino.mu.Unlock()
+	if fresh {
+		// Truncated: a walk past a corrupt newest version lists on.
+		return objstore.ListPage{Objects: []objstore.ObjectInfo{*h}, Truncated: true}, nil
+	}
+	return fs.store.List(ctx, dir, "", 1)
 }
 
 // getVersion reads and decodes version v of inode id at level k, with its

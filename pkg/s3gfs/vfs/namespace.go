@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -730,6 +732,9 @@ func (fs *FS) prefetchChildren(dir *inode, entries []DirEntry) {
 	go func() {
 		defer dir.prefetching.Store(false)
 		ctx := fs.Bound(context.Background())
+		if len(ids) >= hintMin && fs.opts.AsOf.IsZero() {
+			fs.hintNewest(ctx, ids)
+		}
 		sem := make(chan struct{}, prefetchParallel)
 		var wg sync.WaitGroup
 		for _, id := range ids {
@@ -742,6 +747,75 @@ func (fs *FS) prefetchChildren(dir *inode, entries []DirEntry) {
 		}
 		wg.Wait()
 	}()
+}
+
+// Listing many inodes at once: from hintMin inodes to load on, and while
+// a page of hintPage keys names at least hintUseful of them.
+const (
+	hintMin    = 32
+	hintPage   = 1000
+	hintUseful = 4
+	hintLife   = time.Second // a hint older than this is not used
+)
+
+// hintNewest finds the newest version keys of the inodes ids (not yet
+// loaded) with a few LISTs of the whole inode key space instead of one
+// LIST per inode: inode ids are random, so where the listed directory
+// holds a good part of the volume's inodes, one page of keys walks past
+// many of them. Each inode found gets the key as its hint (firstPage);
+// the others, and all of them once pages stop paying, are listed one by
+// one as before.
+func (fs *FS) hintNewest(ctx context.Context, ids []uint64) {
+	want := slices.Clone(ids)
+	slices.Sort(want)
+	prefix := fs.keys.InodesPrefix()
+	for i := 0; i < len(want); {
+		// Start right before the next wanted inode's keys.
+		start := strings.TrimSuffix(fs.keys.InodeDir(want[i]), "/")
+		page, err := fs.store.List(ctx, prefix, start, hintPage)
+		if err != nil || len(page.Objects) == 0 {
+			return
+		}
+		found := 0
+		listedAt := time.Now()
+		var last uint64
+		for _, obj := range page.Objects {
+			id, _, err := fs.keys.ParseInode(obj.Key)
+			if err != nil || id == last {
+				continue // a foreign key, or an older version of the same inode
+			}
+			last = id
+			for i < len(want) && want[i] < id {
+				i++ // no version in the own volume: listed one by one
+			}
+			if i < len(want) && want[i] == id {
+				fs.setHint(id, obj, listedAt)
+				found++
+				i++
+			}
+		}
+		if !page.Truncated || found < hintUseful {
+			return
+		}
+		// The last inode of the page may go on in the next: its newest
+		// key was the first seen, so it is done either way.
+	}
+}
+
+// setHint records the newest version key of inode id, unless it is loaded.
+func (fs *FS) setHint(id uint64, obj objstore.ObjectInfo, at time.Time) {
+	fs.mu.Lock()
+	ino := fs.inodes[id]
+	if ino == nil {
+		ino = newInode(id)
+		fs.inodes[id] = ino
+	}
+	fs.mu.Unlock()
+	ino.mu.Lock()
+	if ino.cur == nil {
+		ino.hint, ino.hintedAt = &obj, at
+	}
+	ino.mu.Unlock()
 }
 
 // knownDeleted reports whether this host holds inode id as tombstoned.
