@@ -88,7 +88,8 @@ start_control_plane() {
 		--service-cluster-ip-range="$SERVICE_CIDR" \
 		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file="$d/sa.pub" --service-account-signing-key-file="$d/sa.key" \
-		--cert-dir="$d/apiserver-generated"
+		--cert-dir="$d/apiserver-generated" \
+		--kubelet-preferred-address-types=InternalIP
 	wait_for "kube-apiserver /readyz" 180 kubectl get --raw /readyz
 	say "kube-apiserver ready: $(kubectl version 2>/dev/null | tr '\n' ' ')"
 	start kube-controller-manager "$BIN/kube-controller-manager-$K8S_VERSION" \
@@ -102,7 +103,8 @@ start_control_plane() {
 }
 
 # containerd (Debian's) with the CRI plugin: our pause image as the sandbox
-# image, the CNI bridge below, runc with cgroupfs (cgroup v1).
+# image, the CNI bridge below, runc with cgroupfs (cgroup v1), no negative
+# oom_score_adj (see restrict_oom_score_adj).
 start_containerd() {
 	local d="$WORK/containerd"
 	mkdir -p "$d" "$RUN" "$WORK/cni/net.d" "$WORK/cni/ipam"
@@ -125,6 +127,9 @@ state = "$RUN/containerd-state"
   address = "$CONTAINERD_SOCK"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "registry.k8s.io/pause:3.10"
+  # root here lacks CAP_SYS_RESOURCE: runc cannot lower oom_score_adj
+  # (the sandboxes' -998) and fails; keep every container at >= containerd's.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$WORK/cni/net.d"
@@ -191,5 +196,6 @@ cluster_up() {
 	start_containerd
 	import_images
 	start_kubelet
+	wait_for "the default ServiceAccount (controller-manager)" 120 kubectl get serviceaccount default
 	say "cluster up: $(kubectl get nodes -o wide --no-headers)"
 }
