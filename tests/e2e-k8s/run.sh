@@ -138,8 +138,8 @@ main() {
 	wait_jsonpath pvc/shared '{.status.phase}' Bound 180
 	kubectl apply -f "$REPO/docs/examples/kubernetes/pods.yaml" | sed 's/^/  /'
 	kubectl wait --for=condition=Ready pod/app-a pod/app-b --timeout=300s | sed 's/^/  /'
-	wait_for "app-a sees app-b's file" 60 kubectl exec app-a -- test -s /data/app-b.txt
-	wait_for "app-b sees app-a's file" 60 kubectl exec app-b -- test -s /data/app-a.txt
+	wait_for "app-a sees app-b's file" 60 kubectl exec app-a -- sh -c 'test -s /data/app-b.txt'
+	wait_for "app-b sees app-a's file" 60 kubectl exec app-b -- sh -c 'test -s /data/app-a.txt'
 	expect_eq "app-a reads /data/app-b.txt" "$(pexec app-a cat /data/app-b.txt)" "written by app-b"
 	expect_eq "app-b reads /data/app-a.txt" "$(pexec app-b cat /data/app-a.txt)" "written by app-a"
 	expect_eq "the volume's files" "$(pexec app-a ls /data | tr '\n' ' ')" "app-a.txt app-b.txt "
@@ -219,8 +219,15 @@ node_plugin_restart() {
 	local pod before pid
 	pod=$(kubectl -n s3gfs get pods -l app.kubernetes.io/component=node -o jsonpath='{.items[0].metadata.name}')
 	before=$(kubectl -n s3gfs get pod "$pod" -o jsonpath='{.status.containerStatuses[?(@.name=="s3gfs-node")].restartCount}')
-	pid=$(pgrep -f -x '/usr/local/bin/s3gfs-csi-node --endpoint=unix:///csi/csi.sock.*' | head -n1)
-	[[ -n $pid ]] || die "no s3gfs-csi-node plugin process"
+	# The plugin process of this cluster's node pod: its command line, in
+	# the node's network namespace (hostNetwork).
+	local netns p
+	netns=$(stat -L -c %i "/run/netns/$NETNS")
+	pid=""
+	for p in $(pgrep -f -x '/usr/local/bin/s3gfs-csi-node --endpoint=unix:///csi/csi.sock.*'); do
+		[[ $(stat -L -c %i "/proc/$p/ns/net" 2>/dev/null) == "$netns" ]] && pid=$p
+	done
+	[[ -n $pid ]] || die "no s3gfs-csi-node plugin process in the node's network namespace"
 	say "SIGKILL the node plugin process $pid (pod $pod, restarts so far $before)"
 	kill -KILL "$pid"
 	pexec app-a 'echo during-restart >> /data/app-a.log'
