@@ -266,13 +266,23 @@ uninstall_clean() {
 	wait_for "every VolumeSnapshotContent deleted" 180 bash -c "[[ -z \$('$BIN/kubectl-$K8S_VERSION' --kubeconfig '$KUBECONFIG_FILE' get volumesnapshotcontents -o name) ]]"
 	helm uninstall s3gfs -n s3gfs --wait --timeout 5m | sed 's/^/  /'
 	wait_for "no s3gfs pods" 180 bash -c "[[ -z \$('$BIN/kubectl-$K8S_VERSION' --kubeconfig '$KUBECONFIG_FILE' -n s3gfs get pods -o name) ]]"
+	# What helm uninstall leaves in the namespace: only the Leases the
+	# running processes took (the CSI sidecars' leader election and the
+	# reaper's; released, never deleted; not the chart's objects). Deleting
+	# the namespace, as docs/kubernetes.md says, removes them.
 	local left
 	left=$(kubectl get all,secrets,configmaps,serviceaccounts,roles,rolebindings,leases -n s3gfs -o name 2>/dev/null |
 		grep -v -e '^configmap/kube-root-ca.crt$' -e '^serviceaccount/default$' || true)
-	left+=$(kubectl get csidrivers,storageclasses,volumesnapshotclasses,clusterroles,clusterrolebindings -o name | grep s3gfs || true)
-	left+=$(kubectl get pv,volumeattachments -o name)
+	say "left in namespace s3gfs after helm uninstall: $(tr '\n' ' ' <<<"$left")"
+	local o
+	for o in $left; do
+		[[ $o == lease.coordination.k8s.io/* ]] || die "helm uninstall left $o in namespace s3gfs"
+	done
+	kubectl delete namespace s3gfs --wait=true --timeout=180s | sed 's/^/  /'
+	left=$(kubectl get csidrivers,storageclasses,volumesnapshotclasses,clusterroles,clusterrolebindings -o name | grep s3gfs || true)
+	left+=$(kubectl get pv,volumeattachments,volumesnapshotcontents -o name)
 	[[ -z $left ]] || die "left in the cluster after helm uninstall: $left"
-	say "ok: no s3gfs object, PV or VolumeAttachment left in the cluster"
+	say "ok: no s3gfs object, PV, VolumeAttachment or VolumeSnapshotContent left in the cluster"
 	# The bucket: versitygw's posix backend keeps each object as a file.
 	local objects
 	objects=$(cd "$WORK/s3/$BUCKET" && find . -type f ! -path './.sgwtmp/*' | sort)
