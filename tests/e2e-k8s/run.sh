@@ -286,9 +286,10 @@ uninstall_clean() {
 	# The bucket: versitygw's posix backend keeps each object as a file.
 	local objects
 	objects=$(cd "$WORK/s3/$BUCKET" && find . -type f ! -path './.sgwtmp/*' | sort)
-	say "objects left in s3://$BUCKET: $(wc -l <<<"$objects" | tr -d ' ')"
-	sed 's/^/  /' <<<"$objects"
-	[[ -z $objects ]] || die "objects left in the bucket after every volume and snapshot was deleted"
+	if [[ -n $objects ]]; then
+		sed 's/^/  /' <<<"$objects"
+		die "$(grep -c . <<<"$objects") objects left in s3://$BUCKET after every volume and snapshot was deleted"
+	fi
 	say "ok: the bucket is empty"
 }
 
