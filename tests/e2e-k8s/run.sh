@@ -158,7 +158,7 @@ main() {
 	expect_eq "restored app-a.txt" "$(pexec app-c cat /data/app-a.txt)" "written by app-a"
 	expect_eq "restored app-b.txt (as at the snapshot)" "$(pexec app-c cat /data/app-b.txt)" "written by app-b"
 
-	step "the reaper: helm upgrade with the volume, two replicas, one holds the Lease"
+	step "the reaper: helm upgrade (interval 10s); two replicas, one holds the Lease and collects both volumes"
 	reaper_lease
 
 	step "the node plugin restarts while app-a keeps using its volume"
@@ -173,44 +173,40 @@ main() {
 	say "PASS"
 }
 
-# The chart's reaper collects the volumes named in reaper.volumes (one
-# Deployment of two replicas each, electing one through a Lease).
+# The chart's reaper (reaper.volumesFrom: kubernetes) finds the driver's
+# volumes from the PVs and VolumeSnapshotContents; two replicas elect one
+# through a Lease. An upgrade shortens its interval so that a pass sees the
+# volumes made since the install.
 reaper_lease() {
-	local handle bucket prefix
-	handle=$(kubectl get pv "$(kubectl get pvc shared -o jsonpath='{.spec.volumeName}')" -o jsonpath='{.spec.csi.volumeHandle}')
-	IFS=: read -r _ bucket prefix _ <<<"$handle"
-	say "volume id $handle -> s3://$bucket/$prefix"
-	helm upgrade s3gfs "$REPO/charts/s3gfs" -n s3gfs --reuse-values --set "reaper.volumes[0].name=shared" \
-		--set "reaper.volumes[0].url=s3://$bucket/$prefix" --wait --timeout 5m | sed 's/^/  /'
-	local sel=app.kubernetes.io/component=reaper
+	helm upgrade s3gfs "$REPO/charts/s3gfs" -n s3gfs --reuse-values --set reaper.interval=10s --wait --timeout 5m | sed 's/^/  /'
+	kubectl -n s3gfs rollout status deploy/s3gfs-reaper --timeout=180s | sed 's/^/  /'
+	local sel=app.kubernetes.io/component=reaper pods
+	wait_for "exactly the new reaper pods" 120 bash -c "[[ \$('$BIN/kubectl-$K8S_VERSION' --kubeconfig '$KUBECONFIG_FILE' -n s3gfs get pods -l $sel -o name | wc -l) == 2 ]]"
 	kubectl -n s3gfs wait --for=condition=Ready pod -l $sel --timeout=180s | sed 's/^/  /'
-	local pods
 	pods=$(kubectl -n s3gfs get pods -l $sel -o jsonpath='{.items[*].metadata.name}')
 	expect_eq "reaper replicas" "$(wc -w <<<"$pods" | tr -d ' ')" 2
-	local lease
-	lease=$(kubectl -n s3gfs get leases -o name | grep reaper | head -n1)
-	[[ -n $lease ]] || { wait_for "a reaper Lease" 120 bash -c "'$BIN/kubectl-$K8S_VERSION' --kubeconfig '$KUBECONFIG_FILE' -n s3gfs get leases -o name | grep -q reaper"; lease=$(kubectl -n s3gfs get leases -o name | grep reaper | head -n1); }
-	wait_for "$lease has a holder" 120 bash -c "[[ -n \$('$BIN/kubectl-$K8S_VERSION' --kubeconfig '$KUBECONFIG_FILE' -n s3gfs get $lease -o jsonpath='{.spec.holderIdentity}') ]]"
+	local lease=lease/s3gfs-reaper
+	wait_for "$lease held by a running replica" 120 bash -c "h=\$('$BIN/kubectl-$K8S_VERSION' --kubeconfig '$KUBECONFIG_FILE' -n s3gfs get $lease -o jsonpath='{.spec.holderIdentity}'); [[ -n \$h && ' $pods ' == *\" \$h \"* ]]"
 	local holder
 	holder=$(kubectl -n s3gfs get "$lease" -o jsonpath='{.spec.holderIdentity}')
 	say "$lease held by $holder"
-	# Each replica's own view: s3gfs_reaper_lease_held is 1 in exactly one.
-	local p ip held=0 holders=""
-	wait_for "one replica reports the lease held" 120 bash -c "
-		n=0; for p in $pods; do
-			ip=\$('$BIN/kubectl-$K8S_VERSION' --kubeconfig '$KUBECONFIG_FILE' -n s3gfs get pod \$p -o jsonpath='{.status.podIP}')
-			v=\$(nsenter --net=/run/netns/$NETNS curl -sf http://\$ip:9811/metrics | awk '/^s3gfs_reaper_lease_held /{print \$2}')
-			[[ \$v == 1 ]] && n=\$((n+1))
-		done; [[ \$n == 1 ]]"
+	# Each replica's own view: s3gfs_reaper_lease_held is 1 in exactly one,
+	# the Lease's holder.
+	local p ip v held=0 holders=""
 	for p in $pods; do
 		ip=$(kubectl -n s3gfs get pod "$p" -o jsonpath='{.status.podIP}')
 		v=$(in_node curl -sf "http://$ip:9811/metrics" | awk '/^s3gfs_reaper_lease_held /{print $2}')
 		say "  $p: s3gfs_reaper_lease_held $v"
-		[[ $v == 1 ]] && { held=$((held + 1)); holders=$p; }
+		if [[ $v == 1 ]]; then
+			held=$((held + 1))
+			holders=$p
+		fi
 	done
 	expect_eq "replicas holding the lease" "$held" 1
-	[[ $holder == *"$holders"* ]] || die "the Lease names $holder but $holders reports it held"
-	say "ok: the Lease's holder ($holder) is the replica that reports it held"
+	expect_eq "the replica that holds it" "$holders" "$holder"
+	# The holder found both volumes (shared, restored) and collected them.
+	wait_for "a pass over both volumes" 120 bash -c "'$BIN/kubectl-$K8S_VERSION' --kubeconfig '$KUBECONFIG_FILE' -n s3gfs logs $holder | grep -q 'reaper pass over the cluster.s volumes.* volumes=2 collected=2 failed=0'"
+	say "ok: $(kubectl -n s3gfs logs "$holder" | grep "reaper pass over the cluster.s volumes" | tail -n1)"
 }
 
 # The node plugin container (not the mounter) is killed; the kubelet
