@@ -239,8 +239,9 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 	put := dirOp{name: newName, child: se.Child, kind: se.ChildKind, noReplace: noReplace, replaceDir: replaceDir, tx: tx, notSame: true}
 	var dirs []uint64
 	var touched []*inode
+	wrote := false // a pending entry of tx may be in the store
 	fail := func(err error) error {
-		if len(touched) > 0 {
+		if wrote || !refused(err) {
 			fs.finishTx(ctx, tx, dirs, touched)
 		}
 		if errors.Is(err, errSameInode) {
@@ -257,11 +258,13 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 		if err := fs.applyDir(ctx, src, ch); err != nil {
 			return fail(err)
 		}
+		wrote = true
 		replaced = ch.replaced[1:]
 	} else {
 		if err := fs.applyDir(ctx, src, &dirChange{ops: []dirOp{remove}}); err != nil {
 			return fail(err)
 		}
+		wrote = true
 		if !fs.step("src") {
 			return errCrashed
 		}
@@ -332,6 +335,12 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 		}
 	}
 	return fs.dropReplaced(ctx, replaced)
+}
+
+// refused reports whether a directory change failed without writing
+// anything (a definite refusal, not a store failure that leaves it open).
+func refused(err error) bool {
+	return decided(err) || errors.Is(err, ErrBusy) || errors.Is(err, errSameInode) || errors.Is(err, ErrConflict)
 }
 
 // errCrashed: a test hook stopped a rename where a crash would.

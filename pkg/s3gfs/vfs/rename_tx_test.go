@@ -290,6 +290,11 @@ func TestRenameTxSourceMovedAway(t *testing.T) {
 	if n := e.newest(f); n.Nlink != 1 {
 		t.Fatalf("nlink %d", n.Nlink)
 	}
+	// Refused at its first step, it wrote nothing, not even a decision
+	// (b's move has the only one).
+	if ks := e.keysUnder(e.vol.Keys.DecisionsPrefix()); len(ks) != 1 {
+		t.Fatalf("decisions %v, want b's only", ks)
+	}
 }
 
 // TestRenameTxTimeTravel: a point-in-time view at an instant between the
