@@ -3,6 +3,8 @@ package vfs
 import (
 	"context"
 	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
 )
 
 // Test-only accessors for package vfs_test.
@@ -66,3 +68,7 @@ func (fs *FS) Prefetching(id uint64) bool {
 	fs.mu.Unlock()
 	return ino != nil && ino.prefetching.Load()
 }
+
+// SetHint gives inode id the newest version key obj, as a cold listing's
+// prefetch does (hintNewest).
+func (fs *FS) SetHint(id uint64, obj objstore.ObjectInfo) { fs.setHint(id, obj, time.Now()) }

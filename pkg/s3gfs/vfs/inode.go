@@ -377,13 +377,16 @@ func (fs *FS) loadAt(ctx context.Context, ino *inode, k int) (*format.Inode, *fo
 }
 
 // firstPage lists the newest version of ino (LIST max-keys=1), or takes
-// it from a hint listed moments ago for a first load: a loaded inode is
-// always listed afresh (open's close-to-open check, revalidation).
+// it from a hint listed shortly before for a first load, unless another
+// host announced a change of the inode since: a loaded inode is always
+// listed afresh (open's close-to-open check, revalidation).
 func (fs *FS) firstPage(ctx context.Context, ino *inode, dir string) (objstore.ListPage, error) {
 	ino.mu.Lock()
 	h, at := ino.hint, ino.hintedAt
 	ino.hint = nil
-	fresh := h != nil && ino.cur == nil && time.Since(at) < hintLife
+	// A change another host announced since (sync marks the inode stale)
+	// makes the hint useless.
+	fresh := h != nil && ino.cur == nil && !ino.stale && time.Since(at) < hintLife
 	ino.mu.Unlock()
 	if fresh {
 		// Truncated: a walk past a corrupt newest version lists on.

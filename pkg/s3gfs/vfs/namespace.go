@@ -755,7 +755,10 @@ const (
 	hintMin    = 32
 	hintPage   = 1000
 	hintUseful = 4
-	hintLife   = time.Second // a hint older than this is not used
+	// A hint older than this is not used. It must outlast the loading of
+	// a big listing's children (10,000 at prefetchParallel at a time);
+	// what other hosts change meanwhile they announce (see firstPage).
+	hintLife = time.Minute
 )
 
 // hintNewest finds the newest version keys of the inodes ids (not yet

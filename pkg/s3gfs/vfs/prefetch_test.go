@@ -70,3 +70,26 @@ func TestColdListingListsInodesTogether(t *testing.T) {
 		t.Fatalf("open after another host's close reads %q", got)
 	}
 }
+
+// A listing's hint of a child's newest version is not used once another
+// host has announced a newer one (its ping, read by this host's sync):
+// the child's first load lists it afresh.
+func TestHintNotUsedAfterAnnouncedChange(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine(syncEvery(time.Hour, 3*time.Hour))
+	b := e.engine(syncEvery(time.Hour, 3*time.Hour))
+	id := writeFile(t, a, root, "f", []byte("one"))
+	old := e.newest(id)
+	key := e.vol.Keys.Inode(id, old.Version)
+	info, err := e.store.Head(ctx, key)
+	must(t, err)
+	b.SetHint(id, info) // b listed f's newest version: "one"
+	h := open(t, a, id, true)
+	write(t, a, h, []byte("three"), 0)
+	closeH(t, a, h)
+	must(t, a.Sync(ctx)) // a's ping announces the change
+	must(t, b.Sync(ctx)) // b reads it
+	if got, err := b.GetAttr(ctx, id); err != nil || got.Size != 5 {
+		t.Fatalf("first load after an announced change: %+v, %v", got, err)
+	}
+}
