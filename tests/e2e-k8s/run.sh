@@ -39,7 +39,9 @@ on_exit() {
 	if [[ ${E2E_KEEP:-} == 1 ]]; then
 		say "E2E_KEEP=1: the cluster keeps running; KUBECONFIG=$KUBECONFIG_FILE; tests/e2e-k8s/run.sh teardown"
 	else
-		teardown
+		teardown || rc=1
+		# A passing run leaves nothing; a failed one keeps its logs.
+		if [[ $rc == 0 ]]; then rm -rf --one-file-system "$WORK"; fi
 	fi
 	exit $rc
 }
@@ -260,6 +262,14 @@ uninstall_clean() {
 	kubectl delete pvc shared --wait=true --timeout=180s | sed 's/^/  /'
 	wait_for "every PV deleted" 180 bash -c "[[ -z \$('$BIN/kubectl-$K8S_VERSION' --kubeconfig '$KUBECONFIG_FILE' get pv -o name) ]]"
 	wait_for "every VolumeSnapshotContent deleted" 180 bash -c "[[ -z \$('$BIN/kubectl-$K8S_VERSION' --kubeconfig '$KUBECONFIG_FILE' get volumesnapshotcontents -o name) ]]"
+	# Unstaged everywhere: no s3gfs FUSE mount under the kubelet's root and
+	# no `s3gfs mount` process of this cluster (the host mounter's run
+	# outside the pods) is left.
+	wait_for "every s3gfs mount process of the node stopped" 120 bash -c "! pgrep -f '[s]3gfs mount .*$KUBELET_DIR/'"
+	if grep -q " $KUBELET_DIR/.* fuse.s3gfs " /proc/self/mountinfo; then
+		die "s3gfs mounts left under $KUBELET_DIR: $(grep " $KUBELET_DIR/.* fuse.s3gfs " /proc/self/mountinfo)"
+	fi
+	say "ok: no s3gfs mount or mount process left on the node"
 	helm uninstall s3gfs -n s3gfs --wait --timeout 5m | sed 's/^/  /'
 	wait_for "no s3gfs pods" 180 bash -c "[[ -z \$('$BIN/kubectl-$K8S_VERSION' --kubeconfig '$KUBECONFIG_FILE' -n s3gfs get pods -o name) ]]"
 	# What helm uninstall leaves in the namespace: only the Leases the
