@@ -122,13 +122,9 @@ func (m *HostMounter) Mount(ctx context.Context, spec MountSpec) (int, error) {
 		return 0, err
 	}
 	err := cmd.Wait()
-	msg := strings.TrimSpace(scrub(stderr.String(), spec.secrets()))
+	pid, err := backgroundResult(spec, stderr.String(), err)
 	if err != nil {
-		return 0, mountError(spec, msg, err)
-	}
-	pid := 0
-	if sm := bgPidRE.FindStringSubmatch(msg); sm != nil {
-		pid, _ = strconv.Atoi(sm[1])
+		return 0, err
 	}
 	if pid > 0 {
 		// Already there (inherited); checked so that a failure shows.

@@ -136,7 +136,14 @@ func (m *DetachedMounter) Mount(ctx context.Context, spec MountSpec) (int, error
 	cmd.Stderr = &stderr
 	cmd.Stdout = io.Discard
 	err := cmd.Run()
-	msg := strings.TrimSpace(scrub(stderr.String(), spec.secrets()))
+	return backgroundResult(spec, stderr.String(), err)
+}
+
+// backgroundResult is the outcome of an `s3gfs mount --background` that
+// exited with err after writing stderr: the serving process's pid (0 when
+// it did not say), or why the mount failed.
+func backgroundResult(spec MountSpec, stderr string, err error) (int, error) {
+	msg := strings.TrimSpace(scrub(stderr, spec.secrets()))
 	if err != nil {
 		return 0, mountError(spec, msg, err)
 	}
