@@ -343,6 +343,19 @@ func (s *reqCounter) note(key string) {
 	}
 }
 
+// quiet waits until no request has been made for 100ms (background work
+// such as a listing's prefetch has finished), for at most 5s.
+func (s *reqCounter) quiet() {
+	last, since := s.all.Load(), time.Now()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if n := s.all.Load(); n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) >= 100*time.Millisecond {
+			return
+		}
+	}
+}
+
 func (s *reqCounter) PutIfAbsent(ctx context.Context, key string, body []byte) (objstore.ObjectInfo, error) {
 	s.note(key)
 	return s.Store.PutIfAbsent(ctx, key, body)
@@ -376,6 +389,7 @@ func TestRenameTxRequests(t *testing.T) {
 		t.Fatalf("%d decision requests without a cross-directory rename", n)
 	}
 	lookup(t, a, s, "f1")
+	rc.quiet() // b's listing prefetches its children in the background
 	before := rc.all.Load()
 	must(t, a.Rename(ctx, s, "f1", d, "g1", 0))
 	cost := rc.all.Load() - before
