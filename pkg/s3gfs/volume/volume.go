@@ -105,14 +105,6 @@ func Format(ctx context.Context, store objstore.Store, u URL, o FormatOptions) (
 	if err != nil {
 		return nil, err
 	}
-	if bc, ok := store.(objstore.BucketCreator); ok {
-		if err := bc.EnsureBucket(ctx); err != nil {
-			return nil, fmt.Errorf("create bucket %s: %w", u.Bucket, err)
-		}
-	}
-	if err := Probe(ctx, store, keys); err != nil {
-		return nil, err
-	}
 	h := &format.Volume{ExtentSize: o.ExtentSize, InlineLimit: o.InlineLimit, Retention: o.Retention, Created: time.Now()}
 	if h.ExtentSize == 0 {
 		h.ExtentSize = format.DefaultExtentSize
@@ -120,21 +112,10 @@ func Format(ctx context.Context, store objstore.Store, u URL, o FormatOptions) (
 	if h.InlineLimit == 0 {
 		h.InlineLimit = format.DefaultInlineLimit
 	}
-	if _, err := rand.Read(h.ID[:]); err != nil {
+	v, err := create(ctx, store, u, keys, h, "volume parameters")
+	if err != nil {
 		return nil, err
 	}
-	obj, err := format.EncodeVolume(h)
-	if err != nil {
-		return nil, fmt.Errorf("volume parameters: %w", err)
-	}
-	info, err := store.PutIfAbsent(ctx, keys.Volume(), obj)
-	if errors.Is(err, objstore.ErrExists) {
-		return nil, fmt.Errorf("%s: %w (s3gfs never formats over an existing volume)", u, ErrExists)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("write volume header: %w", err)
-	}
-	v := &Volume{Store: store, URL: u, Keys: keys, Header: h, Created: info.LastModified}
 	if err := v.ensureRoot(ctx); err != nil {
 		return nil, err
 	}
@@ -162,14 +143,6 @@ func FormatClone(ctx context.Context, store objstore.Store, u URL, src *Volume, 
 	if u.Bucket == src.URL.Bucket && (u.Prefix == src.URL.Prefix || under(u.Prefix, src.URL.Prefix) || under(src.URL.Prefix, u.Prefix)) {
 		return nil, fmt.Errorf("clone %s and its source %s would share keys", u, src.URL)
 	}
-	if bc, ok := store.(objstore.BucketCreator); ok {
-		if err := bc.EnsureBucket(ctx); err != nil {
-			return nil, fmt.Errorf("create bucket %s: %w", u.Bucket, err)
-		}
-	}
-	if err := Probe(ctx, store, keys); err != nil {
-		return nil, err
-	}
 	h := &format.Volume{
 		ExtentSize: src.Header.ExtentSize, InlineLimit: src.Header.InlineLimit, Retention: retention, Created: time.Now(),
 		Features: format.FeatureClone,
@@ -178,12 +151,33 @@ func FormatClone(ctx context.Context, store objstore.Store, u URL, src *Volume, 
 			Depth: src.Header.Depth() + 1,
 		},
 	}
+	v, err := create(ctx, store, u, keys, h, "clone parameters")
+	if err != nil {
+		return nil, err
+	}
+	v.Chain = append([]Level{{Volume: src, At: at}}, src.Chain...)
+	return v, nil
+}
+
+// create makes the volume at u with header h, whose id it draws: the
+// bucket when the store can and it is missing, the conditional-write
+// probe, then the header's conditional create. what names h's fields in
+// an error.
+func create(ctx context.Context, store objstore.Store, u URL, keys format.Keys, h *format.Volume, what string) (*Volume, error) {
+	if bc, ok := store.(objstore.BucketCreator); ok {
+		if err := bc.EnsureBucket(ctx); err != nil {
+			return nil, fmt.Errorf("create bucket %s: %w", u.Bucket, err)
+		}
+	}
+	if err := Probe(ctx, store, keys); err != nil {
+		return nil, err
+	}
 	if _, err := rand.Read(h.ID[:]); err != nil {
 		return nil, err
 	}
 	obj, err := format.EncodeVolume(h)
 	if err != nil {
-		return nil, fmt.Errorf("clone parameters: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	info, err := store.PutIfAbsent(ctx, keys.Volume(), obj)
 	if errors.Is(err, objstore.ErrExists) {
@@ -192,9 +186,7 @@ func FormatClone(ctx context.Context, store objstore.Store, u URL, src *Volume, 
 	if err != nil {
 		return nil, fmt.Errorf("write volume header: %w", err)
 	}
-	v := &Volume{Store: store, URL: u, Keys: keys, Header: h, Created: info.LastModified}
-	v.Chain = append([]Level{{Volume: src, At: at}}, src.Chain...)
-	return v, nil
+	return &Volume{Store: store, URL: u, Keys: keys, Header: h, Created: info.LastModified}, nil
 }
 
 // under reports whether prefix p lies strictly below prefix q.
