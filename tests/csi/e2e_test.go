@@ -142,6 +142,23 @@ func readIs(path, want string) func() error {
 	}
 }
 
+// workDir is a new directory for one test's sockets, state and mounts;
+// whatever is still mounted under it is detached at the end.
+func workDir(t *testing.T, pattern string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, m := range s3gfsMounts(dir) {
+			syscall.Unmount(m, syscall.MNT_DETACH)
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
 func s3gfsMounts(dir string) []string {
 	data, _ := os.ReadFile("/proc/self/mountinfo")
 	var out []string
@@ -181,16 +198,7 @@ func TestTwoNodesSnapshotsAndPluginRestart(t *testing.T) {
 	}
 	testenv.RequireFUSE(t)
 	s3 := testenv.S3(t)
-	dir, err := os.MkdirTemp("", "s3gfs-csi-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, m := range s3gfsMounts(dir) {
-			syscall.Unmount(m, syscall.MNT_DETACH)
-		}
-		os.RemoveAll(dir)
-	})
+	dir := workDir(t, "s3gfs-csi-e2e-")
 	bins := filepath.Join(dir, "bin")
 	s3gfsBin := testenv.Binary(t)
 	controllerBin := build(t, bins, "cmd/controller")

@@ -123,16 +123,7 @@ func TestHostMounterSurvivesPodDeletion(t *testing.T) {
 	}
 	testenv.RequireFUSE(t)
 	s3 := testenv.S3(t)
-	dir, err := os.MkdirTemp("", "s3gfs-csi-hostmount-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, m := range s3gfsMounts(dir) {
-			syscall.Unmount(m, syscall.MNT_DETACH)
-		}
-		os.RemoveAll(dir)
-	})
+	dir := workDir(t, "s3gfs-csi-hostmount-")
 	bins := filepath.Join(dir, "bin")
 	s3gfsBin := testenv.Binary(t)
 	controllerBin := build(t, bins, "cmd/controller")

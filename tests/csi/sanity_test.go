@@ -23,16 +23,7 @@ func TestSanityBinaries(t *testing.T) {
 	}
 	testenv.RequireFUSE(t)
 	s3 := testenv.S3(t)
-	dir, err := os.MkdirTemp("", "s3gfs-csi-sanity-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, m := range s3gfsMounts(dir) {
-			syscall.Unmount(m, syscall.MNT_DETACH)
-		}
-		os.RemoveAll(dir)
-	})
+	dir := workDir(t, "s3gfs-csi-sanity-")
 	bins := filepath.Join(dir, "bin")
 	controllerBin, nodeBin := build(t, bins, "cmd/controller"), build(t, bins, "cmd/node")
 	sock := func(n string) string { return filepath.Join(dir, n+".sock") }
