@@ -72,3 +72,11 @@ func (fs *FS) Prefetching(id uint64) bool {
 // SetHint gives inode id the newest version key obj, as a cold listing's
 // prefetch does (hintNewest).
 func (fs *FS) SetHint(id uint64, obj objstore.ObjectInfo) { fs.setHint(id, obj, time.Now()) }
+
+// SetUsageWaitHook sets a function a statfs calls when it waits for the
+// first read of the usage record that another call began.
+func (fs *FS) SetUsageWaitHook(h func()) {
+	fs.usage.mu.Lock()
+	fs.usage.waitHook = h
+	fs.usage.mu.Unlock()
+}

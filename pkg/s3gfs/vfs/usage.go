@@ -33,30 +33,59 @@ type usageCache struct {
 	u        *format.Usage // nil: none read (or none exists)
 	read     time.Time     // when it was last fetched; zero: never
 	fetching bool
+	// first is closed when the first fetch is over; nil until one began.
+	first chan struct{}
+	// waitHook, when set (tests), is called by a statfs that waits for
+	// the first fetch another call began.
+	waitHook func()
 }
 
 // StatFS returns the filesystem's statistics. The first call reads the
 // usage record (waiting a few seconds at most); later calls answer from
-// memory and refresh it in the background at most once a minute.
+// memory and refresh it in the background at most once a minute. A call
+// made while the first read is in flight waits for it too (within the
+// same bound) rather than report nothing used.
 func (fs *FS) StatFS(ctx context.Context) StatFS {
 	c := &fs.usage
 	c.mu.Lock()
-	first := c.read.IsZero() && !c.fetching
-	stale := !c.fetching && time.Since(c.read) > usageRefresh
+	first := c.first == nil
+	if first {
+		c.first = make(chan struct{})
+		c.fetching = true
+	}
+	done := c.first
+	stale := !first && !c.fetching && time.Since(c.read) > usageRefresh
 	if stale {
 		c.fetching = true
 	}
+	hook := c.waitHook
 	c.mu.Unlock()
 	if first {
 		wctx, cancel := context.WithTimeout(ctx, usageFirstWait)
 		fs.refreshUsage(wctx)
 		cancel()
+		close(done)
 	} else if stale {
 		go func() {
 			rctx, cancel := context.WithTimeout(context.Background(), usageRefresh)
 			defer cancel()
 			fs.refreshUsage(rctx)
 		}()
+	} else {
+		select {
+		case <-done:
+		default:
+			if hook != nil {
+				hook()
+			}
+			t := time.NewTimer(usageFirstWait)
+			select {
+			case <-done:
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
 	}
 	c.mu.Lock()
 	u := c.u
