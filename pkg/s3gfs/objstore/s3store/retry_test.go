@@ -239,3 +239,48 @@ func TestGetBodyCutOff(t *testing.T) {
 		t.Errorf("sent %d GETs, want 2", n)
 	}
 }
+
+// TestPutPayloadUnsigned: PUTs over plain HTTP send UNSIGNED-PAYLOAD, not
+// the SHA-256 of their body (the SDK's default off TLS, a third of a
+// mount's CPU while writing), and the header is still among the signed
+// ones.
+func TestPutPayloadUnsigned(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		hashes  []string
+		signeds []string
+	)
+	_, store := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if r.Method == http.MethodPut {
+			mu.Lock()
+			hashes = append(hashes, r.Header.Get("X-Amz-Content-Sha256"))
+			signeds = append(signeds, r.Header.Get("Authorization")+r.URL.Query().Get("X-Amz-SignedHeaders"))
+			mu.Unlock()
+		}
+		return false
+	})
+	ctx := t.Context()
+	body := []byte("payload")
+	if _, err := store.Put(ctx, "a", body); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutIfAbsent(ctx, "b", body); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.PutIfMatch(ctx, "a", body, strings.Trim(etagOf(body), `"`)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hashes) != 3 {
+		t.Fatalf("%d PUTs seen, want 3", len(hashes))
+	}
+	for i, h := range hashes {
+		if h != "UNSIGNED-PAYLOAD" {
+			t.Errorf("PUT %d: X-Amz-Content-Sha256 %q, want UNSIGNED-PAYLOAD", i, h)
+		}
+		if !strings.Contains(signeds[i], "x-amz-content-sha256") {
+			t.Errorf("PUT %d: X-Amz-Content-Sha256 not signed: %s", i, signeds[i])
+		}
+	}
+}
