@@ -69,16 +69,12 @@ func (s *Store) putWithin(ctx context.Context, key string, body []byte, expires 
 		return objstore.ObjectInfo{}, false, err
 	}
 	defer s.release()
-	ps := s3.NewPresignClient(s.client, func(o *s3.PresignOptions) {
-		o.Expires = expires
-		o.Presigner = skewedSigner{v4.NewSigner(), time.Duration(s.skew.Load())}
-	})
-	signed, err := ps.PresignPutObject(ctx, &s3.PutObjectInput{
+	signed, err := s.presign.PresignPutObject(ctx, &s3.PutObjectInput{
 		Bucket:        aws.String(s.bucket),
 		Key:           aws.String(key),
 		IfNoneMatch:   aws.String("*"),
 		ContentLength: aws.Int64(int64(len(body))),
-	})
+	}, func(o *s3.PresignOptions) { o.Expires = expires })
 	if err != nil {
 		return objstore.ObjectInfo{}, false, fmt.Errorf("presign: %w", err)
 	}
@@ -149,14 +145,24 @@ func presignExpiry(left time.Duration) time.Duration {
 	return (left + time.Second - 1).Truncate(time.Second) + time.Second
 }
 
-// skewedSigner signs with this host's clock moved onto the store's.
+// newPresignClient returns the presign client of a Store, built once: the
+// expiry is set per request, and the signer reads the clock offset when it
+// signs.
+func newPresignClient(client *s3.Client, skew *clockSkew) *s3.PresignClient {
+	return s3.NewPresignClient(client, func(o *s3.PresignOptions) {
+		o.Presigner = skewedSigner{v4.NewSigner(), skew}
+	})
+}
+
+// skewedSigner signs with this host's clock moved onto the store's, by the
+// offset estimated when it signs.
 type skewedSigner struct {
 	*v4.Signer
-	skew time.Duration
+	skew *clockSkew
 }
 
 func (s skewedSigner) PresignHTTP(ctx context.Context, creds aws.Credentials, r *http.Request, payloadHash, service, region string, signingTime time.Time, optFns ...func(*v4.SignerOptions)) (string, http.Header, error) {
-	return s.Signer.PresignHTTP(ctx, creds, r, payloadHash, service, region, signingTime.Add(s.skew), optFns...)
+	return s.Signer.PresignHTTP(ctx, creds, r, payloadHash, service, region, signingTime.Add(time.Duration(s.skew.Load())), optFns...)
 }
 
 // noteServerDate records the store's clock offset from a response's Date

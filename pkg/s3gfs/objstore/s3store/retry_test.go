@@ -284,3 +284,48 @@ func TestPutPayloadUnsigned(t *testing.T) {
 		}
 	}
 }
+
+// TestPutWithinSignsOnStoreClock: a presigned conditional PUT is signed
+// with the store's clock as last seen in a response's Date (here the fake's
+// fixed 2030 clock), learnt between two requests of one Store, and expires
+// after the time asked for (rounded up, plus a second: presignExpiry).
+func TestPutWithinSignsOnStoreClock(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		dates    []string
+		expiries []string
+	)
+	_, store := newFake(t, func(w http.ResponseWriter, r *http.Request, n int) bool {
+		if r.Method == http.MethodPut {
+			mu.Lock()
+			dates = append(dates, r.URL.Query().Get("X-Amz-Date"))
+			expiries = append(expiries, r.URL.Query().Get("X-Amz-Expires"))
+			mu.Unlock()
+		}
+		return false
+	})
+	ctx := t.Context()
+	for i, key := range []string{"a", "b", "c"} {
+		if _, err := store.PutIfAbsentWithin(ctx, key, []byte("x"), time.Duration(i+5)*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(dates) != 3 {
+		t.Fatalf("%d PUTs seen, want 3", len(dates))
+	}
+	for i, d := range dates {
+		signed, err := time.Parse("20060102T150405Z", d)
+		if err != nil {
+			t.Fatalf("PUT %d: X-Amz-Date %q: %v", i, d, err)
+		}
+		onStore := signed.Sub(lastModified).Abs() < time.Minute
+		if onStore != (i > 0) {
+			t.Errorf("PUT %d signed at %v; the store's clock reads %v (learnt from the first response)", i, signed, lastModified)
+		}
+		if want := fmt.Sprint(i + 5 + 1); expiries[i] != want {
+			t.Errorf("PUT %d: X-Amz-Expires %s, want %s", i, expiries[i], want)
+		}
+	}
+}

@@ -104,7 +104,8 @@ type Store struct {
 	sem         chan struct{} // one token per request in flight
 	maxAttempts int           // for retries s3store does itself (body reads)
 	retryer     aws.Retryer   // the SDK's retryer, for its backoff delays
-	skew        clockSkew     // the store's clock minus this host's, in ns (deadline.go)
+	skew        *clockSkew    // the store's clock minus this host's, in ns (deadline.go)
+	presign     *s3.PresignClient
 }
 
 var (
@@ -114,9 +115,12 @@ var (
 )
 
 // ForBucket returns a Store for another bucket of the same server, with the
-// same client, credentials and in-flight bound.
+// same client, credentials, in-flight bound and estimate of the server's
+// clock.
 func (s *Store) ForBucket(bucket string) objstore.Store {
-	return &Store{client: s.client, bucket: bucket, region: s.region, sem: s.sem, maxAttempts: s.maxAttempts, retryer: s.retryer}
+	t := *s
+	t.bucket = bucket
+	return &t
 }
 
 // New returns a Store for cfg.Bucket. It does not contact the server; use
@@ -210,6 +214,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		o.APIOptions = append(o.APIOptions, unsignedPutPayload)
 	})
 
+	skew := new(clockSkew)
 	return &Store{
 		client:      client,
 		bucket:      cfg.Bucket,
@@ -217,6 +222,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		sem:         make(chan struct{}, maxInFlight),
 		maxAttempts: retries + 1,
 		retryer:     newRetryer(),
+		skew:        skew,
+		presign:     newPresignClient(client, skew),
 	}, nil
 }
 
