@@ -48,9 +48,8 @@ type HostMounter struct {
 	CgroupRoot string // the host's cgroup file system as the plugin sees it
 	Cgroup     string // cgroup path, the same in every hierarchy, e.g. /s3gfs
 
-	mu        sync.Mutex
-	staged    string            // BinDir path of the copied binary
-	caBundles map[string]string // AWS_CA_BUNDLE in the plugin -> its copy in BinDir
+	mu     sync.Mutex
+	staged string // BinDir path of the copied binary
 }
 
 // DefaultHostCgroup is where the host mounter puts mount processes.
@@ -162,20 +161,15 @@ func (m *HostMounter) hostEnv(env []string) ([]string, error) {
 	for _, e := range env {
 		k, v, _ := strings.Cut(e, "=")
 		if k == "AWS_CA_BUNDLE" && v != "" {
+			// Copied by content at every mount: the bundle may change
+			// under the same path (a ConfigMap volume updated on a CA
+			// rotation), and the copy must follow it.
 			m.mu.Lock()
-			cp, ok := m.caBundles[v]
-			if !ok {
-				var err error
-				if cp, err = copyByContent(v, m.BinDir, "ca-", ".pem", 0o644); err != nil {
-					m.mu.Unlock()
-					return nil, fmt.Errorf("copy AWS_CA_BUNDLE %s for the host's mount process: %w", v, err)
-				}
-				if m.caBundles == nil {
-					m.caBundles = map[string]string{}
-				}
-				m.caBundles[v] = cp
-			}
+			cp, err := copyByContent(v, m.BinDir, "ca-", ".pem", 0o644)
 			m.mu.Unlock()
+			if err != nil {
+				return nil, fmt.Errorf("copy AWS_CA_BUNDLE %s for the host's mount process: %w", v, err)
+			}
 			e = k + "=" + cp
 		}
 		out = append(out, e)
