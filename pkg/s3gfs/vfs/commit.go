@@ -377,7 +377,11 @@ func (b *dirBuild) blocked(p format.Entry) error {
 	if err := b.busy[p.Tx]; err != nil {
 		return err
 	}
-	b.need[p.Tx] = pendingRef{tx: p.Tx, host: p.Host, level: b.dir.level, dir: b.dir.id, seen: b.dir.curTime}
+	seen, ok := b.dir.pendSince[p.Tx]
+	if !ok {
+		seen = b.dir.curTime
+	}
+	b.need[p.Tx] = pendingRef{tx: p.Tx, host: p.Host, level: b.dir.level, dir: b.dir.id, seen: seen}
 	return errNeedDecisionMarker
 }
 

@@ -41,6 +41,11 @@ type inode struct {
 	subdirs int
 	pending map[string]format.Entry
 	pdelete *format.Entry
+	// pendSince: for the txid of each pending entry (and pending delete)
+	// at cur, the store time of the first version this host saw holding
+	// it; another host's rename may be aborted that long after (§5.5),
+	// which later versions carrying the entry on must not put off.
+	pendSince map[uint64]time.Time
 	// Group commit: queued changes and whether a leader is committing.
 	queue   []*dirChange
 	leading bool
@@ -179,6 +184,7 @@ func (ino *inode) setCurLocked(n *format.Inode, at time.Time, st *format.DirStat
 			st.Apply(n.Entries) // a full version, validated when decoded or encoded
 		}
 		ino.entries, ino.pending, ino.pdelete = st.Committed, st.Pending, st.Delete
+		ino.pendSince = pendingSince(ino.pendSince, st, at)
 		ino.subdirs = 0
 		for _, e := range st.Committed {
 			if e.ChildKind == format.KindDir {
@@ -186,11 +192,34 @@ func (ino *inode) setCurLocked(n *format.Inode, at time.Time, st *format.DirStat
 			}
 		}
 	} else {
-		ino.entries, ino.pending, ino.pdelete = nil, nil, nil
+		ino.entries, ino.pending, ino.pdelete, ino.pendSince = nil, nil, nil, nil
 	}
 	if n.Kind == format.KindFile && !ino.file.dirty() {
 		ino.file.size = n.Size
 	}
+}
+
+// pendingSince is pendSince for a directory state st of a version of time
+// at, following old (the pendSince of the version before).
+func pendingSince(old map[uint64]time.Time, st *format.DirState, at time.Time) map[uint64]time.Time {
+	if len(st.Pending) == 0 && st.Delete == nil {
+		return nil
+	}
+	m := make(map[uint64]time.Time, len(st.Pending)+1)
+	note := func(tx uint64) {
+		if t, ok := old[tx]; ok && t.Before(at) {
+			m[tx] = t
+		} else {
+			m[tx] = at
+		}
+	}
+	for _, p := range st.Pending {
+		note(p.Tx)
+	}
+	if st.Delete != nil {
+		note(st.Delete.Tx)
+	}
+	return m
 }
 
 // refresh brings ino.cur up to the newest version in the store. The caller

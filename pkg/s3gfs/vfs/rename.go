@@ -54,7 +54,7 @@ type pendingRef struct {
 	tx, host uint64
 	level    int
 	dir      uint64
-	seen     time.Time // store time of the directory version holding it
+	seen     time.Time // store time of the first directory version this host saw holding it
 }
 
 // errNeedDecision: a directory commit met pending entries whose decisions
@@ -177,8 +177,8 @@ func (fs *FS) resolve(ctx context.Context, ref pendingRef) error {
 }
 
 // mayAbort reports whether ref's owner can no longer commit it: the
-// store's clock is past the time of the version holding it plus the
-// owner's expiry plus abortMargin.
+// store's clock is past the time of the first version seen holding it
+// plus the owner's expiry plus abortMargin.
 func (fs *FS) mayAbort(ctx context.Context, ref pendingRef) (bool, error) {
 	expiry := unknownExpiry
 	obj, _, err := fs.store.Get(ctx, fs.keys.Ping(ref.host))

@@ -478,3 +478,46 @@ func TestRenameTxClone(t *testing.T) {
 		t.Fatal("source: rename 2 lost")
 	}
 }
+
+// TestRenameTxAbortOnBusyDirectory: an abandoned rename's names become
+// free once its owner's expiry has passed since the pending entry was
+// first seen, even in a directory that other names keep changing (each
+// change is a newer version still holding the pending entry; counting
+// from the newest would put the abort off for as long as the directory
+// stays busy, and every change of the name would fail with EBUSY).
+func TestRenameTxAbortOnBusyDirectory(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	clock := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	e.store.SetClock(func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	})
+	advance := func(d time.Duration) {
+		mu.Lock()
+		clock = clock.Add(d)
+		mu.Unlock()
+	}
+	a := e.engine() // no ping: its renames may be aborted after 24 h + 2 s
+	s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+	f := writeFile(t, a, s, "f", []byte("moved"))
+	a.SetRenameHook(func(step string) bool { return step != "decide" })
+	if err := a.Rename(ctx, s, "f", d, "g", 0); err == nil {
+		t.Fatal("the stopped rename reported success")
+	}
+	must(t, a.Close(ctx))
+	b := e.engine()
+	names(t, b, d) // b sees the pending entry now
+	for i := range 26 {
+		advance(time.Hour)
+		writeFile(t, b, d, fmt.Sprintf("busy%d", i), []byte("x"))
+	}
+	g := writeFile(t, b, d, "g", []byte("new file"))
+	if g == f {
+		t.Fatal("the create found the moved file")
+	}
+	if a := lookup(t, b, s, "f"); a.Ino != f {
+		t.Fatalf("old name -> %x, want %x", a.Ino, f)
+	}
+}
