@@ -80,3 +80,18 @@ func (fs *FS) SetUsageWaitHook(h func()) {
 	fs.usage.waitHook = h
 	fs.usage.mu.Unlock()
 }
+
+// DecisionsCached is the size of the rename decision cache.
+func (fs *FS) DecisionsCached() int {
+	fs.decMu.Lock()
+	defer fs.decMu.Unlock()
+	return len(fs.decisions)
+}
+
+// SetDecisionPrune sets the least size at which the decision cache is
+// pruned.
+func (fs *FS) SetDecisionPrune(n int) {
+	fs.decMu.Lock()
+	fs.decPrune, fs.decPruneMin = n, n
+	fs.decMu.Unlock()
+}

@@ -194,6 +194,9 @@ type FS struct {
 	// rename.go).
 	decMu     sync.Mutex
 	decisions map[decKey]decEntry
+	// decPrune: the size of decisions at which entries no cached
+	// directory needs are dropped (see pruneDecisions).
+	decPrune, decPruneMin int
 	// testHook, when set (tests), is called between the steps of a rename
 	// transaction.
 	testHook func(step string) bool
@@ -226,9 +229,11 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 		upSem:     make(chan struct{}, o.Uploads),
 		inodes:    map[uint64]*inode{},
 		decisions: map[decKey]decEntry{},
+		decPrune:  decPruneMin,
 		openSet:   map[*inode]struct{}{},
 		stop:      make(chan struct{}),
 	}
+	fs.decPruneMin = decPruneMin
 	fs.bufs = newBufferPool(o.BufferSize, ext)
 	if len(vol.Chain) != vol.Header.Depth() {
 		return nil, fmt.Errorf("%s is a clone whose sources were not opened", vol.URL)

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
@@ -94,10 +95,61 @@ func (fs *FS) lookupDecision(ctx context.Context, k int, tx uint64) (decEntry, e
 		d.outcome, d.at = dec.Outcome, info.LastModified
 	}
 	d.checked = time.Now()
-	fs.decMu.Lock()
-	fs.decisions[decKey{k, tx}] = d
-	fs.decMu.Unlock()
+	fs.cacheDecision(decKey{k, tx}, d)
 	return d, nil
+}
+
+// decPruneMin is the least size of the decision cache at which it is
+// pruned (FS.decPruneMin, which tests lower).
+const decPruneMin = 4096
+
+// cacheDecision records d, pruning the cache when it has grown past
+// fs.decPrune: every cross-directory rename adds a decision, and a
+// long-lived mount makes or meets without end.
+func (fs *FS) cacheDecision(k decKey, d decEntry) {
+	fs.decMu.Lock()
+	fs.decisions[k] = d
+	prune := len(fs.decisions) >= fs.decPrune
+	if prune {
+		fs.decPrune = math.MaxInt // one pruning at a time
+	}
+	fs.decMu.Unlock()
+	if prune {
+		fs.pruneDecisions()
+	}
+}
+
+// pruneDecisions drops the cached decisions of transactions no cached
+// directory holds a pending entry of: they are needed again only if a
+// directory version holding one is read, and then read again from the
+// store, which keeps them while a version that may be read holds one
+// (FORMAT.md §15.5 D7). The next pruning is at twice the size left.
+func (fs *FS) pruneDecisions() {
+	fs.mu.Lock()
+	inos := make([]*inode, 0, len(fs.inodes))
+	for _, ino := range fs.inodes {
+		inos = append(inos, ino)
+	}
+	fs.mu.Unlock()
+	used := map[decKey]bool{}
+	for _, ino := range inos {
+		ino.mu.Lock()
+		for _, p := range ino.pending {
+			used[decKey{ino.level, p.Tx}] = true
+		}
+		if ino.pdelete != nil {
+			used[decKey{ino.level, ino.pdelete.Tx}] = true
+		}
+		ino.mu.Unlock()
+	}
+	fs.decMu.Lock()
+	for k := range fs.decisions {
+		if !used[k] {
+			delete(fs.decisions, k)
+		}
+	}
+	fs.decPrune = max(fs.decPruneMin, 2*len(fs.decisions))
+	fs.decMu.Unlock()
 }
 
 // applied reports whether pending entries of tx, in a directory read at
@@ -209,9 +261,7 @@ func (fs *FS) decide(ctx context.Context, tx uint64, d *format.Decision, limit t
 	key := fs.keys.Decision(tx)
 	info, err := fs.createObject(ctx, key, obj, limit)
 	if err == nil {
-		fs.decMu.Lock()
-		fs.decisions[decKey{0, tx}] = decEntry{outcome: d.Outcome, at: info.LastModified, checked: time.Now()}
-		fs.decMu.Unlock()
+		fs.cacheDecision(decKey{0, tx}, decEntry{outcome: d.Outcome, at: info.LastModified, checked: time.Now()})
 		return d.Outcome, nil
 	}
 	if !errors.Is(err, objstore.ErrExists) {

@@ -521,3 +521,40 @@ func TestRenameTxAbortOnBusyDirectory(t *testing.T) {
 		t.Fatalf("old name -> %x, want %x", a.Ino, f)
 	}
 }
+
+// TestRenameTxDecisionCacheBounded: the decisions a host makes and reads
+// do not pile up in its memory for ever (one per cross-directory rename:
+// a mail spool moving every message from tmp/ to new/ makes one each);
+// what a cached directory still needs stays and reads right.
+func TestRenameTxDecisionCacheBounded(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.engine(), e.engine()
+	const limit = 16
+	a.SetDecisionPrune(limit)
+	b.SetDecisionPrune(limit)
+	s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+	// An undecided rename of b's (stopped before its decision) leaves a
+	// pending entry in d that a's cached d holds through every pruning.
+	held := writeFile(t, b, s, "held", []byte("h"))
+	b.SetRenameHook(func(step string) bool { return step != "decide" })
+	if err := b.Rename(ctx, s, "held", d, "held2", 0); err == nil {
+		t.Fatal("the stopped rename reported success")
+	}
+	for i := range 10 * limit {
+		name := fmt.Sprintf("m%03d", i)
+		writeFile(t, a, s, name, []byte("mail"))
+		must(t, a.Rename(ctx, s, name, d, name, 0))
+		if n := a.DecisionsCached(); n > 2*limit {
+			t.Fatalf("after %d renames the host caches %d decisions", i+1, n)
+		}
+	}
+	if got := len(names(t, a, d)); got != 10*limit {
+		t.Fatalf("d lists %d names, want %d", got, 10*limit)
+	}
+	if x := lookup(t, a, s, "held"); x.Ino != held {
+		t.Fatal("the undecided rename's old name is gone")
+	}
+	if _, err := a.Lookup(ctx, d, "held2"); !errors.Is(err, vfs.ErrNotExist) {
+		t.Fatalf("the undecided rename's new name: %v", err)
+	}
+}
