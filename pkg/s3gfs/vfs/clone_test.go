@@ -405,3 +405,45 @@ func TestCloneLevelsPassThroughAndCorruption(t *testing.T) {
 	_, err = c4.engine().GetAttr(ctx, f)
 	wantErr(t, err, vfs.ErrCorrupt, "a clone whose source's versions of f are all corrupt")
 }
+
+// A file a clone reads from its source, held open, holds back nothing of
+// the clone (its versions and extents are the source's, which the source
+// keeps for the pin): the host's ping announces no oldest instant for it.
+// (It announced the clone's creation, which kept the clone's reaper from
+// collecting anything for as long as the file stayed open.) A file of
+// the clone's own still holds its version.
+func TestCloneFallThroughHoldsNothing(t *testing.T) {
+	e := newEnv(t)
+	src := e.engine()
+	_, _, _, keep, _ := sourceTree(t, src)
+	c, _ := e.cloneOf("c", "p1")
+	a := c.engine()
+	h := open(t, a, keep, false)
+	if held := a.OldestHeld(); !held.IsZero() {
+		t.Fatalf("a file read from the source holds the clone at %s", held)
+	}
+	// Changed in the clone by another host: the open handle still reads
+	// the source's version, and still holds nothing of the clone.
+	b := c.engine()
+	hb := open(t, b, keep, true)
+	write(t, b, hb, []byte("changed in the clone"), 0)
+	closeH(t, b, hb)
+	if _, err := a.GetAttr(ctx, keep); err != nil {
+		t.Fatal(err)
+	}
+	page, err := e.store.List(ctx, c.vol.Keys.InodeDir(keep), "", 1)
+	must(t, err)
+	if len(page.Objects) != 1 {
+		t.Fatal("the clone holds no version of the changed file")
+	}
+	if held := a.OldestHeld(); !held.IsZero() && held.Before(page.Objects[0].LastModified) {
+		t.Fatalf("a handle on the source's version holds the clone at %s, before its first own version (%s)", held, page.Objects[0].LastModified)
+	}
+	closeH(t, a, h)
+	// A file of the clone's own holds its version's time.
+	hf := open(t, a, keep, false)
+	if held, want := a.OldestHeld(), hf.VersionTime(); held.IsZero() || !held.Equal(want) {
+		t.Fatalf("a file of the clone's own holds %s, want its version's time %s", held, want)
+	}
+	closeH(t, a, hf)
+}

@@ -25,7 +25,7 @@ type inode struct {
 	mu sync.Mutex // guards every field below
 	// cur is the newest committed version this host knows; nil before load.
 	cur     *format.Inode
-	curTime time.Time // the store's time of cur
+	curTime time.Time // the store's time of cur; zero for a version of a clone's source
 	checked time.Time // local time at which cur was last known to be newest
 	// nextVersion is the version number the next commit claims (cur.Version+1
 	// unless corrupt newer versions had to be skipped).
@@ -353,9 +353,12 @@ func (fs *FS) fallThrough(ctx context.Context, ino *inode) error {
 			return err
 		}
 		ino.mu.Lock()
-		// Its time, for this host's ping: the clone has shown it since
-		// it was made.
-		ino.setCurLocked(n, fs.vol.Created, entries)
+		// No time of this volume: a handle reading it holds nothing of
+		// the clone in this host's ping (its objects are the source's,
+		// kept there by the pin, FORMAT.md §16.5); holding the clone's
+		// creation kept the clone's reaper from collecting anything
+		// while such a file was open.
+		ino.setCurLocked(n, time.Time{}, entries)
 		ino.level = k
 		ino.mu.Unlock()
 		return nil
