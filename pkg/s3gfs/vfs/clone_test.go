@@ -447,3 +447,18 @@ func TestCloneFallThroughHoldsNothing(t *testing.T) {
 	}
 	closeH(t, a, hf)
 }
+
+// A key under a clone's inode prefix that is not a version key (FORMAT
+// §2.2: not an s3gfs object) does not stop the inode from falling through
+// to the source: it was read as an inode with no readable version (EIO).
+func TestCloneStrayKeyFallsThrough(t *testing.T) {
+	e := newEnv(t)
+	src := e.engine()
+	_, _, _, keep, _ := sourceTree(t, src)
+	c, _ := e.cloneOf("c", "p1")
+	e.plant(c.vol.Keys.InodeDir(keep)+"0", []byte("stray"))
+	fs := c.engine()
+	if got := readFile(t, fs, lookup(t, fs, root, "keep").Ino); string(got) != "kept" {
+		t.Fatalf("the clone reads %q", got)
+	}
+}

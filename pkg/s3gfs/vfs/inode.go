@@ -319,9 +319,15 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 			return nil
 		}
 		if !page.Truncated || len(page.Objects) == 0 {
-			if !asOf.IsZero() && skipped == 0 {
+			// No version read and none corrupt: every version is newer
+			// than the view's time, or there is none, only keys that are
+			// not version keys (not s3gfs objects, §2.2).
+			if skipped == 0 {
 				if len(fs.levels) > 1 {
 					return fs.fallThrough(ctx, ino)
+				}
+				if asOf.IsZero() {
+					return fmt.Errorf("inode %016x: %w", ino.id, ErrNotExist)
 				}
 				return fmt.Errorf("inode %016x did not exist at %s: %w", ino.id, asOf.Format(time.RFC3339), ErrNotExist)
 			}
