@@ -26,8 +26,15 @@ type fixture struct {
 
 var (
 	fxExtentData = []byte("hello, s3gfs\n")
-	fxCreated    = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	fxTime       = time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC).UnixNano()
+	fxBlockData  = func() []byte { // extent-blocks.bin: 9000 bytes, "abc...zabc..."
+		b := make([]byte, 9000)
+		for i := range b {
+			b[i] = 'a' + byte(i%26)
+		}
+		return b
+	}()
+	fxCreated = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	fxTime    = time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC).UnixNano()
 )
 
 func fxVolume() *format.Volume {
@@ -64,6 +71,20 @@ func fxInodes() map[string]*format.Inode {
 				{Index: 0, EID: 0xa1b2c3d4e5f60718, Length: 13, CRC: 0x258aeed7},
 				{Index: 1, EID: 0xa1b2c3d4e5f60718, Length: 4 << 20, CRC: 0x01020304, Origin: 1},
 				{Index: 2, EID: 0x0badc0ffee0ddf00, Length: 5, CRC: 0x12345678, Origin: 2},
+			},
+		},
+		"inode-file-blocks.bin": {
+			// Block checksums (FORMAT.md §5.3, body flags 4): extent 0 is
+			// extent.bin with its whole-extent crc (carried over from a
+			// version written before block checksums), extent 1 is
+			// extent-blocks.bin in 4 KiB blocks.
+			ID: 0x3f9a0c7e12b45d81, Version: 5, Kind: format.KindFile, Writer: 0x5e1f00d2c4a7b931,
+			Mode: 0o600, UID: 1000, GID: 1000, Nlink: 1, Size: 4<<20 + 9000,
+			Atime: fxTime, Mtime: fxTime + 1, Ctime: fxTime + 2,
+			Extents: []format.ExtentRef{
+				{Index: 0, EID: 0xa1b2c3d4e5f60718, Length: 13, CRC: 0x258aeed7},
+				{Index: 1, EID: 0xb10cb10cb10cb10c, Length: 9000, BlockShift: 12,
+					Sums: "\x14\x7f\xc6\x15\x1d\x8e\xe1\xcc\x0b\x35\xab\xda"},
 			},
 		},
 		"inode-file-inline.bin": {
@@ -193,6 +214,29 @@ func fixtures() []fixture {
 			},
 			encode: func() ([]byte, error) { return format.EncodeExtent(fxExtentData), nil },
 		},
+		{
+			file: "extent-blocks.bin",
+			check: func(t *testing.T, obj []byte) {
+				ref := fxInodes()["inode-file-blocks.bin"].Extents[1]
+				data, err := format.DecodeExtent(obj, ref)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(data, fxBlockData) {
+					t.Fatalf("extent-blocks.bin holds %q", data)
+				}
+				// A range read of its middle block alone (FORMAT.md §6).
+				first, last, off, n := ref.BlockSpan(5000, 5001)
+				if first != 1 || last != 2 || off != 8+4096 || n != 4096 {
+					t.Fatalf("span of byte 5000: blocks %d-%d, bytes %d+%d", first, last, off, n)
+				}
+				got, err := format.DecodeBlocks(obj[off:off+n], ref, first, last)
+				if err != nil || !bytes.Equal(got, fxBlockData[4096:8192]) {
+					t.Fatalf("block 1: %v", err)
+				}
+			},
+			encode: func() ([]byte, error) { return format.EncodeExtent(fxBlockData), nil },
+		},
 	}
 	fxDecision := &format.Decision{Outcome: format.Commit, Host: 0x5e1f00d2c4a7b931, Writer: 0x5e1f00d2c4a7b931, Dirs: []uint64{0x7c1e3a5b9d2f4e60, 0x2222222222222222}}
 	out = append(out, fixture{
@@ -231,6 +275,46 @@ func TestFixtureExtentCRC(t *testing.T) {
 	// The CRC recorded in the extents fixture is the extent's real CRC.
 	if got := format.Checksum(fxExtentData); got != 0x258aeed7 {
 		t.Fatalf("CRC-32C(%q) = %08x", fxExtentData, got)
+	}
+}
+
+func TestFixtureBlockSums(t *testing.T) {
+	// The block checksums recorded in the blocks fixture are the extent's.
+	want := format.BlockSums(fxBlockData, 12)
+	if got := fxInodes()["inode-file-blocks.bin"].Extents[1].Sums; got != want {
+		t.Fatalf("recorded % x, the data's are % x", got, want)
+	}
+}
+
+// References written before block checksums (the fixtures of the first
+// format) carry a whole-extent crc: readers read them whole, never by
+// range, exactly as then.
+func TestFixtureOldReferencesReadWhole(t *testing.T) {
+	obj, err := os.ReadFile(filepath.Join("testdata", "fixtures", "extent.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{"inode-file-extents.bin", "inode-file-origins.bin"} {
+		raw, err := os.ReadFile(filepath.Join("testdata", "fixtures", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := format.DecodeInode(raw, 4<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range n.Extents {
+			if x.Blocks() != 0 || x.BlockShift != 0 || x.Sums != "" {
+				t.Errorf("%s: extent %d has block checksums: %+v", file, x.Index, x)
+			}
+		}
+		x := n.Extents[0]
+		if data, err := format.DecodeExtent(obj, x); err != nil || !bytes.Equal(data, fxExtentData) {
+			t.Errorf("%s: extent.bin does not read whole: %v", file, err)
+		}
+		if _, err := format.DecodeBlocks(obj[8:8+13], x, 0, 1); err == nil {
+			t.Errorf("%s: a range of a whole-crc extent was accepted", file)
+		}
 	}
 }
 

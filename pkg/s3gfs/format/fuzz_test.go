@@ -173,6 +173,21 @@ func FuzzDecodeExtent(f *testing.F) {
 		if !bytes.Equal(format.EncodeExtent(data), obj) {
 			t.Fatalf("extent re-encodes to different bytes")
 		}
+		// And against block checksums of it, whole and by ranges.
+		if len(payload) == 0 {
+			return
+		}
+		bref := format.NewExtentRef(0, 0, payload, format.MinBlockShift)
+		if data, err := format.DecodeExtent(obj, bref); err != nil || !bytes.Equal(data, payload) {
+			t.Fatalf("extent does not decode against its own block checksums: %v", err)
+		}
+		for _, r := range [][2]int{{0, len(payload)}, {len(payload) / 2, len(payload)}, {len(payload) - 1, len(payload)}} {
+			first, last, off, n := bref.BlockSpan(r[0], r[1])
+			got, err := format.DecodeBlocks(obj[off:off+n], bref, first, last)
+			if err != nil || !bytes.Equal(got, payload[off-format.EnvelopeHeader:off-format.EnvelopeHeader+n]) {
+				t.Fatalf("range %v does not decode against its own block checksums: %v", r, err)
+			}
+		}
 	})
 }
 

@@ -2,6 +2,7 @@ package format_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"hash/crc32"
 	"reflect"
@@ -139,21 +140,32 @@ func rawInodePayload(n *format.Inode) []byte {
 			s.u8(1)
 			s.blob(n.Data)
 		} else {
-			origins := false
+			origins, blocks := false, false
 			for _, x := range n.Extents {
 				origins = origins || x.Origin != 0
+				blocks = blocks || x.BlockShift != 0
 			}
+			var flags byte
 			if origins {
-				s.u8(2)
-			} else {
-				s.u8(0)
+				flags |= 2
 			}
+			if blocks {
+				flags |= 4
+			}
+			s.u8(flags)
 			s.uv(uint64(len(n.Extents)))
 			for _, x := range n.Extents {
 				s.uv(x.Index)
 				s.u64(x.EID)
 				s.uv(uint64(x.Length))
-				s.u32(x.CRC)
+				if blocks {
+					s.u8(x.BlockShift)
+				}
+				if x.BlockShift == 0 {
+					s.u32(x.CRC)
+				} else {
+					s.b = append(s.b, x.Sums...)
+				}
 				if origins {
 					s.u8(x.Origin)
 				}
@@ -252,6 +264,29 @@ func sampleInodes() map[string]*format.Inode {
 				{Index: 3, EID: 0x3333, Length: es, CRC: 4, Origin: 2},
 			},
 		},
+		"file-blocks": {
+			// block checksums (FORMAT.md §5.3): extent 0 of 64 KiB blocks,
+			// extent 1 whole (a reference carried over from before block
+			// checksums), extent 2 one short block of 4 KiB, extent 3 the
+			// most blocks a reference can have.
+			ID: 0x7c1e3a5b9d2f4e62, Version: 3, Kind: format.KindFile, Writer: host,
+			Mode: 0o644, Nlink: 1, Size: 4 * es,
+			Extents: []format.ExtentRef{
+				{Index: 0, EID: 0x1111, Length: es - 1, BlockShift: 16, Sums: sums(es/(64<<10), 0x100)},
+				{Index: 1, EID: 0x2222, Length: 10, CRC: 2},
+				{Index: 2, EID: 0x3333, Length: 100, BlockShift: 12, Sums: sums(1, 0x200)},
+				{Index: 3, EID: 0x4444, Length: es, BlockShift: 12, Sums: sums(es/4096, 0x300)},
+			},
+		},
+		"file-blocks-origins": {
+			// block checksums in a clone's file: flags 6.
+			ID: 0x7c1e3a5b9d2f4e63, Version: 8, Kind: format.KindFile, Writer: host,
+			Mode: 0o644, Nlink: 1, Size: 2 * es,
+			Extents: []format.ExtentRef{
+				{Index: 0, EID: 0x1111, Length: es, CRC: 1, Origin: 1},
+				{Index: 1, EID: 0x2222, Length: 3 << 16, BlockShift: 16, Sums: sums(3, 0x400)},
+			},
+		},
 		"dir-root-empty": {
 			ID: format.RootID, Version: 1, Base: 1, Kind: format.KindDir, Writer: host,
 			Mode: 0o755, Atime: t2025, Mtime: t2025, Ctime: t2025,
@@ -313,6 +348,15 @@ func sampleInodes() map[string]*format.Inode {
 			Mode: 0o010000 | 0o644, Nlink: 1,
 		},
 	}
+}
+
+// sums returns n made-up block checksums, from, from+1, ...
+func sums(n int, from uint32) string {
+	var b []byte
+	for i := 0; i < n; i++ {
+		b = binary.LittleEndian.AppendUint32(b, from+uint32(i))
+	}
+	return string(b)
 }
 
 // normInode makes empty slices nil so decoded and built values compare.

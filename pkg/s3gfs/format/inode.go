@@ -79,11 +79,21 @@ type Xattr struct {
 // [Index*ExtentSize, Index*ExtentSize+Length) of a file. Bytes of the file
 // inside its size but beyond Length, or in an index with no ExtentRef, are
 // zeros.
+//
+// The bytes are checked (FORMAT.md §5.3) either against CRC, one CRC-32C of
+// the whole extent (BlockShift 0, the only form before block checksums),
+// or block by block against Sums (BlockShift >= MinBlockShift), which lets
+// a reader check a part of the extent it fetched alone (§6).
 type ExtentRef struct {
 	Index  uint64 // position of the extent in the file
 	EID    uint64 // the extent object's id (key: Keys.Extent(inode, EID))
 	Length uint32 // bytes stored in the extent object
-	CRC    uint32 // CRC-32C of those bytes
+	CRC    uint32 // CRC-32C of those bytes (BlockShift 0 only; else 0)
+	// BlockShift, when not 0, makes the blocks 1<<BlockShift bytes long.
+	BlockShift uint8
+	// Sums holds the CRC-32C of every block, 4 bytes little-endian each
+	// (Blocks() of them): a string, so that references stay comparable.
+	Sums string
 	// Origin says which volume holds the extent: 0 this one, k >= 1 the
 	// k-th volume of a clone's source chain (FORMAT.md §16).
 	Origin uint8
@@ -168,6 +178,33 @@ func (n *Inode) CheckOrigins(depth int) error {
 	return nil
 }
 
+// File body flags (FORMAT.md §5.2).
+const (
+	flagInline  = 1 // the data is inline
+	flagOrigins = 2 // every extent reference has an origin
+	flagBlocks  = 4 // every extent reference has a block shift
+)
+
+// bodyFlags returns the body flags a file version is encoded with: the
+// bits for origins and block checksums only when some reference needs
+// them, so that a version without either is encoded as before they
+// existed.
+func (n *Inode) bodyFlags() byte {
+	if n.Inline {
+		return flagInline
+	}
+	var f byte
+	for _, x := range n.Extents {
+		if x.Origin != 0 {
+			f |= flagOrigins
+		}
+		if x.BlockShift != 0 {
+			f |= flagBlocks
+		}
+	}
+	return f
+}
+
 // IsFull reports whether a directory version holds its full entry list.
 func (n *Inode) IsFull() bool { return n.Base == n.Version }
 
@@ -217,6 +254,9 @@ func (n *Inode) Validate() error {
 			}
 			if x.Origin > MaxCloneDepth {
 				return bad("extent %d has origin %d above %d", x.Index, x.Origin, MaxCloneDepth)
+			}
+			if err := x.validateSums(); err != nil {
+				return bad("%v", err)
 			}
 		}
 	case KindDir:
@@ -356,19 +396,22 @@ func EncodeInode(n *Inode) ([]byte, error) {
 			e.u8(1)
 			e.bytes(n.Data)
 		} else {
-			origins := n.MaxOrigin() > 0
-			if origins {
-				e.u8(2)
-			} else {
-				e.u8(0)
-			}
+			flags := n.bodyFlags()
+			e.u8(flags)
 			e.uvarint(uint64(len(n.Extents)))
 			for _, x := range n.Extents {
 				e.uvarint(x.Index)
 				e.u64(x.EID)
 				e.uvarint(uint64(x.Length))
-				e.u32(x.CRC)
-				if origins {
+				if flags&flagBlocks != 0 {
+					e.u8(x.BlockShift)
+				}
+				if x.BlockShift == 0 {
+					e.u32(x.CRC)
+				} else {
+					e.b = append(e.b, x.Sums...)
+				}
+				if flags&flagOrigins != 0 {
 					e.u8(x.Origin)
 				}
 			}
@@ -429,31 +472,53 @@ func DecodeInode(obj []byte, extentSize uint32) (*Inode, error) {
 	}
 	switch n.Kind {
 	case KindFile:
-		switch flag := d.u8("inline flag"); flag {
-		case 0, 2:
+		flags := d.u8("body flags")
+		switch {
+		case d.err != nil:
+		case flags&^(flagInline|flagOrigins|flagBlocks) != 0:
+			return nil, fmt.Errorf("%w: inode %016x has unknown file body flags %#02x", ErrUnsupported, n.ID, flags)
+		case flags == flagInline:
+			n.Inline = true
+			n.Data = d.bytes("inline data", MaxInlineLimit)
+		case flags&flagInline != 0:
+			d.fail("bad file body flags %#02x", flags)
+		default:
 			cnt := d.uvarintMax("extent count", MaxExtents)
 			if cnt > uint64(len(p)) { // each extent takes at least 14 bytes
 				d.fail("extent count %d exceeds object size", cnt)
 			}
+			blocks := false
 			for i := uint64(0); i < cnt && d.err == nil; i++ {
 				x := ExtentRef{Index: d.uvarintMax("extent index", MaxExtentIndex), EID: d.u64("extent id")}
 				x.Length = uint32(d.uvarintMax("extent length", uint64(extentSize)))
-				x.CRC = d.u32("extent crc")
-				if flag == 2 {
+				if flags&flagBlocks != 0 {
+					x.BlockShift = d.u8("extent block shift")
+				}
+				switch {
+				case x.BlockShift == 0:
+					x.CRC = d.u32("extent crc")
+				case x.BlockShift < MinBlockShift || x.BlockShift > MaxBlockShift:
+					d.fail("extent block shift %d outside %d..%d", x.BlockShift, MinBlockShift, MaxBlockShift)
+				default:
+					blocks = true
+					if nb := 4 * blockCount(x.Length, x.BlockShift); d.need(nb, "extent block checksums") {
+						x.Sums = string(d.b[d.off : d.off+nb])
+						d.off += nb
+					}
+				}
+				if flags&flagOrigins != 0 {
 					if x.Origin = d.u8("extent origin"); x.Origin > MaxCloneDepth {
 						d.fail("extent origin %d exceeds %d", x.Origin, MaxCloneDepth)
 					}
 				}
 				n.Extents = append(n.Extents, x)
 			}
-			if flag == 2 && d.err == nil && n.MaxOrigin() == 0 {
+			if flags&flagOrigins != 0 && d.err == nil && n.MaxOrigin() == 0 {
 				d.fail("extents with origins, all of them 0")
 			}
-		case 1:
-			n.Inline = true
-			n.Data = d.bytes("inline data", MaxInlineLimit)
-		default:
-			d.fail("bad inline flag")
+			if flags&flagBlocks != 0 && d.err == nil && !blocks {
+				d.fail("extents with block shifts, all of them 0")
+			}
 		}
 	case KindDir:
 		n.Base = d.uvarint("base")

@@ -194,28 +194,3 @@ func DecodeVolume(obj []byte) (*Volume, error) {
 	}
 	return v, nil
 }
-
-// EncodeExtent returns the sealed extent object holding data.
-func EncodeExtent(data []byte) []byte { return Seal(KindExtent, data) }
-
-// DecodeExtent opens an extent object and checks it against the length and
-// checksum its referring inode version recorded. Readers may fetch only
-// the first ref.Length+EnvelopeOverhead+1 bytes of the object: more than
-// ref.Length+EnvelopeOverhead is refused as too large, before anything
-// else.
-func DecodeExtent(obj []byte, ref ExtentRef) ([]byte, error) {
-	if len(obj) > int(ref.Length)+EnvelopeOverhead {
-		return nil, fmt.Errorf("%w: extent object is larger than the %d bytes its inode recorded", ErrCorrupt, ref.Length)
-	}
-	data, err := Open(KindExtent, obj)
-	if err != nil {
-		return nil, err
-	}
-	if uint32(len(data)) != ref.Length {
-		return nil, fmt.Errorf("%w: extent holds %d bytes, its inode recorded %d", ErrCorrupt, len(data), ref.Length)
-	}
-	if Checksum(data) != ref.CRC {
-		return nil, fmt.Errorf("%w: extent checksum differs from the one its inode recorded", ErrCorrupt)
-	}
-	return data, nil
-}
