@@ -122,8 +122,8 @@ func TestTransientFaultsInvisible(t *testing.T) {
 
 // corruptingProxy forwards to the S3 server (Host header, and so the
 // signature, unchanged) and, while on, flips one byte in the body of every
-// GET response for an inode version (/i/) or extent (/d/) key: a store or
-// network that returns damaged bytes with a 200.
+// GET response for an inode version (/i/) or extent (/d/) key, whole or
+// ranged: a store or network that returns damaged bytes with a 200 (206).
 type corruptingProxy struct {
 	srv     *httptest.Server
 	on      atomic.Bool
@@ -139,7 +139,7 @@ func newCorruptingProxy(t *testing.T, target string) *corruptingProxy {
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ModifyResponse = func(resp *http.Response) error {
 		r := resp.Request
-		if !p.on.Load() || r.Method != http.MethodGet || resp.StatusCode != http.StatusOK ||
+		if !p.on.Load() || r.Method != http.MethodGet || (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent) ||
 			!(strings.Contains(r.URL.Path, "/i/") || strings.Contains(r.URL.Path, "/d/")) {
 			return nil
 		}
@@ -229,5 +229,68 @@ func TestCorruptResponsesNeverReturned(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("%d responses damaged; none reached a reader", p.flipped.Load())
+}
+
+// TestCorruptRangedResponsesNeverReturned is TestCorruptResponsesNeverReturned
+// for random reads of extents with block checksums (docs/FORMAT.md §6),
+// which fetch only the blocks they need with ranged GETs: while every
+// response arrives with a byte flipped, each random read fails with EIO or
+// returns exactly the right bytes; once the store answers correctly, the
+// same reads return the right data (nothing damaged was cached).
+func TestCorruptRangedResponsesNeverReturned(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real mounts")
+	}
+	const E = 1 << 20 // 16 blocks of 64 KiB
+	v := newVolumeSized(t, E)
+	p := newCorruptingProxy(t, v.srv.Endpoint)
+	b := v.mount(false, 250*time.Millisecond, 30*time.Second)
+	data := pattern("ranged", 3*E+1000)
+	if err := os.WriteFile(b.Path("big"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := v.mountAt(p.srv.URL, nil, 250*time.Millisecond, 30*time.Second)
+	eventually(t, 10*time.Second, "big visible on a", func() error {
+		_, err := os.Stat(a.Path("big"))
+		return err
+	})
+	f, err := os.Open(a.Path("big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p.on.Store(true)
+	offsets := []int64{E + 5*4096, 3 * E, 2*E + 40<<10, 100 << 10, E - 2048, 2*E + 900<<10}
+	buf := make([]byte, 4096)
+	for i := 0; i < 2; i++ {
+		for _, off := range offsets {
+			n, err := f.ReadAt(buf, off)
+			want := data[off:min(off+4096, int64(len(data)))]
+			switch {
+			case (err == nil || err == io.EOF) && !bytes.Equal(buf[:n], want):
+				t.Fatalf("random read at %d through a store returning damaged bytes: damaged data reached a reader", off)
+			case err != nil && err != io.EOF && errnoOf(err) != syscall.EIO:
+				t.Fatalf("random read at %d through a store returning damaged bytes: %v, want EIO", off, err)
+			}
+			t.Logf("random read at %d while damaged: %v", off, err)
+		}
+	}
+	if p.flipped.Load() == 0 {
+		t.Fatal("no response was damaged: the test proved nothing")
+	}
+	if !strings.Contains(a.log.String(), "refusing corrupt extent blocks") {
+		t.Fatalf("no random read was refused by its block checksums:\n%s", a.log.String())
+	}
+	p.on.Store(false)
+	for _, off := range offsets {
+		n, err := f.ReadAt(buf, off)
+		if err != nil && err != io.EOF {
+			t.Fatalf("random read at %d after the store recovered: %v", off, err)
+		}
+		if want := data[off:min(off+4096, int64(len(data)))]; !bytes.Equal(buf[:n], want) {
+			t.Fatalf("after the store recovered, the read at %d differs from what was written (damaged data cached?)", off)
+		}
+	}
 	t.Logf("%d responses damaged; none reached a reader", p.flipped.Load())
 }

@@ -23,8 +23,11 @@ type volumeFixture struct {
 	n   int
 }
 
-func newVolume(t *testing.T) *volumeFixture {
-	srv, u := testenv.NewVolume(t, "outage", volume.FormatOptions{ExtentSize: format.MinExtentSize})
+func newVolume(t *testing.T) *volumeFixture { return newVolumeSized(t, format.MinExtentSize) }
+
+// newVolumeSized is newVolume with extents of es bytes.
+func newVolumeSized(t *testing.T, es uint32) *volumeFixture {
+	srv, u := testenv.NewVolume(t, "outage", volume.FormatOptions{ExtentSize: es})
 	return &volumeFixture{t: t, srv: srv, url: u}
 }
 

@@ -1,5 +1,6 @@
 // Package cache keeps recently used extent contents in memory, bounded by
-// bytes, and optionally on local disk. Extents are immutable objects named
+// bytes, and optionally on local disk. It holds whole extents and, in
+// memory only, single checked blocks of extents read by range. Extents are immutable objects named
 // by a unique key, so a cached copy never goes stale: there is nothing to
 // invalidate, only to evict.
 package cache
@@ -14,10 +15,21 @@ import (
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
 )
 
-// Key identifies one extent object.
+// Key identifies one extent object, or one block of it.
 type Key struct {
 	Inode, EID uint64
 	Origin     uint8 // the level of a clone's chain holding the extent (0: the volume's own)
+	// Block is 0 for the whole extent, b+1 for its block b of 1<<Shift
+	// bytes (docs/FORMAT.md §6: a block checked on its own). Blocks live
+	// in memory only.
+	Block uint32
+	Shift uint8
+}
+
+// BlockKey is the key of block b of the extent k names.
+func (k Key) BlockKey(b int, shift uint8) Key {
+	k.Block, k.Shift = uint32(b)+1, shift
+	return k
 }
 
 // Cache is an LRU of extent contents. A zero-byte limit disables the memory
@@ -47,8 +59,9 @@ func New(limit int64, dir string) (*Cache, error) {
 	return &Cache{limit: limit, lru: list.New(), items: map[Key]*list.Element{}, dir: dir}, nil
 }
 
-// Get returns a cached extent's bytes (shared: callers must not modify them).
-// The disk tier is checked against ref's length and checksum.
+// Get returns a cached extent's (or block's) bytes (shared: callers must
+// not modify them). The disk tier, which holds whole extents only, is
+// checked against ref's length and checksums.
 func (c *Cache) Get(k Key, ref format.ExtentRef) ([]byte, bool) {
 	c.mu.Lock()
 	if el, ok := c.items[k]; ok {
@@ -58,7 +71,7 @@ func (c *Cache) Get(k Key, ref format.ExtentRef) ([]byte, bool) {
 		return d, true
 	}
 	c.mu.Unlock()
-	if c.dir == "" {
+	if c.dir == "" || k.Block != 0 {
 		return nil, false
 	}
 	obj, err := os.ReadFile(c.path(k))
@@ -74,10 +87,11 @@ func (c *Cache) Get(k Key, ref format.ExtentRef) ([]byte, bool) {
 	return data, true
 }
 
-// Put stores an extent's bytes; data must not be modified afterwards.
+// Put stores an extent's (or a block's) bytes; data must not be modified
+// afterwards.
 func (c *Cache) Put(k Key, data []byte) {
 	c.putMem(k, data)
-	if c.dir != "" {
+	if c.dir != "" && k.Block == 0 {
 		p := c.path(k)
 		if _, err := os.Stat(p); err == nil {
 			return

@@ -40,20 +40,41 @@ func TestBlockRanges(t *testing.T) {
 		}
 		for _, r := range ranges {
 			first, last, off, n := ref.BlockSpan(r[0], r[1])
-			if first*bs > r[0] || min(last*bs, tc.size) < r[1] || off != int64(format.EnvelopeHeader+first*bs) || off+n > int64(format.EnvelopeHeader+tc.size) {
+			wantOff, wantEnd := int64(format.EnvelopeHeader+first*bs), int64(format.EnvelopeHeader+min(last*bs, tc.size))
+			if first == 0 {
+				wantOff = 0 // the header comes with block 0
+			}
+			if last == ref.Blocks() {
+				wantEnd = int64(len(obj)) + 1 // the checksum and one byte more with the last
+			}
+			if first*bs > r[0] || min(last*bs, tc.size) < r[1] || off != wantOff || off+n != wantEnd {
 				t.Fatalf("size %d range %v: blocks %d-%d, bytes %d+%d", tc.size, r, first, last, off, n)
 			}
-			span := obj[off : off+n]
-			got, err := format.DecodeBlocks(span, ref, first, last)
-			if err != nil || !bytes.Equal(got, data[first*bs:int64(first*bs)+n]) {
+			got, err := format.DecodeBlocks(getRange(obj, off, n), ref, first, last)
+			if err != nil || !bytes.Equal(got, data[first*bs:min(last*bs, tc.size)]) {
 				t.Fatalf("size %d range %v: %v", tc.size, r, err)
 			}
-			// A short or long answer is refused.
-			_, err = format.DecodeBlocks(span[:n-1], ref, first, last)
+			// A truncated or oversized object is refused.
+			span := getRange(obj, off, n)
+			_, err = format.DecodeBlocks(span[:len(span)-1], ref, first, last)
 			wantErr(t, "short span", err, format.ErrCorrupt)
-			if off+n < int64(len(obj)) {
-				_, err = format.DecodeBlocks(obj[off:off+n+1], ref, first, last)
-				wantErr(t, "long span", err, format.ErrCorrupt)
+			longer := append(bytes.Clone(obj), 0)
+			_, err = format.DecodeBlocks(getRange(longer, off, n), ref, first, last)
+			if last == ref.Blocks() {
+				wantErr(t, "oversized object", err, format.ErrCorrupt)
+			} else if err != nil {
+				t.Fatalf("a range not reaching the end of an oversized object: %v", err)
+			}
+			// A damaged header is refused when the range holds it.
+			hdr := bytes.Clone(obj)
+			hdr[5] = format.Version + 1
+			_, err = format.DecodeBlocks(getRange(hdr, off, n), ref, first, last)
+			if first == 0 {
+				if err == nil {
+					t.Fatalf("size %d range %v: a future version's header accepted", tc.size, r)
+				}
+			} else if err != nil {
+				t.Fatalf("a range not holding the header: %v", err)
 			}
 		}
 		// One damaged byte: every span holding its block is refused, the
@@ -63,8 +84,8 @@ func TestBlockRanges(t *testing.T) {
 		bad[format.EnvelopeHeader+at] ^= 0x10
 		for b := 0; b < ref.Blocks(); b++ {
 			_, _, off, n := ref.BlockSpan(b*bs, min((b+1)*bs, tc.size))
-			_, err := format.DecodeBlocks(bad[off:off+n], ref, b, b+1)
-			if b == at/bs {
+			_, err := format.DecodeBlocks(getRange(bad, off, n), ref, b, b+1)
+			if b == at/bs || ref.Blocks() == 1 { // (one block: the whole object, whose checksum fails)
 				wantErr(t, fmt.Sprintf("size %d damaged block %d", tc.size, b), err, format.ErrCorrupt)
 			} else if err != nil {
 				t.Fatalf("size %d: undamaged block %d refused: %v", tc.size, b, err)
@@ -73,6 +94,12 @@ func TestBlockRanges(t *testing.T) {
 		_, err := format.DecodeExtent(format.EncodeExtent(bad[format.EnvelopeHeader:len(bad)-4]), ref)
 		wantErr(t, "whole read of a damaged extent (resealed)", err, format.ErrCorrupt)
 	}
+}
+
+// getRange is what a ranged GET of n bytes from off returns: fewer at the
+// end of the object.
+func getRange(obj []byte, off, n int64) []byte {
+	return obj[min(off, int64(len(obj))):min(off+n, int64(len(obj)))]
 }
 
 // DecodeBlocks refuses what no range read asks: a reference without block
@@ -196,7 +223,7 @@ func BenchmarkVerifyBlocks(b *testing.B) {
 			first, last, off, n := ref.BlockSpan(1<<20, 1<<20+4096)
 			b.SetBytes(n)
 			for i := 0; i < b.N; i++ {
-				if _, err := format.DecodeBlocks(obj[off:off+n], ref, first, last); err != nil {
+				if _, err := format.DecodeBlocks(getRange(obj, off, n), ref, first, last); err != nil {
 					b.Fatal(err)
 				}
 			}

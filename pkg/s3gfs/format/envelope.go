@@ -110,14 +110,26 @@ func Open(kind Kind, obj []byte) ([]byte, error) {
 	if got := Checksum(body); got != sum {
 		return nil, fmt.Errorf("%w: checksum mismatch (stored %08x, computed %08x)", ErrCorrupt, sum, got)
 	}
-	if Kind(obj[4]) != kind {
-		return nil, fmt.Errorf("%w: expected a %s object, found a %s object", ErrCorrupt, kind, Kind(obj[4]))
-	}
-	if obj[5] != Version {
-		return nil, fmt.Errorf("%w: %s object has format version %d, this build reads version %d", ErrUnsupported, kind, obj[5], Version)
-	}
-	if flags := binary.LittleEndian.Uint16(obj[6:8]); flags != 0 {
-		return nil, fmt.Errorf("%w: %s object has unknown flags %#04x", ErrUnsupported, kind, flags)
+	if err := checkHeader(kind, obj); err != nil {
+		return nil, err
 	}
 	return body[headerLen:], nil
+}
+
+// checkHeader checks the kind, version and flags of an envelope's header,
+// obj[:8] (steps 4-6 of FORMAT.md §3.1), and its magic.
+func checkHeader(kind Kind, obj []byte) error {
+	if string(obj[:4]) != Magic {
+		return fmt.Errorf("%w: bad magic %q, not an s3gfs object", ErrCorrupt, obj[:4])
+	}
+	if Kind(obj[4]) != kind {
+		return fmt.Errorf("%w: expected a %s object, found a %s object", ErrCorrupt, kind, Kind(obj[4]))
+	}
+	if obj[5] != Version {
+		return fmt.Errorf("%w: %s object has format version %d, this build reads version %d", ErrUnsupported, kind, obj[5], Version)
+	}
+	if flags := binary.LittleEndian.Uint16(obj[6:8]); flags != 0 {
+		return fmt.Errorf("%w: %s object has unknown flags %#04x", ErrUnsupported, kind, flags)
+	}
+	return nil
 }

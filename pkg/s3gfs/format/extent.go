@@ -140,26 +140,59 @@ func DecodeExtent(obj []byte, ref ExtentRef) ([]byte, error) {
 }
 
 // BlockSpan says which part of an extent object a range read of payload
-// bytes [from, to) fetches (FORMAT.md §6): blocks first..last-1, which are
-// the object's bytes [off, off+n). The reference must carry block
-// checksums and 0 <= from < to <= Length.
+// bytes [from, to) fetches (FORMAT.md §6): blocks first..last-1, with the
+// request for the object's bytes [off, off+n). The envelope's header
+// comes along with block 0 and, with the last block, the trailing
+// checksum and one byte more (to tell an oversized object). The
+// reference must carry block checksums and 0 <= from < to <= Length.
 func (x ExtentRef) BlockSpan(from, to int) (first, last int, off, n int64) {
 	bs := x.BlockSize()
 	first, last = from/bs, (to+bs-1)/bs
-	start, end := int64(first)*int64(bs), min(int64(last)*int64(bs), int64(x.Length))
-	return first, last, EnvelopeHeader + start, end - start
+	off = EnvelopeHeader + int64(first)*int64(bs)
+	end := EnvelopeHeader + int64(last)*int64(bs)
+	if first == 0 {
+		off = 0
+	}
+	if last >= x.Blocks() {
+		end = int64(x.Length) + EnvelopeOverhead + 1
+	}
+	return first, last, off, end - off
 }
 
-// DecodeBlocks checks span, the object bytes a range read of blocks
-// first..last-1 fetched (BlockSpan), against the reference's block
-// checksums and returns it (the payload bytes of those blocks).
+// DecodeBlocks checks span, what a range read of blocks first..last-1
+// fetched (the object's bytes BlockSpan names), and returns the payload
+// bytes of those blocks (aliasing span). It refuses a span of the wrong
+// length (a truncated or oversized object), a header that Open would
+// refuse when the span holds it, and any block that does not match its
+// block checksum. A span of every block is the whole object: it is
+// checked as DecodeExtent does, envelope checksum included.
 func DecodeBlocks(span []byte, ref ExtentRef, first, last int) ([]byte, error) {
 	if ref.BlockShift == 0 || first < 0 || first >= last || last > ref.Blocks() {
 		return nil, fmt.Errorf("%w: blocks %d-%d of an extent with %d block checksums", ErrCorrupt, first, last, ref.Blocks())
 	}
-	_, _, _, n := ref.BlockSpan(first<<ref.BlockShift, min(last<<ref.BlockShift, int(ref.Length)))
-	if int64(len(span)) != n {
-		return nil, fmt.Errorf("%w: blocks %d-%d of the extent: %d bytes, its inode recorded %d", ErrCorrupt, first, last-1, len(span), n)
+	bs := ref.BlockSize()
+	if first == 0 && last == ref.Blocks() {
+		return DecodeExtent(span, ref)
+	}
+	_, _, _, n := ref.BlockSpan(first*bs, min(last*bs, int(ref.Length)))
+	want := n
+	if last == ref.Blocks() {
+		want-- // a valid object ends right after its checksum
+	}
+	switch {
+	case int64(len(span)) > want:
+		return nil, fmt.Errorf("%w: extent object is larger than the %d bytes its inode recorded", ErrCorrupt, ref.Length)
+	case int64(len(span)) < want:
+		return nil, fmt.Errorf("%w: blocks %d-%d of the extent: %d bytes, its inode recorded %d", ErrCorrupt, first, last-1, len(span), want)
+	}
+	if first == 0 {
+		if err := checkHeader(KindExtent, span); err != nil {
+			return nil, err
+		}
+		span = span[EnvelopeHeader:]
+	}
+	if last == ref.Blocks() {
+		span = span[:len(span)-crcLen]
 	}
 	if err := ref.checkBlocks(first, span); err != nil {
 		return nil, err

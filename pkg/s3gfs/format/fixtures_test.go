@@ -230,7 +230,7 @@ func fixtures() []fixture {
 				if first != 1 || last != 2 || off != 8+4096 || n != 4096 {
 					t.Fatalf("span of byte 5000: blocks %d-%d, bytes %d+%d", first, last, off, n)
 				}
-				got, err := format.DecodeBlocks(obj[off:off+n], ref, first, last)
+				got, err := format.DecodeBlocks(getRange(obj, off, n), ref, first, last)
 				if err != nil || !bytes.Equal(got, fxBlockData[4096:8192]) {
 					t.Fatalf("block 1: %v", err)
 				}

@@ -378,18 +378,35 @@ func (fs *FS) Read(ctx context.Context, h *Handle, dest []byte, off int64) (int,
 	h.ino.mu.Lock()
 	pin := h.pinnedLocked()
 	h.ino.mu.Unlock()
+	ranged := fs.randomRead(h, off)
 	if pin != nil {
-		return fs.readVersion(ctx, h.ino.id, pin, dest, uint64(off))
+		return fs.readVersion(ctx, h.ino.id, pin, dest, uint64(off), ranged)
 	}
-	n, err := fs.readAt(ctx, h.ino, dest, uint64(off))
+	n, err := fs.readAt(ctx, h.ino, dest, uint64(off), ranged)
 	if err == nil && n > 0 {
 		fs.readahead(h, off, n)
 	}
 	return n, err
 }
 
-// readVersion reads [off, off+len(dest)) of committed file version v.
-func (fs *FS) readVersion(ctx context.Context, id uint64, v *format.Inode, dest []byte, off uint64) (int, error) {
+// randomRead reports whether a read at off is not part of a sequential
+// read of h: such a read fetches only the blocks it needs of an extent
+// that is not cached (readPart), while sequential readers fetch, and
+// read ahead, whole extents. A read near the end of the previous one of a
+// sequential reader still counts as sequential: the kernel may send the
+// reads of its own readahead out of order.
+func (fs *FS) randomRead(h *Handle, off int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if off == h.seqEnd {
+		return false
+	}
+	return !h.seq || off < h.seqEnd-2*fs.extSize || off > h.seqEnd+2*fs.extSize
+}
+
+// readVersion reads [off, off+len(dest)) of committed file version v;
+// ranged as in readAt.
+func (fs *FS) readVersion(ctx context.Context, id uint64, v *format.Inode, dest []byte, off uint64, ranged bool) (int, error) {
 	if off >= v.Size {
 		return 0, nil
 	}
@@ -405,11 +422,9 @@ func (fs *FS) readVersion(ctx context.Context, id uint64, v *format.Inode, dest 
 		case src.inline != nil:
 			copyClip(out, src.inline, within)
 		case src.hasRef:
-			data, err := fs.fetchExtent(ctx, id, src.ref)
-			if err != nil {
+			if err := fs.readExtent(ctx, id, src.ref, out, within, ranged); err != nil {
 				return 0, err
 			}
-			copyClip(out, data, within)
 		default:
 			clear(out)
 		}
@@ -426,7 +441,9 @@ type fetchJob struct {
 }
 
 // readAt copies the working content of [off, off+len(dest)) into dest.
-func (fs *FS) readAt(ctx context.Context, ino *inode, dest []byte, off uint64) (int, error) {
+// With ranged (a random read), extents that are not cached are read by
+// block where their references allow it (readExtent).
+func (fs *FS) readAt(ctx context.Context, ino *inode, dest []byte, off uint64, ranged bool) (int, error) {
 	ino.mu.Lock()
 	if ino.cur.Kind != format.KindFile {
 		k := ino.cur.Kind
@@ -471,12 +488,7 @@ func (fs *FS) readAt(ctx context.Context, ino *inode, dest []byte, off uint64) (
 		wg.Add(1)
 		go func(j *fetchJob, err *error) {
 			defer wg.Done()
-			data, e := fs.fetchExtent(ctx, ino.id, j.src.ref)
-			if e != nil {
-				*err = e
-				return
-			}
-			copyClip(j.dst, data, j.from)
+			*err = fs.readExtent(ctx, ino.id, j.src.ref, j.dst, j.from, ranged)
 		}(&jobs[i], &errs[i])
 	}
 	wg.Wait()
@@ -551,6 +563,115 @@ func (fs *FS) readaheadDepth() int {
 	}
 	per := fs.opts.CacheSize / 2 / fs.extSize / max(fs.seqReaders.Load(), 1)
 	return int(min(int64(fs.opts.Readahead), max(per-1, 0)))
+}
+
+// readExtent copies the bytes of the extent ref names from offset from on
+// into out, zero-filling past its length. A ranged read of an extent that
+// is not cached, through a reference with block checksums, fetches and
+// checks only the blocks it needs (readPart); every other read fetches
+// the whole extent (fetchExtent).
+func (fs *FS) readExtent(ctx context.Context, id uint64, ref format.ExtentRef, out []byte, from int, ranged bool) error {
+	if ranged && ref.BlockShift != 0 {
+		return fs.readPart(ctx, id, ref, out, from)
+	}
+	data, err := fs.fetchExtent(ctx, id, ref)
+	if err != nil {
+		return err
+	}
+	copyClip(out, data, from)
+	return nil
+}
+
+// readPart is readExtent of a reference with block checksums for a random
+// reader (docs/FORMAT.md §6): from the whole extent when it is cached (or
+// being fetched), else from its cached blocks, fetching the blocks
+// missing among those [from, from+len(out)) needs with one ranged GET.
+func (fs *FS) readPart(ctx context.Context, id uint64, ref format.ExtentRef, out []byte, from int) error {
+	ck := cache.Key{Inode: id, EID: ref.EID, Origin: ref.Origin}
+	if data, ok := fs.cache.Get(ck, ref); ok {
+		copyClip(out, data, from)
+		return nil
+	}
+	end := min(from+len(out), int(ref.Length))
+	if from >= end {
+		clear(out) // past the extent's bytes: zeros
+		return nil
+	}
+	if int(ref.Origin) >= len(fs.levels) { // refused when the version was read
+		return fmt.Errorf("extent %016x of inode %016x: %w: origin %d beyond the clone's chain", ref.EID, id, ErrCorrupt, ref.Origin)
+	}
+	lv := &fs.levels[ref.Origin]
+	key := lv.keys.Extent(id, ref.EID)
+	if data, ok, err := fs.fetches.join(lv.bucket + "/" + key); ok {
+		// A whole fetch of the extent (readahead, another reader) is on
+		// its way: wait for it rather than fetch its blocks as well.
+		if err != nil {
+			return err
+		}
+		copyClip(out, data, from)
+		return nil
+	}
+	first, last, _, _ := ref.BlockSpan(from, end)
+	blocks := make([][]byte, last-first)
+	miss0, miss1 := -1, -1
+	for b := first; b < last; b++ {
+		if d, ok := fs.cache.Get(ck.BlockKey(b, ref.BlockShift), ref); ok {
+			blocks[b-first] = d
+		} else {
+			if miss0 < 0 {
+				miss0 = b
+			}
+			miss1 = b + 1
+		}
+	}
+	if miss0 >= 0 {
+		span, err := fs.fetchBlocks(ctx, lv, key, ck, ref, miss0, miss1)
+		if err != nil {
+			return err
+		}
+		bs := ref.BlockSize()
+		for b := miss0; b < miss1; b++ {
+			if blocks[b-first] == nil {
+				blocks[b-first] = span[(b-miss0)*bs : min((b-miss0+1)*bs, len(span))]
+			}
+		}
+	}
+	// The blocks hold payload bytes [first*bs, ...) back to back.
+	bs := ref.BlockSize()
+	for i, d := range blocks {
+		start := (first + i) * bs
+		lo := max(from, start)
+		copy(out[lo-from:end-from], d[lo-start:])
+	}
+	clear(out[end-from:])
+	return nil
+}
+
+// fetchBlocks fetches blocks first..last-1 of an extent with one ranged
+// GET, checks each against its block checksum and caches it; it returns
+// their bytes, back to back.
+func (fs *FS) fetchBlocks(ctx context.Context, lv *level, key string, ck cache.Key, ref format.ExtentRef, first, last int) ([]byte, error) {
+	return fs.fetches.do(fmt.Sprintf("%s/%s#%d:%d-%d", lv.bucket, key, ref.BlockShift, first, last), func() ([]byte, error) {
+		_, _, off, n := ref.BlockSpan(first<<ref.BlockShift, min(last<<ref.BlockShift, int(ref.Length)))
+		span, err := lv.store.GetRange(ctx, key, off, n)
+		if err != nil {
+			if errors.Is(err, objstore.ErrNotFound) {
+				fs.log.Error("extent named by an inode version is missing", "key", key)
+				return nil, fmt.Errorf("%s: %w: missing extent", key, ErrCorrupt)
+			}
+			return nil, fmt.Errorf("read blocks %d-%d of extent %s: %w", first, last-1, key, err)
+		}
+		data, err := format.DecodeBlocks(span, ref, first, last)
+		if err != nil {
+			fs.log.Error("refusing corrupt extent blocks", "key", key, "blocks", fmt.Sprintf("%d-%d", first, last-1), "err", err)
+			return nil, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
+		}
+		bs := ref.BlockSize()
+		for b := first; b < last; b++ {
+			fs.cache.Put(ck.BlockKey(b, ref.BlockShift), data[(b-first)*bs:min((b-first+1)*bs, len(data))])
+		}
+		return data, nil
+	})
 }
 
 // fetchExtent returns an extent's bytes from the cache or the store.
@@ -805,7 +926,8 @@ func (fs *FS) putSealedExtent(ctx context.Context, id, idx uint64, data []byte, 
 		if err != nil {
 			return nil, fmt.Errorf("upload extent %d of inode %016x: %w", idx, id, err)
 		}
-		return &format.ExtentRef{Index: idx, EID: eid, Length: uint32(len(data)), CRC: format.Checksum(data)}, nil
+		ref := format.NewExtentRef(idx, eid, data, fs.blockShift)
+		return &ref, nil
 	}
 }
 
@@ -983,7 +1105,7 @@ func (fs *FS) commitFileOnce(ctx context.Context, ino *inode, mutate func(n *for
 	if isFile && dirty {
 		if size <= uint64(fs.vol.Header.InlineLimit) {
 			inline = make([]byte, size)
-			if _, err := fs.readAt(ctx, ino, inline, 0); err != nil {
+			if _, err := fs.readAt(ctx, ino, inline, 0, false); err != nil {
 				return err
 			}
 		} else if err := fs.uploadAll(ctx, ino); err != nil {

@@ -190,6 +190,10 @@ type FS struct {
 
 	fetches singleflight
 
+	// blockShift sets the block checksums of the extents this host
+	// uploads (format.DefaultBlockShift; tests may change it).
+	blockShift uint8
+
 	// decisions caches the rename decisions this host has read (see
 	// rename.go).
 	decMu     sync.Mutex
@@ -223,7 +227,7 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 		return nil, fmt.Errorf("buffer size %d is too small: it must hold at least two extents (%d bytes each)", o.BufferSize, ext)
 	}
 	fs := &FS{
-		vol: vol, store: vol.Store, keys: vol.Keys, extSize: ext, opts: o,
+		vol: vol, store: vol.Store, keys: vol.Keys, extSize: ext, opts: o, blockShift: format.DefaultBlockShift,
 		log:       o.Logger.With("volume", vol.URL.String(), "host", fmt.Sprintf("%016x", o.HostID)),
 		cache:     c,
 		upSem:     make(chan struct{}, o.Uploads),

@@ -47,13 +47,19 @@ func newEnv(t testing.TB) *env { return newEnvWrapped(t, nil) }
 // newEnvWrapped makes engines reach the memstore through wrap(store).
 func newEnvWrapped(t testing.TB, wrap func(*memstore.Store) objstore.Store) *env {
 	t.Helper()
+	return newEnvSized(t, extSize, wrap)
+}
+
+// newEnvSized is newEnvWrapped for a volume of extent size es.
+func newEnvSized(t testing.TB, es uint32, wrap func(*memstore.Store) objstore.Store) *env {
+	t.Helper()
 	store := memstore.New("bkt")
 	var used objstore.Store = store
 	if wrap != nil {
 		used = wrap(store)
 	}
 	u := volume.URL{Bucket: "bkt", Prefix: "v"}
-	vol, err := volume.Format(ctx, used, u, volume.FormatOptions{ExtentSize: extSize})
+	vol, err := volume.Format(ctx, used, u, volume.FormatOptions{ExtentSize: es})
 	if err != nil {
 		t.Fatalf("format: %v", err)
 	}

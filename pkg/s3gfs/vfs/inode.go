@@ -524,6 +524,19 @@ type flight struct {
 	err  error
 }
 
+// join waits for the fetch of key in flight, if there is one, and
+// returns its result; ok reports whether there was one.
+func (s *singleflight) join(key string) (val []byte, ok bool, err error) {
+	s.mu.Lock()
+	f, ok := s.calls[key]
+	s.mu.Unlock()
+	if !ok {
+		return nil, false, nil
+	}
+	<-f.done
+	return f.val, true, f.err
+}
+
 func (s *singleflight) do(key string, fn func() ([]byte, error)) ([]byte, error) {
 	s.mu.Lock()
 	if s.calls == nil {
