@@ -702,6 +702,45 @@ func planDecisions(ctx context.Context, s *scan, graceEdge time.Time, kept func(
 	if err != nil {
 		return fmt.Errorf("list rename decisions: %w", err)
 	}
+	// held: per directory, the txids of the pending entries its kept
+	// versions hold (unsure: a kept version could not be read), found
+	// once per pass, not once per decision: a busy directory's many
+	// decisions would each scan all its kept versions again.
+	type holds struct {
+		txs    map[uint64]bool
+		unsure bool
+	}
+	held := map[uint64]*holds{}
+	heldIn := func(id uint64) (*holds, error) {
+		if h := held[id]; h != nil {
+			return h, nil
+		}
+		h := &holds{txs: map[uint64]bool{}}
+		keep, ok := kept(id)
+		in := s.inodes[id]
+		if ok && in != nil {
+			var vs []*versionScan
+			for _, x := range in.versions {
+				if keep(x.v) {
+					vs = append(vs, x)
+				}
+			}
+			if err := s.load(ctx, id, vs); err != nil {
+				return nil, err
+			}
+			for _, x := range vs {
+				if x.err != nil {
+					h.unsure = true // cannot tell: keep
+					continue
+				}
+				for _, t := range format.Txids(x.n.Entries) {
+					h.txs[t] = true
+				}
+			}
+		}
+		held[id] = h
+		return h, nil
+	}
 	for _, o := range old {
 		tx, _ := s.keys.ParseDecision(o.Key)
 		obj, _, err := s.store.Get(ctx, o.Key)
@@ -720,29 +759,11 @@ func planDecisions(ctx context.Context, s *scan, graceEdge time.Time, kept func(
 		needed := false
 		if d.Outcome == format.Commit {
 			for _, id := range d.Dirs {
-				keep, ok := kept(id)
-				in := s.inodes[id]
-				if !ok || in == nil {
-					continue
-				}
-				var vs []*versionScan
-				for _, x := range in.versions {
-					if keep(x.v) {
-						vs = append(vs, x)
-					}
-				}
-				if err := s.load(ctx, id, vs); err != nil {
+				h, err := heldIn(id)
+				if err != nil {
 					return err
 				}
-				for _, x := range vs {
-					if x.err != nil {
-						needed = true // cannot tell: keep
-						continue
-					}
-					for _, t := range format.Txids(x.n.Entries) {
-						needed = needed || t == tx
-					}
-				}
+				needed = needed || h.unsure || h.txs[tx]
 			}
 		}
 		if needed {
