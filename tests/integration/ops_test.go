@@ -567,6 +567,18 @@ func TestOperations(t *testing.T) {
 	}
 	wantXattrs()
 	checks = append(checks, wantXattrs)
+	// POSIX ACLs (never enforced: the mount does not enable them in the
+	// kernel) and SELinux labels are not supported: EOPNOTSUPP, which
+	// ls -l caches for the rest of a listing (vfs.unsupportedXattr).
+	for _, name := range []string{"system.posix_acl_access", "system.posix_acl_default", "security.selinux"} {
+		_, err = syscall.Getxattr(p("rw"), name, got)
+		wantErrno(t, "getxattr "+name, err, syscall.EOPNOTSUPP)
+		_, err = unix.Lgetxattr(p("d"), name, got)
+		wantErrno(t, "lgetxattr of a directory "+name, err, syscall.EOPNOTSUPP)
+		// (The kernel itself answers a default ACL set on a file.)
+		wantErrno(t, "setxattr of a directory "+name, syscall.Setxattr(p("d"), name, []byte{2, 0, 0, 0}, 0), syscall.EOPNOTSUPP)
+	}
+	wantErrno(t, "setfacl of a file", syscall.Setxattr(p("rw"), "system.posix_acl_access", []byte{2, 0, 0, 0}, 0), syscall.EOPNOTSUPP)
 
 	// name lengths
 	name255 := strings.Repeat("n", 255)

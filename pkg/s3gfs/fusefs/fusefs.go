@@ -247,6 +247,8 @@ func (f *fsys) errno(op string, err error) syscall.Errno {
 		return syscall.EFBIG
 	case errors.Is(err, vfs.ErrNotSupp):
 		return syscall.EPERM
+	case errors.Is(err, vfs.ErrXattrNotSupp):
+		return syscall.EOPNOTSUPP
 	case errors.Is(err, vfs.ErrBusy):
 		return syscall.EBUSY
 	case errors.Is(err, context.Canceled):

@@ -369,3 +369,51 @@ func TestSetAttrPendingMergesWithOtherHost(t *testing.T) {
 		t.Fatalf("host a reads %q", got)
 	}
 }
+
+// TestUnsupportedXattrs: POSIX ACLs and SELinux labels are refused with
+// ErrXattrNotSupp (EOPNOTSUPP: ls -l then stops asking for them), values
+// stored under those names by older versions are hidden, and every other
+// attribute works as before.
+func TestUnsupportedXattrs(t *testing.T) {
+	e := newEnv(t)
+	fs := e.engine()
+	id := writeFile(t, fs, root, "f", []byte("data"))
+	d := mkdir(t, fs, root, "d")
+	for _, target := range []uint64{id, d} {
+		for _, name := range []string{"system.posix_acl_access", "system.posix_acl_default", "security.selinux"} {
+			_, err := fs.GetXattr(ctx, target, name)
+			wantErr(t, err, vfs.ErrXattrNotSupp, "getxattr "+name)
+			wantErr(t, fs.SetXattr(ctx, target, name, []byte("x"), 0), vfs.ErrXattrNotSupp, "setxattr "+name)
+			wantErr(t, fs.RemoveXattr(ctx, target, name), vfs.ErrXattrNotSupp, "removexattr "+name)
+		}
+		must(t, fs.SetXattr(ctx, target, "security.capability", []byte("cap"), 0))
+		must(t, fs.SetXattr(ctx, target, "user.a", []byte("ay"), 0))
+	}
+
+	// A version written by an older host, holding an ACL and a label.
+	n := e.newest(id)
+	n.Version++
+	n.Xattrs = append(n.Xattrs,
+		format.Xattr{Name: "security.selinux", Value: []byte("system_u:object_r:tmp_t:s0\x00")},
+		format.Xattr{Name: "system.posix_acl_access", Value: []byte{2, 0, 0, 0}})
+	format.SortXattrs(n.Xattrs)
+	obj, err := format.EncodeInode(n)
+	must(t, err)
+	_, err = e.store.Put(ctx, e.vol.Keys.Inode(id, n.Version), obj)
+	must(t, err)
+
+	fs2 := e.engine()
+	lookup(t, fs2, root, "f")
+	list, err := fs2.ListXattr(ctx, id)
+	must(t, err)
+	if !slices.Equal(list, []string{"security.capability", "user.a"}) {
+		t.Fatalf("listxattr = %v, want the ACL and the label hidden", list)
+	}
+	_, err = fs2.GetXattr(ctx, id, "security.selinux")
+	wantErr(t, err, vfs.ErrXattrNotSupp, "getxattr of a stored label")
+	v, err := fs2.GetXattr(ctx, id, "user.a")
+	must(t, err)
+	if string(v) != "ay" {
+		t.Fatalf("user.a = %q", v)
+	}
+}

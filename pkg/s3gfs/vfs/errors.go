@@ -18,6 +18,9 @@ var (
 	ErrAttrRange   = errors.New("attribute value too large")
 	ErrTooBig      = errors.New("file too large")
 	ErrNotSupp     = errors.New("operation not supported")
+	// ErrXattrNotSupp: an extended attribute this filesystem does not
+	// keep (see unsupportedXattr).
+	ErrXattrNotSupp = errors.New("extended attribute not supported")
 	// ErrConflict: a commit kept losing the race for the next version
 	// (the store is too contended or something keeps changing the inode).
 	ErrConflict = errors.New("too many concurrent changes to one inode")

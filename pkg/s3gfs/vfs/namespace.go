@@ -938,8 +938,39 @@ const (
 	XattrReplace = 2
 )
 
+// unsupportedXattr reports the extended attributes s3gfs does not keep,
+// answered with ErrXattrNotSupp (EOPNOTSUPP), as a filesystem without
+// SELinux labels or POSIX ACLs answers them:
+//
+//   - system.posix_acl_access and system.posix_acl_default: the mount does
+//     not ask the kernel for POSIX ACL support (FUSE_POSIX_ACL), so the
+//     kernel would never enforce a stored ACL; keeping one would show
+//     getfacl and ls -l ("+") a permission that is not checked.
+//   - security.selinux: the kernel's SELinux labels a FUSE mount by policy
+//     (genfscon) and answers this attribute itself without asking the
+//     filesystem, and refuses to set it; only hosts without SELinux ask,
+//     and a label kept for those alone would differ from what SELinux
+//     hosts of the same volume see.
+//
+// Answering "not supported" rather than "no such attribute" matters: ls -l
+// asks for both attributes of every entry, each a round trip to the mount,
+// and stops asking for the rest of the listing once the device says it
+// does not support them (coreutils caches that per st_dev), so a warm
+// ls -l of 10,000 entries costs 2 round trips instead of 20,000. Values of
+// these names stored by older versions are hidden.
+func unsupportedXattr(name string) bool {
+	switch name {
+	case "system.posix_acl_access", "system.posix_acl_default", "security.selinux":
+		return true
+	}
+	return false
+}
+
 // GetXattr returns the value of extended attribute name.
 func (fs *FS) GetXattr(ctx context.Context, id uint64, name string) ([]byte, error) {
+	if unsupportedXattr(name) {
+		return nil, fmt.Errorf("%s: %w", name, ErrXattrNotSupp)
+	}
 	ino, err := fs.inode(ctx, id)
 	if err != nil {
 		return nil, err
@@ -962,9 +993,11 @@ func (fs *FS) ListXattr(ctx context.Context, id uint64) ([]string, error) {
 	}
 	ino.mu.Lock()
 	defer ino.mu.Unlock()
-	out := make([]string, len(ino.cur.Xattrs))
-	for i, x := range ino.cur.Xattrs {
-		out[i] = x.Name
+	out := make([]string, 0, len(ino.cur.Xattrs))
+	for _, x := range ino.cur.Xattrs {
+		if !unsupportedXattr(x.Name) {
+			out = append(out, x.Name)
+		}
 	}
 	return out, nil
 }
@@ -973,6 +1006,9 @@ func (fs *FS) ListXattr(ctx context.Context, id uint64) ([]string, error) {
 func (fs *FS) SetXattr(ctx context.Context, id uint64, name string, value []byte, flags uint32) error {
 	if name == "" || len(name) > format.MaxXattrNameLen {
 		return ErrAttrRange
+	}
+	if unsupportedXattr(name) {
+		return fmt.Errorf("%s: %w", name, ErrXattrNotSupp)
 	}
 	if len(value) > format.MaxXattrValueLen {
 		return ErrAttrRange
@@ -1001,6 +1037,9 @@ func (fs *FS) SetXattr(ctx context.Context, id uint64, name string, value []byte
 
 // RemoveXattr removes an extended attribute.
 func (fs *FS) RemoveXattr(ctx context.Context, id uint64, name string) error {
+	if unsupportedXattr(name) {
+		return fmt.Errorf("%s: %w", name, ErrXattrNotSupp)
+	}
 	return fs.changeXattr(ctx, id, func(xs []format.Xattr) ([]format.Xattr, error) {
 		for i, x := range xs {
 			if x.Name == name {
