@@ -42,18 +42,28 @@ func benchDelta(changes int) *format.Inode {
 	return n
 }
 
-// benchFile is a file version of extents full extents of the default size.
-func benchFile(extents int) *format.Inode {
+// benchFile is a file version of extents full extents of the default size,
+// referenced with a whole-extent crc (as before block checksums).
+func benchFile(extents int) *format.Inode { return benchFileBlocks(extents, 0) }
+
+// benchFileBlocks is benchFile with block checksums of 1<<shift bytes
+// (0: a whole-extent crc).
+func benchFileBlocks(extents int, shift uint8) *format.Inode {
 	n := &format.Inode{
 		ID: 0x7c1e3a5b9d2f4e60, Version: 7, Kind: format.KindFile, Writer: 0x5e1f00d2c4a7b931,
 		Mode: 0o644, Nlink: 1, Size: uint64(extents) * format.DefaultExtentSize,
 		Atime: 1735689600123456789, Mtime: 1735689600123456789, Ctime: 1735689600123456789,
 	}
 	for i := 0; i < extents; i++ {
-		n.Extents = append(n.Extents, format.ExtentRef{
+		x := format.ExtentRef{
 			Index: uint64(i), EID: 0xa1b2c3d4e5f60718 + uint64(i)*0x9e3779b97f4a7c15,
 			Length: format.DefaultExtentSize, CRC: uint32(i) * 2654435761,
-		})
+		}
+		if shift != 0 {
+			x.CRC, x.BlockShift = 0, shift
+			x.Sums = sums(format.DefaultExtentSize>>shift, uint32(i)*2654435761)
+		}
+		n.Extents = append(n.Extents, x)
 	}
 	return n
 }
@@ -68,6 +78,9 @@ var benchShapes = []struct {
 	{"dir-delta-16", func() *format.Inode { return benchDelta(16) }},
 	{"file-256-extents", func() *format.Inode { return benchFile(256) }},   // 1 GiB
 	{"file-4096-extents", func() *format.Inode { return benchFile(4096) }}, // 16 GiB
+	// The same with 64 KiB block checksums (what s3gfs writes).
+	{"file-256-extents-blocks", func() *format.Inode { return benchFileBlocks(256, format.DefaultBlockShift) }},
+	{"file-4096-extents-blocks", func() *format.Inode { return benchFileBlocks(4096, format.DefaultBlockShift) }},
 }
 
 func BenchmarkEncodeInode(b *testing.B) {

@@ -372,6 +372,13 @@ func EncodeInode(n *Inode) ([]byte, error) {
 		return nil, err
 	}
 	var e encoder
+	if len(n.Extents) > 0 {
+		size := 64 + 24*len(n.Extents) // the fields, and each reference but its checksums
+		for _, x := range n.Extents {
+			size += len(x.Sums)
+		}
+		e.b = make([]byte, 0, size)
+	}
 	e.u64(n.ID)
 	e.uvarint(n.Version)
 	e.u8(byte(n.Kind))

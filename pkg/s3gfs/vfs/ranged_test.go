@@ -30,7 +30,8 @@ const (
 type rangeLog struct {
 	objstore.Store
 	mu   sync.Mutex
-	gets []string // "key off+len=got"
+	gets []string          // "eid off+len=got"
+	keys map[string]string // eid -> key
 	// ignore lists GETs wantGets passes over ("1: whole"): those of
 	// readahead, which runs in the background.
 	ignore []string
@@ -39,11 +40,23 @@ type rangeLog struct {
 func (l *rangeLog) GetRange(ctx context.Context, key string, off, length int64) ([]byte, error) {
 	b, err := l.Store.GetRange(ctx, key, off, length)
 	if strings.Contains(key, "/d/") {
+		eid := key[strings.LastIndexByte(key, '/')+1:]
 		l.mu.Lock()
-		l.gets = append(l.gets, fmt.Sprintf("%s %d+%d=%d", key[strings.LastIndexByte(key, '/')+1:], off, length, len(b)))
+		l.gets = append(l.gets, fmt.Sprintf("%s %d+%d=%d", eid, off, length, len(b)))
+		if l.keys == nil {
+			l.keys = map[string]string{}
+		}
+		l.keys[eid] = key
 		l.mu.Unlock()
 	}
 	return b, err
+}
+
+// keyOf is the key of the last GET of extent eid.
+func (l *rangeLog) keyOf(eid string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.keys[eid]
 }
 
 // take returns the GETs since the last call.
@@ -311,5 +324,41 @@ func TestRandomReadBlocksWithinCache(t *testing.T) {
 	if g := gets.take(); len(g) < 100 {
 		t.Fatalf("%d GETs for 200 random reads into 128 blocks with 10 cached: the cache held more than its bound?", len(g))
 	}
+	must(t, fs.Release(ctx, h))
+}
+
+// A clone reads its source's extents by block too (FORMAT.md §16.2: an
+// origin names the level), and its own rewritten extent from itself.
+func TestRandomReadClone(t *testing.T) {
+	e, gets := rangedEnv(t)
+	r := rand.New(rand.NewPCG(11, 11))
+	data := randBytes(r, 3*rangedExt)
+	id := writeFile(t, rangedEngine(e), root, "f", data)
+	c, _ := e.cloneOf("c", "p1")
+	w := rangedEngine(c)
+	h := open(t, w, id, true)
+	write(t, w, h, []byte("CLONE"), rangedExt+3)
+	closeH(t, w, h)
+	copy(data[rangedExt+3:], "CLONE")
+	n := c.newest(id)
+	if n.Extents[0].Origin != 1 || n.Extents[1].Origin != 0 || n.Extents[2].Origin != 1 {
+		t.Fatalf("clone's version: %+v", n.Extents)
+	}
+	gets.take()
+	fs := rangedEngine(c)
+	h = open(t, fs, id, false)
+	buf := make([]byte, 4096)
+	for _, off := range []int{7 * blk, rangedExt + 2*blk, 2*rangedExt + 15*blk + 100} {
+		readAt(t, fs, h, buf, int64(off))
+		sameBytes(t, buf, data[off:off+4096], fmt.Sprintf("clone read at %d", off))
+	}
+	// Each from its level's prefix: the source's v/, the clone's own c/.
+	for _, x := range n.Extents {
+		want := map[uint8]string{0: "c/d/", 1: "v/d/"}[x.Origin]
+		if k := gets.keyOf(fmt.Sprintf("%016x", x.EID)); !strings.HasPrefix(k, want) {
+			t.Errorf("extent %d (origin %d) read from %q, want under %s", x.Index, x.Origin, k, want)
+		}
+	}
+	wantGets(t, gets, n, "random reads of a clone", "0: 7-7", "1: 2-2", "2: 15-15")
 	must(t, fs.Release(ctx, h))
 }
