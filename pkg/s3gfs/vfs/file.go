@@ -221,6 +221,8 @@ type Handle struct {
 	seqEnd   int64 // end of the previous read, for readahead
 	ahead    int64 // readahead issued up to here
 	seq      bool  // counted in FS.seqReaders
+	// streaming: the previous read was sequential (randomRead).
+	streaming bool
 }
 
 // ID is the inode id the handle refers to.
@@ -392,16 +394,16 @@ func (fs *FS) Read(ctx context.Context, h *Handle, dest []byte, off int64) (int,
 // randomRead reports whether a read at off is not part of a sequential
 // read of h: such a read fetches only the blocks it needs of an extent
 // that is not cached (readPart), while sequential readers fetch, and
-// read ahead, whole extents. A read near the end of the previous one of a
-// sequential reader still counts as sequential: the kernel may send the
-// reads of its own readahead out of order.
+// read ahead, whole extents. A read that starts where the previous one
+// ended is sequential, and so is one near that end right after a
+// sequential read: the kernel may send the reads of its own readahead out
+// of order.
 func (fs *FS) randomRead(h *Handle, off int64) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if off == h.seqEnd {
-		return false
-	}
-	return !h.seq || off < h.seqEnd-2*fs.extSize || off > h.seqEnd+2*fs.extSize
+	near := off >= h.seqEnd-2*fs.extSize && off <= h.seqEnd+2*fs.extSize
+	h.streaming = off == h.seqEnd || h.streaming && near
+	return !h.streaming
 }
 
 // readVersion reads [off, off+len(dest)) of committed file version v;
