@@ -852,9 +852,9 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 		var err error
 		sent := time.Now()
 		if len(data) > 0 {
-			seal := func() []byte { return format.EncodeExtent(data) }
+			seal := func(ref format.ExtentRef) []byte { return format.SealExtent(data, ref) }
 			if inPlace {
-				seal = func() []byte { return format.SealInPlace(format.KindExtent, d.raw, n) }
+				seal = func(ref format.ExtentRef) []byte { return format.SealExtentInPlace(d.raw, n, ref) }
 			}
 			// Bound by the lease: once the host fences itself, an upload
 			// stops retrying an unreachable store (nothing could commit it).
@@ -903,13 +903,15 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 
 // putExtent uploads one extent under a fresh random id.
 func (fs *FS) putExtent(ctx context.Context, id, idx uint64, data []byte) (*format.ExtentRef, error) {
-	return fs.putSealedExtent(ctx, id, idx, data, func() []byte { return format.EncodeExtent(data) })
+	return fs.putSealedExtent(ctx, id, idx, data, func(ref format.ExtentRef) []byte { return format.SealExtent(data, ref) })
 }
 
-// putSealedExtent uploads extent data as the object seal returns (called
-// once an upload slot is free, so that at most Options.Uploads objects are
-// built at a time).
-func (fs *FS) putSealedExtent(ctx context.Context, id, idx uint64, data []byte, seal func() []byte) (*format.ExtentRef, error) {
+// putSealedExtent uploads extent data as the object seal returns for the
+// data's reference (called once an upload slot is free, so that at most
+// Options.Uploads objects are built at a time). The reference's checksums
+// are computed once, and seal takes the envelope's from them: one pass
+// over the data, not two.
+func (fs *FS) putSealedExtent(ctx context.Context, id, idx uint64, data []byte, seal func(format.ExtentRef) []byte) (*format.ExtentRef, error) {
 	if err := fs.checkFenced(); err != nil {
 		return nil, err // no use uploading what a fenced host cannot commit
 	}
@@ -918,7 +920,8 @@ func (fs *FS) putSealedExtent(ctx context.Context, id, idx uint64, data []byte, 
 	if err := fs.checkFenced(); err != nil {
 		return nil, err // fenced while waiting for a turn
 	}
-	obj := seal()
+	ref := format.NewExtentRef(idx, 0, data, fs.blockShift)
+	obj := seal(ref)
 	for {
 		eid := randomID()
 		_, err := fs.store.PutIfAbsent(ctx, fs.keys.Extent(id, eid), obj)
@@ -928,7 +931,7 @@ func (fs *FS) putSealedExtent(ctx context.Context, id, idx uint64, data []byte, 
 		if err != nil {
 			return nil, fmt.Errorf("upload extent %d of inode %016x: %w", idx, id, err)
 		}
-		ref := format.NewExtentRef(idx, eid, data, fs.blockShift)
+		ref.EID = eid
 		return &ref, nil
 	}
 }
