@@ -495,6 +495,7 @@ func DecodeInode(obj []byte, extentSize uint32) (*Inode, error) {
 				d.fail("extent count %d exceeds object size", cnt)
 			}
 			blocks := false
+			var ps string // the payload as a string, shared by every reference's Sums
 			for i := uint64(0); i < cnt && d.err == nil; i++ {
 				x := ExtentRef{Index: d.uvarintMax("extent index", MaxExtentIndex), EID: d.u64("extent id")}
 				x.Length = uint32(d.uvarintMax("extent length", uint64(extentSize)))
@@ -509,7 +510,10 @@ func DecodeInode(obj []byte, extentSize uint32) (*Inode, error) {
 				default:
 					blocks = true
 					if nb := 4 * blockCount(x.Length, x.BlockShift); d.need(nb, "extent block checksums") {
-						x.Sums = string(d.b[d.off : d.off+nb])
+						if ps == "" {
+							ps = string(p) // one copy for all references, not one each
+						}
+						x.Sums = ps[d.off : d.off+nb]
 						d.off += nb
 					}
 				}
