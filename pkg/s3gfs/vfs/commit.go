@@ -223,7 +223,18 @@ type dirChange struct {
 	replaced []format.Entry // out: entries this change removed or replaced
 	err      error
 	done     chan struct{}
+	// wait: with err errWaitDecision, the undecided renames this change
+	// must wait for (outside the directory's commit, see applyDir);
+	// busy: those whose wait gave up, which fail it.
+	wait map[uint64]pendingRef
+	busy map[uint64]error
 }
+
+// errWaitDecision: a change that touches a name with an undecided pending
+// entry; it was left out of the version written, and its caller waits
+// for the decision before trying it again (so other changes of the
+// directory never wait behind it).
+var errWaitDecision = errors.New("waits for a rename decision")
 
 // errDeferred: a change that cannot share a version with one accepted
 // before it in the batch (a pending delete must be its version's last
@@ -231,21 +242,34 @@ type dirChange struct {
 var errDeferred = errors.New("deferred to the next version")
 
 // applyDir commits ch to directory dir, group-committing it with changes
-// queued concurrently by other goroutines of this host.
+// queued concurrently by other goroutines of this host. A change that
+// meets another rename's undecided pending entry waits for its decision
+// here, outside the directory's commit, and is then tried again.
 func (fs *FS) applyDir(ctx context.Context, dir *inode, ch *dirChange) error {
-	ch.done = make(chan struct{})
-	dir.mu.Lock()
-	dir.queue = append(dir.queue, ch)
-	if dir.leading {
-		dir.mu.Unlock()
+	for {
+		ch.done = make(chan struct{})
+		dir.mu.Lock()
+		dir.queue = append(dir.queue, ch)
+		if dir.leading {
+			dir.mu.Unlock()
+		} else {
+			dir.leading = true
+			dir.mu.Unlock()
+			fs.leadDir(ctx, dir, ch)
+		}
 		<-ch.done
-		return ch.err
+		if ch.err != errWaitDecision {
+			return ch.err
+		}
+		for tx, ref := range ch.wait {
+			if err := fs.resolve(ctx, ref); err != nil {
+				if ch.busy == nil {
+					ch.busy = map[uint64]error{}
+				}
+				ch.busy[tx] = err
+			}
+		}
 	}
-	dir.leading = true
-	dir.mu.Unlock()
-	fs.leadDir(ctx, dir, ch)
-	<-ch.done
-	return ch.err
 }
 
 // leadDir commits the queued changes of dir, batch after batch, until the
@@ -286,9 +310,12 @@ func (fs *FS) leadDir(ctx context.Context, dir *inode, own *dirChange) {
 }
 
 // commitDirBatch writes one directory version holding every acceptable
-// change of batch; each change's err says whether it was accepted. Pending
-// entries of other renames that a change touches are resolved first
-// (outside the directory's locks), waiting for their decisions.
+// change of batch; each change's err says whether it was accepted. A
+// change that touches another rename's undecided pending entry is left
+// out (errWaitDecision: its caller waits, see applyDir); what the batch as
+// a whole needs (the decision of the directory's own pending delete, the
+// outcomes of pending entries to fold) is resolved here first, outside
+// the directory's mu, waiting for it.
 func (fs *FS) commitDirBatch(ctx context.Context, dir *inode, batch []*dirChange) {
 	busy := map[uint64]error{}
 	looked := map[uint64]bool{}
@@ -359,6 +386,8 @@ type dirBuild struct {
 	overlay map[string]*format.Entry
 	// pend: name -> new pending entry.
 	pend map[string]*format.Entry
+	// cur: the change being evaluated (nil: the batch as a whole).
+	cur *dirChange
 }
 
 // undecided returns the pending entry of name still standing after the
@@ -371,17 +400,31 @@ func (b *dirBuild) undecided(name string) (format.Entry, bool) {
 	return p, ok
 }
 
-// blocked reports (as an error) that a change must wait for p's decision,
-// or fails it when that wait already gave up.
+// blocked reports (as an error) that a change (b.cur, or the batch as a
+// whole) must wait for p's decision, or fails it when that wait already
+// gave up.
 func (b *dirBuild) blocked(p format.Entry) error {
 	if err := b.busy[p.Tx]; err != nil {
 		return err
+	}
+	if b.cur != nil {
+		if err := b.cur.busy[p.Tx]; err != nil {
+			return err
+		}
 	}
 	seen, ok := b.dir.pendSince[p.Tx]
 	if !ok {
 		seen = b.dir.curTime
 	}
-	b.need[p.Tx] = pendingRef{tx: p.Tx, host: p.Host, level: b.dir.level, dir: b.dir.id, seen: seen}
+	ref := pendingRef{tx: p.Tx, host: p.Host, level: b.dir.level, dir: b.dir.id, seen: seen}
+	if b.cur != nil {
+		if b.cur.wait == nil {
+			b.cur.wait = map[uint64]pendingRef{}
+		}
+		b.cur.wait[p.Tx] = ref
+	} else {
+		b.need[p.Tx] = ref
+	}
 	return errNeedDecisionMarker
 }
 
@@ -450,7 +493,7 @@ func (b *dirBuild) build(batch []*dirChange) (*format.Inode, error) {
 	tomb, any, wantFold := false, false, false
 	var pdelete *format.Entry
 	for _, c := range batch {
-		c.err, c.replaced = nil, nil
+		c.err, c.replaced, c.wait = nil, nil, nil
 		switch {
 		case tomb:
 			c.err = fmt.Errorf("directory %016x: %w (removed)", dir.id, ErrNotExist)
@@ -462,8 +505,11 @@ func (b *dirBuild) build(batch []*dirChange) (*format.Inode, error) {
 			wantFold = true
 			continue
 		}
+		b.cur = c
 		c.err = b.evalChange(c)
+		b.cur = nil
 		if c.err == errNeedDecisionMarker {
+			c.err = errWaitDecision // left out: its caller waits, then tries again
 			continue
 		}
 		if c.err != nil {

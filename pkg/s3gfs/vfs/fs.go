@@ -34,7 +34,8 @@
 // once. FS.decMu (the decision cache) may be taken while holding an
 // inode's mu and guards nothing else. I/O is never done while holding FS.mu;
 // it may be done while holding an inode's commitMu (a directory commit
-// waiting for another host's rename decision holds it).
+// waiting for the decision of a rename that deletes the directory holds
+// it; a change waiting for the decision of a name it touches does not).
 //
 // # Hosts
 //

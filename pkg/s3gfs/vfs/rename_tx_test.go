@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -556,5 +557,53 @@ func TestRenameTxDecisionCacheBounded(t *testing.T) {
 	}
 	if _, err := a.Lookup(ctx, d, "held2"); !errors.Is(err, vfs.ErrNotExist) {
 		t.Fatalf("the undecided rename's new name: %v", err)
+	}
+}
+
+// TestRenameTxWaitDoesNotHoldTheDirectory: a change that waits for
+// another host's rename decision (here one that never comes: its host
+// crashed) does not hold up this host's other changes of the directory:
+// a create of another name commits while the first still waits. (Every
+// change of the directory waited behind it, up to 10 s per attempt, for
+// as long as the crashed host's expiry kept the name.)
+func TestRenameTxWaitDoesNotHoldTheDirectory(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine()
+	s, d := mkdir(t, a, root, "s"), mkdir(t, a, root, "d")
+	writeFile(t, a, s, "f", []byte("moved"))
+	a.SetRenameHook(func(step string) bool { return step != "decide" })
+	if err := a.Rename(ctx, s, "f", d, "g", 0); err == nil {
+		t.Fatal("the stopped rename reported success")
+	}
+	b := e.engine()
+	names(t, b, d)
+	var lookups atomic.Int64 // GETs of the decision
+	e.store.SetHooks(memstore.Hooks{Before: func(op memstore.Op, key string) error {
+		if op == memstore.OpGet && strings.HasPrefix(key, e.vol.Keys.DecisionsPrefix()) {
+			lookups.Add(1)
+		}
+		return nil
+	}})
+	held := make(chan error, 1)
+	go func() {
+		_, _, err := b.Create(ctx, d, "g", 0o644, true, caller)
+		held <- err
+	}()
+	// The create of g waits for the decision once it reads it a second
+	// time (the first read is the directory commit's, to fold it).
+	for lookups.Load() < 2 {
+		runtime.Gosched()
+	}
+	if _, _, err := b.Create(ctx, d, "other", 0o644, true, caller); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-held:
+		t.Fatalf("the create of another name waited for the held name's create (%v)", err)
+	default:
+	}
+	wantErr(t, <-held, vfs.ErrBusy, "create of the held name")
+	if _, err := b.Lookup(ctx, d, "other"); err != nil {
+		t.Fatal(err)
 	}
 }
