@@ -29,6 +29,10 @@ const readyFDEnv = "S3GFS_READY_FD"
 // downloads in flight.
 const runtimeAllowance = 64 << 20
 
+// asOfCacheTimeout is the kernel's cache timeout of a --as-of mount, whose
+// view never changes.
+const asOfCacheTimeout = time.Hour
+
 type mountFlags struct {
 	store      storeFlags
 	log        logFlags
@@ -43,6 +47,7 @@ type mountFlags struct {
 	debugFUSE  bool
 	syncEvery  durationFlag
 	hostExpiry durationFlag
+	kcache     durationFlag
 	nodeName   string
 	asOf       string
 	pprofAddr  string
@@ -71,6 +76,7 @@ volume read-write at once.`, stderr)
 	fs.StringVar(&m.pprofAddr, "pprof-addr", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060, for go tool pprof")
 	fs.Var(&m.syncEvery, "sync-interval", "how often to write this host's ping and pick up other hosts' changes")
 	fs.Var(&m.hostExpiry, "host-expiry", "stop serving (fence) when the ping could not be renewed for this long; at least 3 sync intervals; the reaper waits this long for a silent host")
+	fs.Var(&m.kcache, "cache-timeout", "how long the kernel may cache lookups and attributes; other hosts' changes drop them when this host picks them up, so this bounds only changes no host announced (default 1m, 1h with --as-of)")
 	fs.StringVar(&m.nodeName, "node-name", m.nodeName, "machine name recorded in the ping (shown by s3gfs hosts)")
 	fs.StringVar(&m.asOf, "as-of", "", "mount read-only exactly as the volume was at this time (RFC 3339, e.g. 2026-11-25T14:00:00Z; the object store's clock) or at this snapshot's pin (a snapshot name)")
 	pos, err := parseInterspersed(fs, args)
@@ -94,6 +100,9 @@ volume read-write at once.`, stderr)
 	}
 	if m.hostExpiry < 3*m.syncEvery || m.hostExpiry > durationFlag(24*time.Hour) {
 		return fmt.Errorf("%w: --host-expiry %s must be at least three sync intervals and at most 24h", errUsage, time.Duration(m.hostExpiry))
+	}
+	if m.kcache > durationFlag(24*time.Hour) {
+		return fmt.Errorf("%w: --cache-timeout %s exceeds 24h", errUsage, time.Duration(m.kcache))
 	}
 	if len(m.nodeName) > 253 {
 		return fmt.Errorf("%w: --node-name is longer than 253 bytes", errUsage)
@@ -194,7 +203,11 @@ func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mount
 			return err
 		}
 	}
-	server, err := fusefs.Mount(mnt, engine, fusefs.MountOptions{AllowOther: m.allowOther, ReadOnly: m.readOnly, Debug: m.debugFUSE, Logger: log})
+	timeout := time.Duration(m.kcache)
+	if timeout == 0 && !asOf.IsZero() {
+		timeout = asOfCacheTimeout
+	}
+	server, err := fusefs.Mount(mnt, engine, fusefs.MountOptions{AllowOther: m.allowOther, ReadOnly: m.readOnly, Timeout: timeout, Debug: m.debugFUSE, Logger: log})
 	if err != nil {
 		engine.Close(ctx)
 		return fmt.Errorf("mount %s: %w", mnt, err)

@@ -80,7 +80,8 @@ func (r *tortureRun) partition(v *host, g *gate, stall bool) {
 		return os.WriteFile(other.path(fmt.Sprintf("%s/new%d", probeDir, n)), []byte("x"), 0o644)
 	})
 
-	// Past the expiry, plus the kernel's one-second caches.
+	// Past the expiry, plus a moment for the fence to drop the kernel's
+	// caches.
 	time.Sleep(time.Until(cut.Add(hostExpiry + 1200*time.Millisecond)))
 	type probe struct {
 		what string

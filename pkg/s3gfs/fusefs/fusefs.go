@@ -41,7 +41,10 @@ import (
 type MountOptions struct {
 	AllowOther bool
 	ReadOnly   bool
-	// Timeout is how long the kernel may cache entries and attributes.
+	// Timeout is how long the kernel may cache entries and attributes
+	// (default DefaultTimeout). The engine drops them when they change
+	// other than through the kernel (vfs.Invalidator), so it bounds only
+	// what no invalidation covers (see docs/guarantees.md).
 	Timeout time.Duration
 	// ReadAhead is the kernel's readahead for the mount, in bytes
 	// (default DefaultReadAhead; see raiseReadAhead).
@@ -56,11 +59,17 @@ type MountOptions struct {
 // the mount allows (MaxWrite, 1 MiB), several at once.
 const DefaultReadAhead = 4 << 20
 
+// DefaultTimeout is how long the kernel caches lookups and attributes
+// unless told otherwise: every change it cannot see for itself is
+// invalidated (vfs.Invalidator), so this bounds only the staleness of what
+// no host announced (a host killed between a commit and its next ping).
+const DefaultTimeout = time.Minute
+
 // Mount mounts engine at dir and returns the running server; the caller
 // waits on it (server.Wait) and unmounts it (server.Unmount).
 func Mount(dir string, engine *vfs.FS, o MountOptions) (*fuse.Server, error) {
-	if o.Timeout == 0 {
-		o.Timeout = time.Second
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -74,7 +83,10 @@ func Mount(dir string, engine *vfs.FS, o MountOptions) (*fuse.Server, error) {
 	if o.ReadOnly {
 		opts = append(opts, "ro")
 	}
-	neg := time.Duration(0) // other hosts may create names at any time
+	// No negative entries: a lookup that fails always asks the engine,
+	// which revalidates the directory when its view is older than
+	// vfs.Options.Revalidate.
+	neg := time.Duration(0)
 	server, err := fs.Mount(dir, root, &fs.Options{
 		EntryTimeout:    &o.Timeout,
 		AttrTimeout:     &o.Timeout,
@@ -214,6 +226,25 @@ func (f *fsys) InvalidateInode(id uint64) {
 func (f *fsys) InvalidateEntry(parent uint64, name string) {
 	if in := f.node(parent); in != nil {
 		in.NotifyEntry(name)
+	}
+}
+
+// InvalidateAll drops every lookup, attribute and page the kernel caches
+// of the mount (a fence, and the recovery from it).
+func (f *fsys) InvalidateAll() {
+	f.mu.Lock()
+	nodes := make([]*fs.Inode, 0, len(f.nodes))
+	for _, in := range f.nodes {
+		nodes = append(nodes, in)
+	}
+	f.mu.Unlock()
+	for _, in := range nodes {
+		in.NotifyContent(0, 0)
+		if in.IsDir() {
+			for name := range in.Children() {
+				in.NotifyEntry(name)
+			}
+		}
 	}
 }
 

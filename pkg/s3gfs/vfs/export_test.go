@@ -103,3 +103,7 @@ func (fs *FS) SetBlockShift(shift uint8) { fs.blockShift = shift }
 
 // CacheUsed reports the bytes the extent cache holds in memory.
 func (fs *FS) CacheUsed() int64 { return fs.cache.Used() }
+
+// FlushInvalidations waits until the queued kernel-cache invalidations
+// have been sent to the invalidator.
+func (fs *FS) FlushInvalidations() { fs.flushInvalidations() }

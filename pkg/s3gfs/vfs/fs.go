@@ -182,6 +182,7 @@ type FS struct {
 	inodes  map[uint64]*inode
 	openSet map[*inode]struct{} // inodes with open handles (for the ping)
 	inv     Invalidator
+	inval   invalQueue // invalidations not yet sent to inv
 
 	sync syncer
 
@@ -239,6 +240,7 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 		stop:      make(chan struct{}),
 	}
 	fs.decPruneMin = decPruneMin
+	fs.inval.idle.L = &fs.inval.mu
 	fs.bufs = newBufferPool(o.BufferSize, ext)
 	if len(vol.Chain) != vol.Header.Depth() {
 		return nil, fmt.Errorf("%s is a clone whose sources were not opened", vol.URL)

@@ -222,10 +222,22 @@ func pendingSince(old map[uint64]time.Time, st *format.DirState, at time.Time) m
 	return m
 }
 
-// refresh brings ino.cur up to the newest version in the store. The caller
-// holds ino.commitMu. Versions whose objects fail their checks are logged
-// and skipped (never served); the next commit numbers past them.
+// refresh brings ino.cur up to the newest version in the store and queues
+// the invalidation of what the kernel may have cached of what changed
+// (invalidate.go). The caller holds ino.commitMu.
 func (fs *FS) refresh(ctx context.Context, ino *inode) error {
+	ino.mu.Lock()
+	before := ino.viewLocked()
+	ino.mu.Unlock()
+	err := fs.fetchNewest(ctx, ino)
+	fs.invalidateChanged(ino, before)
+	return err
+}
+
+// fetchNewest brings ino.cur up to the newest version in the store. The
+// caller holds ino.commitMu. Versions whose objects fail their checks are
+// logged and skipped (never served); the next commit numbers past them.
+func (fs *FS) fetchNewest(ctx context.Context, ino *inode) error {
 	dir := fs.keys.InodeDir(ino.id)
 	asOf := fs.opts.AsOf
 	if !asOf.IsZero() {

@@ -16,14 +16,17 @@ import (
 // has renewed the ping and revalidated its caches.
 var ErrFenced = errors.New("host fenced: its ping lapsed while the object store was unreachable")
 
-// Invalidator is told which inodes changed on other hosts, so the kernel's
-// caches of them can be dropped (fusefs implements it with go-fuse's
-// notify calls). It is never called with an engine lock held.
+// Invalidator is told what changed other than through the kernel, so the
+// kernel's caches of it can be dropped (fusefs implements it with go-fuse's
+// notify calls; see invalidate.go). It is called from one goroutine, never
+// with an engine lock held.
 type Invalidator interface {
 	// InvalidateInode drops cached attributes and pages of inode id.
 	InvalidateInode(id uint64)
 	// InvalidateEntry drops the cached lookup of name in directory parent.
 	InvalidateEntry(parent uint64, name string)
+	// InvalidateAll drops every cached lookup, attribute and page.
+	InvalidateAll()
 }
 
 // syncer keeps this host's ping and follows the other hosts' change feeds.
@@ -145,13 +148,20 @@ func (fs *FS) checkFenced() error {
 		return nil
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.fenced && time.Since(s.lastOK) >= fs.opts.HostExpiry {
+	fencing := !s.fenced && time.Since(s.lastOK) >= fs.opts.HostExpiry
+	if fencing {
 		s.fenced = true
 		s.endLease()
 		fs.log.Error("ping not renewed within the host expiry: fencing this host until the store is reachable", "expiry", fs.opts.HostExpiry)
 	}
-	if s.fenced {
+	fenced := s.fenced
+	s.mu.Unlock()
+	if fencing {
+		// What the kernel cached must not outlive the fence: from now on
+		// every request reaches this host and fails.
+		fs.invalidate(invalOp{all: true})
+	}
+	if fenced {
 		return ErrFenced
 	}
 	return nil
@@ -395,10 +405,10 @@ func (fs *FS) unfence() {
 		ino.checked = time.Time{}
 		ino.stale = true
 		ino.mu.Unlock()
-		if inv := fs.invalidator(); inv != nil {
-			inv.InvalidateInode(ino.id)
-		}
 	}
+	// Again (the fence did it once): the kernel may have cached replies
+	// built while the host was recovering.
+	fs.invalidate(invalOp{all: true})
 	s := &fs.sync
 	s.mu.Lock()
 	s.fenced = false
@@ -484,22 +494,24 @@ func (fs *FS) followPeers(ctx context.Context) error {
 	return nil
 }
 
-// revalidate brings a cached inode changed by another host up to date and
-// drops the kernel's caches of it (and, for a directory, of exactly the
-// names that changed). Inodes open on this host keep the version they
-// opened until their last close.
+// revalidate brings a cached inode changed by another host up to date;
+// refresh drops the kernel's caches of what changed (invalidate.go).
+// Inodes open on this host keep the version they opened until their last
+// close.
 func (fs *FS) revalidate(ctx context.Context, id uint64) {
 	fs.mu.Lock()
 	ino := fs.inodes[id]
 	fs.mu.Unlock()
 	if ino == nil {
+		// Not in this host's view; the kernel may still hold the inode
+		// (it forgets at its own pace, and a lookup may race its forget).
+		fs.invalidate(invalOp{id: id})
 		return
 	}
-	inv := fs.invalidator()
-	// commitMu keeps this host's own commits out of the window between the
-	// two snapshots: only what the refresh brings in is invalidated, never a
-	// name this host is creating at this moment (the kernel would see its
-	// own fresh entry vanish and an O_EXCL open retry fail with EEXIST).
+	// commitMu keeps this host's own commits out of the refresh: only what
+	// it brings in is invalidated, never a name this host is creating at
+	// this moment (the kernel would see its own fresh entry vanish and an
+	// O_EXCL open retry fail with EEXIST).
 	ino.commitMu.Lock()
 	ino.mu.Lock()
 	busy := ino.open > 0 || ino.dirtyLocked() || ino.cur == nil
@@ -507,58 +519,19 @@ func (fs *FS) revalidate(ctx context.Context, id uint64) {
 		ino.stale = true // refreshed at its next idle open or lookup
 		ino.mu.Unlock()
 		ino.commitMu.Unlock()
-		if inv != nil {
-			inv.InvalidateInode(id)
-		}
+		fs.invalidate(invalOp{id: id})
 		return
-	}
-	version := ino.cur.Version
-	var before map[string]format.Entry
-	var pendBefore []string // names whose view a decision may change
-	if ino.cur.Kind == format.KindDir {
-		before = make(map[string]format.Entry, len(ino.entries))
-		for k, v := range ino.entries {
-			before[k] = v
-		}
-		for k := range ino.pending {
-			pendBefore = append(pendBefore, k)
-		}
 	}
 	ino.mu.Unlock()
 	err := fs.refresh(ctx, ino)
-	ino.mu.Lock()
-	changed := ino.cur.Version != version
-	var names []string
-	if changed && before != nil {
-		for name, e := range before {
-			if n, ok := ino.entries[name]; !ok || n.Child != e.Child {
-				names = append(names, name)
-			}
-		}
-		for name := range ino.entries {
-			if _, ok := before[name]; !ok {
-				names = append(names, name)
-			}
-		}
-		names = append(names, pendBefore...)
-		for name := range ino.pending {
-			names = append(names, name)
-		}
-	}
 	if err != nil && !errors.Is(err, ErrNotExist) {
+		ino.mu.Lock()
 		ino.stale = true
+		ino.mu.Unlock()
 	}
-	ino.mu.Unlock()
 	ino.commitMu.Unlock()
 	if err != nil && !errors.Is(err, ErrNotExist) {
 		fs.log.Warn("revalidate changed inode", "inode", fmt.Sprintf("%016x", id), "err", err)
-	}
-	if inv == nil || !changed {
-		return
-	}
-	inv.InvalidateInode(id)
-	for _, name := range names {
-		inv.InvalidateEntry(id, name)
 	}
 }
 

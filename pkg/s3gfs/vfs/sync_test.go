@@ -96,6 +96,7 @@ func TestFencedHostServesNothingUntilReachable(t *testing.T) {
 	e := newEnv(t)
 	a, net := e.host(syncEvery(50*time.Millisecond, 500*time.Millisecond))
 	b, _ := e.host(syncEvery(50*time.Millisecond, 2*time.Second))
+	rec := newRecorder(a)
 	attr, h, err := a.Create(ctx, root, "f", 0o644, true, caller)
 	must(t, err)
 	write(t, a, h, []byte("from a"), 0)
@@ -111,6 +112,10 @@ func TestFencedHostServesNothingUntilReachable(t *testing.T) {
 	}
 	if _, err := a.Mkdir(ctx, root, "d", 0o755, caller); !errors.Is(err, vfs.ErrFenced) {
 		t.Fatalf("mkdir on a fenced host: %v, want ErrFenced", err)
+	}
+	// Nor may the kernel answer from its caches (they last long).
+	if _, _, all := rec.take(a); all != 1 {
+		t.Fatalf("the fence dropped the kernel's caches %d times, want once", all)
 	}
 	// Meanwhile host b changes the file.
 	hb, _, err := b.Open(ctx, attr.Ino, true)
@@ -136,6 +141,9 @@ func TestFencedHostServesNothingUntilReachable(t *testing.T) {
 	}
 	if got := readFile(t, a, attr.Ino); string(got) != "from b, longer" {
 		t.Fatalf("after unfencing a reads %q", got)
+	}
+	if _, _, all := rec.take(a); all != 1 {
+		t.Fatalf("the recovery dropped the kernel's caches %d times, want once", all)
 	}
 }
 
