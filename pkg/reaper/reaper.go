@@ -246,6 +246,75 @@ func readPings(ctx context.Context, vol *volume.Volume, now time.Time, retention
 	return h, nil
 }
 
+// maxRecordAttempts bounds how often writeRecord re-reads a record that
+// another reaper changed under it.
+const maxRecordAttempts = 10
+
+// writeRecord records the horizon (K1): the later of the recorded one and
+// this pass's (only the recorded one while an unreadable ping holds
+// everything), and returns it; a dry run writes nothing. The record is
+// replaced only if it is still the one read (If-Match its ETag, or a
+// conditional create when there is none): two passes planning at once
+// (a lease lost mid-pass, a Kubernetes Lease and `s3gfs gc` side by side)
+// each re-read what the other wrote, so the recorded horizon never
+// decreases (FORMAT §15.2).
+func writeRecord(ctx context.Context, store objstore.Store, keys format.Keys, cfg Config, now, horizon time.Time, holdAll bool,
+	retention, grace time.Duration) (time.Time, error) {
+	for attempt := 1; ; attempt++ {
+		obj, info, err := store.Get(ctx, keys.Reaper())
+		var old *format.ReaperRecord
+		switch {
+		case errors.Is(err, objstore.ErrNotFound):
+		case err != nil:
+			return time.Time{}, fmt.Errorf("read the reaper's record: %w", err)
+		default:
+			if old, err = format.DecodeReaperRecord(obj); err != nil {
+				// Cannot tell what earlier passes promised: do not guess.
+				return time.Time{}, fmt.Errorf("%s: %w (the record says how far back point-in-time mounts may go, so no pass runs while it is unreadable; "+
+					"removing it lets mounts older than earlier passes kept be attempted, and fail)", keys.Reaper(), err)
+			}
+		}
+		recorded := horizon
+		if old != nil && old.Horizon.After(recorded) {
+			recorded = old.Horizon
+		}
+		if holdAll {
+			recorded = time.Time{}
+			if old != nil {
+				recorded = old.Horizon
+			}
+		}
+		if cfg.DryRun || recorded.IsZero() {
+			return recorded, nil
+		}
+		rec := &format.ReaperRecord{Horizon: recorded, Pass: now, Owner: cfg.Owner, Retention: retention, Grace: grace}
+		if len(rec.Owner) > format.MaxOwnerLen {
+			rec.Owner = rec.Owner[:format.MaxOwnerLen]
+		}
+		body, err := format.EncodeReaperRecord(rec)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if old == nil {
+			_, err = store.PutIfAbsent(ctx, keys.Reaper(), body)
+		} else {
+			_, err = store.PutIfMatch(ctx, keys.Reaper(), body, info.ETag)
+		}
+		switch {
+		case err == nil:
+			return recorded, nil
+		case errors.Is(err, objstore.ErrExists) || errors.Is(err, objstore.ErrPrecondition) || errors.Is(err, objstore.ErrNotFound):
+			// Another pass wrote (or removed) it since: read it again.
+			if attempt >= maxRecordAttempts {
+				return time.Time{}, fmt.Errorf("write the reaper's record: changed by another writer %d times in a row: %w", attempt, err)
+			}
+			cfg.Logger.Info("the reaper's record changed while this pass wrote it; reading it again", "key", keys.Reaper())
+		default:
+			return time.Time{}, fmt.Errorf("write the reaper's record: %w", err)
+		}
+	}
+}
+
 func minTime(a, b time.Time) time.Time {
 	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
 		return b
@@ -287,36 +356,11 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 	// 2. Record the horizon before anything is deleted, then read the
 	// pings again: a point-in-time mount checks the record after its
 	// first ping, so it either sees this record or this pass sees its ping.
-	old, err := snapshot.ReadRecord(ctx, store, keys)
+	recorded, err := writeRecord(ctx, store, keys, cfg, now, horizon, h1.holdAll, retention, grace)
 	if err != nil {
-		// Cannot tell what earlier passes promised: do not guess.
-		return nil, fmt.Errorf("%w (the record says how far back point-in-time mounts may go, so no pass runs while it is unreadable; "+
-			"removing it lets mounts older than earlier passes kept be attempted, and fail)", err)
-	}
-	recorded := horizon
-	if old != nil && old.Horizon.After(recorded) {
-		recorded = old.Horizon
-	}
-	if h1.holdAll {
-		recorded = time.Time{}
-		if old != nil {
-			recorded = old.Horizon
-		}
+		return nil, err
 	}
 	r.Recorded = recorded
-	if !cfg.DryRun && !recorded.IsZero() {
-		rec := &format.ReaperRecord{Horizon: recorded, Pass: now, Owner: cfg.Owner, Retention: retention, Grace: grace}
-		if len(rec.Owner) > format.MaxOwnerLen {
-			rec.Owner = rec.Owner[:format.MaxOwnerLen]
-		}
-		obj, err := format.EncodeReaperRecord(rec)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := store.Put(ctx, keys.Reaper(), obj); err != nil {
-			return nil, fmt.Errorf("write the reaper's record: %w", err)
-		}
-	}
 	h2, err := readPings(ctx, vol, now, retention, cfg, &Report{})
 	if err != nil {
 		return nil, err

@@ -21,7 +21,7 @@
 //     ConditionalRequestConflict on a race); a missing key is ErrNotFound
 //     (or ErrPrecondition on stores that answer 412). Of racing PutIfMatch
 //     calls with one ETag, at most one succeeds. Used only for the reaper's
-//     lease.
+//     lease and record.
 //   - Get and GetRange report ErrNotFound for a missing key; GetRange with a
 //     range past the end returns the bytes that exist.
 //   - List returns keys under prefix in ascending byte order, strictly after
