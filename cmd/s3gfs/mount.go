@@ -51,6 +51,7 @@ type mountFlags struct {
 	nodeName   string
 	asOf       string
 	pprofAddr  string
+	wholeSums  bool
 }
 
 func runMount(ctx context.Context, args []string, stderr io.Writer) error {
@@ -78,6 +79,7 @@ volume read-write at once.`, stderr)
 	fs.Var(&m.hostExpiry, "host-expiry", "stop serving (fence) when the ping could not be renewed for this long; at least 3 sync intervals; the reaper waits this long for a silent host")
 	fs.Var(&m.kcache, "cache-timeout", "how long the kernel may cache lookups and attributes; other hosts' changes drop them when this host picks them up, so this bounds only changes no host announced (default 1m, 1h with --as-of)")
 	fs.StringVar(&m.nodeName, "node-name", m.nodeName, "machine name recorded in the ping (shown by s3gfs hosts)")
+	fs.BoolVar(&m.wholeSums, "whole-extent-checksums", false, "write extents with one checksum of the whole extent instead of 64 KiB block checksums, for hosts of the volume still running a build that cannot read block checksums (random reads of such extents fetch them whole)")
 	fs.StringVar(&m.asOf, "as-of", "", "mount read-only exactly as the volume was at this time (RFC 3339, e.g. 2026-11-25T14:00:00Z; the object store's clock) or at this snapshot's pin (a snapshot name)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -175,6 +177,7 @@ func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mount
 		HostID: hostID, ReadOnly: m.readOnly, BufferSize: int64(m.bufferSize),
 		CacheSize: int64(m.cacheSize), CacheDir: m.cacheDir, Logger: log,
 		SyncInterval: time.Duration(m.syncEvery), HostExpiry: time.Duration(m.hostExpiry), NodeName: m.nodeName,
+		WholeExtentChecksums: m.wholeSums,
 	})
 	if err != nil {
 		return err

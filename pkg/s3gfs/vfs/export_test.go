@@ -96,11 +96,6 @@ func (fs *FS) SetDecisionPrune(n int) {
 	fs.decMu.Unlock()
 }
 
-// SetBlockShift makes the extents this host uploads from now on carry
-// block checksums of 1<<shift bytes, or (0) one CRC of the whole extent,
-// as hosts wrote them before block checksums.
-func (fs *FS) SetBlockShift(shift uint8) { fs.blockShift = shift }
-
 // CacheUsed reports the bytes the extent cache holds in memory.
 func (fs *FS) CacheUsed() int64 { return fs.cache.Used() }
 

@@ -91,6 +91,12 @@ type Options struct {
 	WritebackDelay time.Duration
 	// Readahead is the number of extents fetched ahead of a sequential reader.
 	Readahead int
+	// WholeExtentChecksums makes the extents this host uploads carry one
+	// CRC-32C of the whole extent instead of 64 KiB block checksums
+	// (docs/FORMAT.md §5.3), so that hosts still running a build from
+	// before block checksums, which refuse those, can read what this one
+	// writes. Random reads of such extents fetch them whole.
+	WholeExtentChecksums bool
 	// Uploads bounds the extent uploads in flight.
 	Uploads int
 	// SyncInterval is how often the host writes its ping and follows the
@@ -193,7 +199,8 @@ type FS struct {
 	fetches singleflight
 
 	// blockShift sets the block checksums of the extents this host
-	// uploads (format.DefaultBlockShift; tests may change it).
+	// uploads: format.DefaultBlockShift, or 0 (one checksum of the whole
+	// extent) with Options.WholeExtentChecksums.
 	blockShift uint8
 
 	// decisions caches the rename decisions this host has read (see
@@ -229,7 +236,7 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 		return nil, fmt.Errorf("buffer size %d is too small: it must hold at least two extents (%d bytes each)", o.BufferSize, ext)
 	}
 	fs := &FS{
-		vol: vol, store: vol.Store, keys: vol.Keys, extSize: ext, opts: o, blockShift: format.DefaultBlockShift,
+		vol: vol, store: vol.Store, keys: vol.Keys, extSize: ext, opts: o,
 		log:       o.Logger.With("volume", vol.URL.String(), "host", fmt.Sprintf("%016x", o.HostID)),
 		cache:     c,
 		upSem:     make(chan struct{}, o.Uploads),
@@ -238,6 +245,9 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 		decPrune:  decPruneMin,
 		openSet:   map[*inode]struct{}{},
 		stop:      make(chan struct{}),
+	}
+	if !o.WholeExtentChecksums {
+		fs.blockShift = format.DefaultBlockShift
 	}
 	fs.decPruneMin = decPruneMin
 	fs.inval.idle.L = &fs.inval.mu

@@ -18,9 +18,11 @@ func BenchmarkRandomRead4K(b *testing.B) {
 		b.Run(fmt.Sprintf("block-shift-%d", shift), func(b *testing.B) {
 			const es = format.DefaultExtentSize
 			e := newEnvSized(b, es, nil)
-			mod := func(o *vfs.Options) { o.BufferSize = 4 * es; o.CacheSize = 4 * blk }
+			mod := func(o *vfs.Options) {
+				o.BufferSize, o.CacheSize = 4*es, 4*blk
+				o.WholeExtentChecksums = shift == 0
+			}
 			w := e.engine(mod)
-			w.SetBlockShift(shift)
 			r := rand.New(rand.NewPCG(12, 12))
 			data := randBytes(r, 16*es)
 			id := writeFile(b, w, root, "f", data)

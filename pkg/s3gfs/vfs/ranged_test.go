@@ -190,15 +190,14 @@ func TestRandomReadFetchesBlocks(t *testing.T) {
 	must(t, fs.Release(ctx, h))
 }
 
-// Extents uploaded without block checksums (by hosts before they existed)
-// are read whole by random readers, exactly as before; a version naming
-// both kinds reads each its way.
+// Extents uploaded without block checksums (by hosts before they existed,
+// or with Options.WholeExtentChecksums) are read whole by random readers,
+// exactly as before; a version naming both kinds reads each its way.
 func TestRandomReadOldExtentsWhole(t *testing.T) {
 	e, gets := rangedEnv(t)
 	r := rand.New(rand.NewPCG(8, 8))
 	data := randBytes(r, 2*rangedExt)
-	old := rangedEngine(e)
-	old.SetBlockShift(0)
+	old := rangedEngine(e, func(o *vfs.Options) { o.WholeExtentChecksums = true })
 	id := writeFile(t, old, root, "f", data)
 	for _, x := range e.newest(id).Extents {
 		if x.BlockShift != 0 || x.CRC != format.Checksum(data[x.Index*rangedExt:x.Index*rangedExt+uint64(x.Length)]) {
