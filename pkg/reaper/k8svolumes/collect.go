@@ -203,7 +203,10 @@ func (c *Collector) addKept(ctx context.Context, found *Found) {
 			byBucket[k.bucket][p] = true
 		}
 	}
-	added := map[volumeid.Loc]bool{}
+	// One bucket reached at two spellings of its endpoint yields its kept
+	// volumes twice (at the endpoint each listing used): collect each once.
+	type bucketPrefix struct{ bucket, prefix string }
+	added := map[bucketPrefix]bool{}
 	for k := range known {
 		locs, err := c.Kept(ctx, volumeid.Loc{Bucket: k.bucket, Endpoint: k.endpoint, Region: k.region}, func(p string) bool { return byBucket[k.bucket][p] })
 		if err != nil {
@@ -212,8 +215,8 @@ func (c *Collector) addKept(ctx context.Context, found *Found) {
 			continue
 		}
 		for _, l := range locs {
-			if !added[l] && !byBucket[l.Bucket][l.Prefix] {
-				added[l] = true
+			if bp := (bucketPrefix{l.Bucket, l.Prefix}); !added[bp] && !byBucket[l.Bucket][l.Prefix] {
+				added[bp] = true
 				found.Volumes = append(found.Volumes, &Volume{Loc: l, Deleted: true})
 			}
 		}

@@ -92,16 +92,35 @@ func (s *S3) Open(ctx context.Context, l volumeid.Loc) (*volume.Volume, error) {
 	return vol, nil
 }
 
+// maxRecordSize bounds a controller record the reaper reads: the
+// controller's are a few hundred bytes.
+const maxRecordSize = 64 << 10
+
 // Kept lists the volumes of bucket's bucket that the CSI controller's
 // records say were deleted but keep their objects until their last
 // snapshot or clone is gone (not those retained on purpose, nor read-only
 // views, which have no objects). Records whose prefix known reports are
 // not read. A record that makes no sense is skipped.
+//
+// A kept volume lives in the bucket its record was read from, so it is
+// reached at that bucket's endpoint and region (bucket's, which come from
+// a PersistentVolume's handle): the endpoint and region a record names
+// are not used (records are objects in the bucket, writable by whoever
+// can write there; following them would send the reaper's credentials
+// wherever a record points).
 func (s *S3) Kept(ctx context.Context, bucket volumeid.Loc, known func(prefix string) bool) ([]volumeid.Loc, error) {
 	st, err := s.store(ctx, bucket)
 	if err != nil {
 		return nil, err
 	}
+	return kept(ctx, st, bucket, known)
+}
+
+// kept is Kept over st, the store of bucket. Every record and every
+// listing page is untrusted: a record is read only up to maxRecordSize
+// (whatever the listing says its size is), and a page that says more
+// keys follow but does not advance the listing is an error, not a loop.
+func kept(ctx context.Context, st objstore.Store, bucket volumeid.Loc, known func(prefix string) bool) ([]volumeid.Loc, error) {
 	var out []volumeid.Loc
 	after := ""
 	for {
@@ -113,23 +132,30 @@ func (s *S3) Kept(ctx context.Context, bucket volumeid.Loc, known func(prefix st
 			return nil, fmt.Errorf("list %s in bucket %s: %w", volumeid.RecordsPrefix, bucket.Bucket, err)
 		}
 		for _, o := range page.Objects {
+			if o.Key <= after {
+				return nil, fmt.Errorf("list %s in bucket %s: the store returned %q after %q (keys out of order)",
+					volumeid.RecordsPrefix, bucket.Bucket, o.Key, after)
+			}
 			after = o.Key
 			prefix, ok := volumeid.RecordPrefix(o.Key)
-			if !ok || known(prefix) || o.Size > 64<<10 {
+			if !ok || known(prefix) || o.Size > maxRecordSize {
 				continue
 			}
-			b, _, err := st.Get(ctx, o.Key)
+			b, err := st.GetRange(ctx, o.Key, 0, maxRecordSize+1)
 			if errors.Is(err, objstore.ErrNotFound) {
 				continue
 			}
 			if err != nil {
 				return nil, fmt.Errorf("read %s in bucket %s: %w", o.Key, bucket.Bucket, err)
 			}
+			if len(b) > maxRecordSize {
+				continue // larger than its listing said: not the controller's
+			}
 			var r volumeid.Record
 			if json.Unmarshal(b, &r) != nil || r.Version != 1 || r.Prefix != prefix || !r.Deleted || r.Retain || r.ReadOnlyView {
 				continue
 			}
-			l := volumeid.Loc{Bucket: bucket.Bucket, Prefix: prefix, Endpoint: r.Endpoint, Region: r.Region}
+			l := volumeid.Loc{Bucket: bucket.Bucket, Prefix: prefix, Endpoint: bucket.Endpoint, Region: bucket.Region}
 			if l.Validate("record") != nil {
 				continue
 			}
@@ -137,6 +163,10 @@ func (s *S3) Kept(ctx context.Context, bucket volumeid.Loc, known func(prefix st
 		}
 		if !page.Truncated {
 			return out, nil
+		}
+		if len(page.Objects) == 0 {
+			return nil, fmt.Errorf("list %s in bucket %s: the store says more keys follow %q but returned none",
+				volumeid.RecordsPrefix, bucket.Bucket, after)
 		}
 	}
 }
