@@ -60,6 +60,10 @@ func (fs *FS) TakenBelow(id uint64) (bool, error) { return fs.takenBelow(context
 // returns false the rename stops there, as a crash would.
 func (fs *FS) SetRenameHook(h func(step string) bool) { fs.testHook = h }
 
+// WaitRenames waits for the renames being settled in the background (a
+// commit whose outcome was unknown) to be settled.
+func (fs *FS) WaitRenames() { fs.renames.Wait() }
+
 // Prefetching reports whether a listing of directory id is still loading
 // its children in the background.
 func (fs *FS) Prefetching(id uint64) bool {

@@ -213,6 +213,9 @@ type FS struct {
 	// testHook, when set (tests), is called between the steps of a rename
 	// transaction.
 	testHook func(step string) bool
+	// renames counts the renames whose commit had an unknown outcome and
+	// that are being settled in the background.
+	renames sync.WaitGroup
 
 	usage usageCache // for statfs
 

@@ -292,7 +292,7 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 	wrote := false // a pending entry of tx may be in the store
 	fail := func(err error) error {
 		if wrote || !refused(err) {
-			fs.finishTx(ctx, tx, dirs, touched)
+			fs.finishTx(ctx, tx, dirs, touched) // no commit was sent: an abort stands
 		}
 		if errors.Is(err, errSameInode) {
 			// Both names refer to one inode by now (hard links): POSIX
@@ -356,12 +356,24 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 	}
 	outcome, err := fs.decide(ctx, tx, &format.Decision{Outcome: format.Commit, Host: me, Writer: me, Dirs: dirs}, limit)
 	if err != nil {
-		// Undecided as far as this host can tell: settle it (an abort
-		// that loses to this commit finds it) when the store answers.
+		// Undecided as far as this host can tell (the commit may have
+		// landed): settle it when the store answers (an abort that
+		// loses to this commit finds it) and, if the commit stands,
+		// finish what a commit leaves to do (X5), as the caller was
+		// told EIO and will not.
+		fs.renames.Add(1)
 		go func() {
+			defer fs.renames.Done()
 			bctx := context.Background()
 			for i := 0; i < 60; i++ {
-				if fs.finishTx(bctx, tx, dirs, touched) == nil {
+				outcome, err := fs.finishTx(bctx, tx, dirs, touched)
+				if err == nil {
+					if outcome == format.Commit {
+						fs.log.Info("rename: a commit whose outcome was unknown stands; finishing it", "txid", fmt.Sprintf("%016x", tx))
+						if err := fs.afterCommit(bctx, target, replaced); err != nil {
+							fs.log.Warn("rename: could not lower the link count of what it replaced", "txid", fmt.Sprintf("%016x", tx), "err", err)
+						}
+					}
 					return
 				}
 				time.Sleep(time.Second)
@@ -376,6 +388,13 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 	if outcome != format.Commit {
 		return fmt.Errorf("rename %016x was aborted by another host: %w", tx, ErrConflict)
 	}
+	return fs.afterCommit(ctx, target, replaced)
+}
+
+// afterCommit does what a committed rename leaves to do (X5, after the
+// fold): tombstone the directory it replaced (target, nil: none) and lower
+// the link count of a non-directory it replaced.
+func (fs *FS) afterCommit(ctx context.Context, target *inode, replaced []format.Entry) error {
 	if target != nil {
 		err := fs.persist(ctx, func(ctx context.Context) error {
 			return fs.applyDir(ctx, target, &dirChange{tombstone: true})
@@ -405,16 +424,16 @@ func (fs *FS) step(name string) bool {
 	return fs.testHook(name)
 }
 
-// finishTx makes sure tx is decided (an abort, unless a commit stands)
-// and folds the directories it touched.
-func (fs *FS) finishTx(ctx context.Context, tx uint64, dirs []uint64, touched []*inode) error {
-	_, err := fs.decide(ctx, tx, &format.Decision{Outcome: format.Abort, Host: fs.opts.HostID, Writer: fs.opts.HostID, Dirs: dirs}, time.Time{})
+// finishTx makes sure tx is decided (an abort, unless a commit stands),
+// folds the directories it touched, and returns the outcome that stands.
+func (fs *FS) finishTx(ctx context.Context, tx uint64, dirs []uint64, touched []*inode) (format.Outcome, error) {
+	outcome, err := fs.decide(ctx, tx, &format.Decision{Outcome: format.Abort, Host: fs.opts.HostID, Writer: fs.opts.HostID, Dirs: dirs}, time.Time{})
 	if err != nil {
 		fs.log.Warn("rename: could not decide an abandoned rename", "txid", fmt.Sprintf("%016x", tx), "err", err)
-		return err
+		return 0, err
 	}
 	fs.foldAll(ctx, touched)
-	return nil
+	return outcome, nil
 }
 
 // foldAll ends the decided pending entries of dirs (best effort: any

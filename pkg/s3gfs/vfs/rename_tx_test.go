@@ -607,3 +607,63 @@ func TestRenameTxWaitDoesNotHoldTheDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRenameTxUnknownOutcomeFinished: the commit of a rename lands but
+// its answer is lost and reading it back fails, so the caller is told
+// the rename failed (the outcome is unknown). Once the store answers, the
+// host finds its commit standing and finishes the rename as a known
+// commit would: the directories are folded and what the new name
+// replaced is released (a file's link count lowered, a directory
+// tombstoned), so nothing is left an orphan.
+func TestRenameTxUnknownOutcomeFinished(t *testing.T) {
+	for _, c := range txCases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			a := e.engine()
+			src, old, dst, nu, moved, target := c.setup(t, a)
+			var answered atomic.Bool
+			var lost atomic.Int64
+			prefix := e.vol.Keys.DecisionsPrefix()
+			e.store.SetHooks(memstore.Hooks{
+				Before: func(op memstore.Op, key string) error {
+					if op == memstore.OpGet && strings.HasPrefix(key, prefix) && !answered.Load() {
+						return errInjected
+					}
+					return nil
+				},
+				After: func(op memstore.Op, key string) error {
+					if op == memstore.OpPutIfAbsent && strings.HasPrefix(key, prefix) && lost.Add(1) == 1 {
+						return errInjected
+					}
+					return nil
+				},
+			})
+			if err := a.Rename(ctx, src, old, dst, nu, 0); err == nil {
+				t.Fatal("a rename whose commit could not be confirmed reported success")
+			}
+			if lost.Load() == 0 {
+				t.Fatal("the decision's answer was never lost")
+			}
+			answered.Store(true)
+			a.WaitRenames()
+			e.store.SetHooks(memstore.Hooks{})
+			for _, fs := range []*vfs.FS{a, e.engine()} {
+				if !onlyOne(t, fs, src, old, dst, nu, moved, target, "after the commit was found") {
+					t.Fatal("the commit landed, but the old name is live")
+				}
+			}
+			if target != 0 {
+				if n := e.newest(target); n.Kind != format.KindTombstone {
+					t.Fatalf("replaced inode %x: %v nlink %d, want a tombstone", target, n.Kind, n.Nlink)
+				}
+			}
+			for _, d := range []uint64{src, dst} {
+				for _, x := range e.newest(d).Entries {
+					if x.Op.Pending() {
+						t.Fatalf("directory %x keeps pending entry %+v", d, x)
+					}
+				}
+			}
+		})
+	}
+}
