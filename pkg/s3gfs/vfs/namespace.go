@@ -732,29 +732,39 @@ func (fs *FS) prefetchChildren(dir *inode, entries []DirEntry) {
 	go func() {
 		defer dir.prefetching.Store(false)
 		ctx := fs.Bound(context.Background())
-		if len(ids) >= hintMin && fs.opts.AsOf.IsZero() {
-			fs.hintNewest(ctx, ids)
-		}
-		sem := make(chan struct{}, prefetchParallel)
+		// Each id is sent once; the buffer holds them all, so that the
+		// listers never wait for the loaders.
+		load := make(chan uint64, len(ids))
 		var wg sync.WaitGroup
-		for _, id := range ids {
-			sem <- struct{}{}
+		for range min(prefetchParallel, len(ids)) {
 			wg.Add(1)
 			go func() {
-				defer func() { <-sem; wg.Done() }()
-				fs.inode(ctx, id) // errors surface at the lookup that needs it
+				defer wg.Done()
+				for id := range load {
+					fs.inode(ctx, id) // errors surface at the lookup that needs it
+				}
 			}()
 		}
+		if len(ids) >= hintMin && fs.opts.AsOf.IsZero() {
+			fs.hintNewest(ctx, ids, load)
+		} else {
+			for _, id := range ids {
+				load <- id
+			}
+		}
+		close(load)
 		wg.Wait()
 	}()
 }
 
 // Listing many inodes at once: from hintMin inodes to load on, and while
-// a page of hintPage keys names at least hintUseful of them.
+// a page of hintPage keys names at least hintUseful of them, in up to
+// hintRanges ranges of the key space at once.
 const (
 	hintMin    = 32
 	hintPage   = 1000
 	hintUseful = 4
+	hintRanges = 8
 	// A hint older than this is not used. It must outlast the loading of
 	// a big listing's children (10,000 at prefetchParallel at a time);
 	// what other hosts change meanwhile they announce (see firstPage).
@@ -767,12 +777,38 @@ const (
 // holds a good part of the volume's inodes, one page of keys walks past
 // many of them. Each inode found gets the key as its hint (firstPage);
 // the others, and all of them once pages stop paying, are listed one by
-// one as before.
-func (fs *FS) hintNewest(ctx context.Context, ids []uint64) {
+// one as before. The ids, split into ranges of the key space listed at
+// the same time, are sent to load as soon as the listing of their range
+// has passed them (loaded with their hint, or without one), so that
+// loading starts with the first page, not after the last.
+func (fs *FS) hintNewest(ctx context.Context, ids []uint64, load chan<- uint64) {
 	want := slices.Clone(ids)
 	slices.Sort(want)
+	n := min(hintRanges, (len(want)+hintMin-1)/hintMin)
+	var wg sync.WaitGroup
+	for r := range n {
+		part := want[r*len(want)/n : (r+1)*len(want)/n]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fs.hintRange(ctx, part, load)
+		}()
+	}
+	wg.Wait()
+}
+
+// hintRange lists the inode key space from the first of want (sorted) on
+// until it has passed all of them or a page stops paying, and sends each
+// of want to load once passed (the rest at the end).
+func (fs *FS) hintRange(ctx context.Context, want []uint64, load chan<- uint64) {
 	prefix := fs.keys.InodesPrefix()
-	for i := 0; i < len(want); {
+	i := 0
+	defer func() {
+		for ; i < len(want); i++ {
+			load <- want[i] // listed one by one
+		}
+	}()
+	for i < len(want) {
 		// Start right before the next wanted inode's keys.
 		start := strings.TrimSuffix(fs.keys.InodeDir(want[i]), "/")
 		page, err := fs.store.List(ctx, prefix, start, hintPage)
@@ -789,10 +825,12 @@ func (fs *FS) hintNewest(ctx context.Context, ids []uint64) {
 			}
 			last = id
 			for i < len(want) && want[i] < id {
-				i++ // no version in the own volume: listed one by one
+				load <- want[i] // no version in the own volume: listed one by one
+				i++
 			}
 			if i < len(want) && want[i] == id {
 				fs.setHint(id, obj, listedAt)
+				load <- id
 				found++
 				i++
 			}
