@@ -11,10 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"k8s.io/klog/v2"
 )
@@ -102,6 +104,9 @@ func (m *HostMounter) Mount(ctx context.Context, spec MountSpec) (int, error) {
 			path, args = nsenter, append([]string{"--target", "1", "--mount", "--", bin}, args...)
 		}
 	}
+	// Copies no mount uses any more (the previous binary after an
+	// upgrade, a rotated CA bundle) go once this mount has started.
+	defer m.removeUnused()
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Args[0] = filepath.Base(path)
 	cmd.Env = env
@@ -135,7 +140,112 @@ func (m *HostMounter) Mount(ctx context.Context, spec MountSpec) (int, error) {
 }
 
 func (m *HostMounter) Unmount(ctx context.Context, target string, pid int) error {
-	return stopMount(ctx, target, pid, nil)
+	err := stopMount(ctx, target, pid, nil)
+	m.removeUnused()
+	return err
+}
+
+// stagedKeep: a copy in BinDir handed out (or made) less than this long
+// ago is kept even if no process uses it yet: a mount process that
+// another plugin process (the previous or next pod's) is starting may be
+// about to exec it or read it.
+const stagedKeep = 10 * time.Minute
+
+// stagedName matches the names of the copies the host mounter makes in
+// BinDir (copyByContent), and of the temporary files of a copy.
+var stagedName = regexp.MustCompile(`^(s3gfs-[0-9a-f]{16}|ca-[0-9a-f]{16}\.pem|\.tmp-(s3gfs|ca)-[0-9]+)$`)
+
+// removeUnused removes from BinDir the copies of the s3gfs binary and of
+// CA bundles that no running process uses, so that upgrades and CA
+// rotations do not pile them up on every node: a binary is used while a
+// process runs it (/proc/<pid>/exe is that file, matched by device and
+// inode, whatever mount namespace or root the process has), a CA bundle
+// while a process running one of those binaries names it in its
+// AWS_CA_BUNDLE. A mount process execs nothing new and reads its CA
+// bundle at start, so once it runs nothing else of BinDir is needed by
+// it. The binary this plugin process stages, and anything handed out
+// less than stagedKeep ago, stay. Best effort: a failure is logged.
+func (m *HostMounter) removeUnused() {
+	if m.HostRoot == "" || m.BinDir == "" {
+		return // nothing is staged
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	entries, err := os.ReadDir(m.BinDir)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			klog.ErrorS(err, "host mounter: list the staged binaries", "dir", m.BinDir)
+		}
+		return
+	}
+	type fileID struct{ dev, ino uint64 }
+	idOf := func(fi os.FileInfo) (fileID, bool) {
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fileID{}, false
+		}
+		return fileID{uint64(st.Dev), st.Ino}, true
+	}
+	binaries := map[fileID]string{}
+	var candidates []string
+	for _, e := range entries {
+		if !stagedName.MatchString(e.Name()) {
+			continue
+		}
+		candidates = append(candidates, e.Name())
+		if fi, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), "s3gfs-") {
+			if id, ok := idOf(fi); ok {
+				binaries[id] = e.Name()
+			}
+		}
+	}
+	if len(candidates) == 0 {
+		return
+	}
+	used := map[string]bool{}
+	if m.staged != "" {
+		used[filepath.Base(m.staged)] = true
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		klog.ErrorS(err, "host mounter: list processes; no staged binary removed")
+		return
+	}
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		fi, err := os.Stat(filepath.Join("/proc", p.Name(), "exe"))
+		if err != nil {
+			continue // gone, or a kernel thread
+		}
+		id, ok := idOf(fi)
+		if !ok || binaries[id] == "" {
+			continue
+		}
+		used[binaries[id]] = true
+		env, err := os.ReadFile(filepath.Join("/proc", p.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "AWS_CA_BUNDLE="); ok && filepath.Dir(v) == filepath.Clean(m.BinDir) {
+				used[filepath.Base(v)] = true
+			}
+		}
+	}
+	for _, name := range candidates {
+		path := filepath.Join(m.BinDir, name)
+		fi, err := os.Lstat(path)
+		if err != nil || used[name] || time.Since(fi.ModTime()) < stagedKeep {
+			continue
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			klog.ErrorS(err, "host mounter: remove an unused staged copy", "file", path)
+			continue
+		}
+		klog.V(2).InfoS("host mounter: removed a staged copy no mount process uses", "file", path)
+	}
 }
 
 // stageBinary copies the s3gfs binary into BinDir once, named by its
@@ -204,6 +314,11 @@ func copyByContent(src, dir, prefix, suffix string, mode os.FileMode) (string, e
 	sum := sha256.Sum256(data)
 	dst := filepath.Join(dir, prefix+hex.EncodeToString(sum[:8])+suffix)
 	if have, err := os.ReadFile(dst); err == nil && bytes.Equal(have, data) {
+		// Its time says when it was last handed out (removeUnused).
+		now := time.Now()
+		if err := os.Chtimes(dst, now, now); err != nil {
+			return "", err
+		}
 		return dst, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
