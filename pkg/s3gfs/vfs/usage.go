@@ -44,58 +44,75 @@ type usageCache struct {
 // usage record (waiting a few seconds at most); later calls answer from
 // memory and refresh it in the background at most once a minute. A call
 // made while the first read is in flight waits for it too (within the
-// same bound) rather than report nothing used.
+// same bound) rather than report nothing used. A first read cut short
+// because its caller gave up (ctx done) is no read: the next call reads
+// again, and a call that waited for it reads itself.
 func (fs *FS) StatFS(ctx context.Context) StatFS {
 	c := &fs.usage
-	c.mu.Lock()
-	first := c.first == nil
-	if first {
-		c.first = make(chan struct{})
-		c.fetching = true
-	}
-	done := c.first
-	stale := !first && !c.fetching && time.Since(c.read) > usageRefresh
-	if stale {
-		c.fetching = true
-	}
-	hook := c.waitHook
-	c.mu.Unlock()
-	if first {
-		wctx, cancel := context.WithTimeout(ctx, usageFirstWait)
-		fs.refreshUsage(wctx)
-		cancel()
-		close(done)
-	} else if stale {
-		go func() {
-			rctx, cancel := context.WithTimeout(context.Background(), usageRefresh)
-			defer cancel()
-			fs.refreshUsage(rctx)
-		}()
-	} else {
-		select {
-		case <-done:
-		default:
-			if hook != nil {
-				hook()
+	for {
+		c.mu.Lock()
+		first := c.first == nil
+		if first {
+			c.first = make(chan struct{})
+			c.fetching = true
+		}
+		done := c.first
+		stale := !first && !c.fetching && time.Since(c.read) > usageRefresh
+		if stale {
+			c.fetching = true
+		}
+		hook := c.waitHook
+		c.mu.Unlock()
+		if first {
+			wctx, cancel := context.WithTimeout(ctx, usageFirstWait)
+			read := fs.refreshUsage(wctx, ctx)
+			cancel()
+			if !read {
+				c.mu.Lock()
+				c.first = nil // the next call is the first again
+				c.mu.Unlock()
 			}
-			t := time.NewTimer(usageFirstWait)
+			close(done)
+		} else if stale {
+			go func() {
+				rctx, cancel := context.WithTimeout(context.Background(), usageRefresh)
+				defer cancel()
+				fs.refreshUsage(rctx, rctx)
+			}()
+		} else {
 			select {
 			case <-done:
-			case <-ctx.Done():
-			case <-t.C:
+			default:
+				if hook != nil {
+					hook()
+				}
+				t := time.NewTimer(usageFirstWait)
+				select {
+				case <-done:
+				case <-ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
 			}
-			t.Stop()
+			c.mu.Lock()
+			again := c.first == nil // the read waited for was no read
+			c.mu.Unlock()
+			if again && ctx.Err() == nil {
+				continue
+			}
 		}
+		c.mu.Lock()
+		u := c.u
+		c.mu.Unlock()
+		return statFSFrom(u)
 	}
-	c.mu.Lock()
-	u := c.u
-	c.mu.Unlock()
-	return statFSFrom(u)
 }
 
 // refreshUsage reads the usage record; a missing one reads as nothing
-// used, an unreadable one keeps the last figure (and is logged).
-func (fs *FS) refreshUsage(ctx context.Context) {
+// used, an unreadable one keeps the last figure (and is logged). A read
+// that failed because caller is done (the caller gave up) changes nothing
+// and does not count as a read: it returns false.
+func (fs *FS) refreshUsage(ctx, caller context.Context) bool {
 	var u *format.Usage
 	obj, _, err := fs.store.Get(ctx, fs.keys.Usage())
 	switch {
@@ -108,12 +125,16 @@ func (fs *FS) refreshUsage(ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.fetching = false
+	if err != nil && caller.Err() != nil {
+		return false
+	}
 	c.read = time.Now()
 	if err != nil {
 		fs.log.Warn("usage record unreadable; statfs keeps its last figure", "key", fs.keys.Usage(), "err", err)
-		return
+		return true
 	}
 	c.u = u
+	return true
 }
 
 func statFSFrom(u *format.Usage) StatFS {
