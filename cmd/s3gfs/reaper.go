@@ -39,8 +39,9 @@ Handles that name no s3gfs volume are logged and skipped. Each
 VolumeSnapshotContent's snapshot pin is checked: a missing one is logged
 and counted (s3gfs_reaper_snapshot_pins_missing). With --lease kubernetes
 one Lease covers all the volumes, and losing it stops the pass at once
-(the next holder starts a pass of its own); with --lease bucket each
-volume's own lease is taken around its pass. It reaches the buckets with
+(the next holder starts a pass of its own; an s3gfs gc of one of the
+volumes is not excluded, which is safe but does the work twice); with
+--lease bucket each volume's own lease is taken around its pass. It reaches the buckets with
 its own AWS credentials (the SDK's chain), at the endpoint and region the
 volume id names, else --endpoint and --region; it reads no Secret. It
 needs list on persistentvolumes, get and list on volumesnapshotcontents.
