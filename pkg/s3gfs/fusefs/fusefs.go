@@ -42,9 +42,11 @@ type MountOptions struct {
 	AllowOther bool
 	ReadOnly   bool
 	// Timeout is how long the kernel may cache entries and attributes
-	// (default DefaultTimeout). The engine drops them when they change
-	// other than through the kernel (vfs.Invalidator), so it bounds only
-	// what no invalidation covers (see docs/guarantees.md).
+	// (default DefaultTimeout, or ShortTimeout for an engine that does not
+	// follow other hosts: see vfs.FS.Invalidates). The engine drops them
+	// when they change other than through the kernel (vfs.Invalidator),
+	// so it bounds only what no invalidation covers (see
+	// docs/guarantees.md).
 	Timeout time.Duration
 	// ReadAhead is the kernel's readahead for the mount, in bytes
 	// (default DefaultReadAhead; see raiseReadAhead).
@@ -65,11 +67,19 @@ const DefaultReadAhead = 4 << 20
 // no host announced (a host killed between a commit and its next ping).
 const DefaultTimeout = time.Minute
 
+// ShortTimeout is the default cache timeout for an engine that does not
+// follow other hosts, which finds their changes only when the kernel asks
+// (it then caches no failed lookup either).
+const ShortTimeout = time.Second
+
 // Mount mounts engine at dir and returns the running server; the caller
 // waits on it (server.Wait) and unmounts it (server.Unmount).
 func Mount(dir string, engine *vfs.FS, o MountOptions) (*fuse.Server, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
+		if !engine.Invalidates() {
+			o.Timeout = ShortTimeout
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -83,10 +93,15 @@ func Mount(dir string, engine *vfs.FS, o MountOptions) (*fuse.Server, error) {
 	if o.ReadOnly {
 		opts = append(opts, "ro")
 	}
-	// No negative entries: a lookup that fails always asks the engine,
-	// which revalidates the directory when its view is older than
-	// vfs.Options.Revalidate.
-	neg := time.Duration(0)
+	// Failed lookups are cached as long: a name another host adds is
+	// invalidated like any other change of its directory (the kernel
+	// drops the negative entry), and this host's own create, mkdir,
+	// link or rename onto a name the kernel holds as absent is sent to
+	// the engine all the same, which decides it against the store.
+	neg := o.Timeout
+	if !engine.Invalidates() {
+		neg = 0
+	}
 	server, err := fs.Mount(dir, root, &fs.Options{
 		EntryTimeout:    &o.Timeout,
 		AttrTimeout:     &o.Timeout,

@@ -535,6 +535,16 @@ func (fs *FS) revalidate(ctx context.Context, id uint64) {
 	}
 }
 
+// Invalidates reports whether every change of another host that this
+// engine may show reaches its Invalidator, so that the kernel may cache
+// long: true when it follows the other hosts (SyncInterval > 0) or shows
+// a point in time (AsOf), which never changes. An engine that does not
+// follow (single-host tests) finds others' changes only when the kernel
+// asks.
+func (fs *FS) Invalidates() bool {
+	return fs.opts.SyncInterval > 0 || !fs.opts.AsOf.IsZero()
+}
+
 // SetInvalidator installs the kernel-cache invalidator.
 func (fs *FS) SetInvalidator(inv Invalidator) {
 	fs.mu.Lock()
