@@ -87,7 +87,7 @@ func Mount(dir string, engine *vfs.FS, o MountOptions) (*fuse.Server, error) {
 	if o.ReadAhead <= 0 {
 		o.ReadAhead = DefaultReadAhead
 	}
-	f := &fsys{engine: engine, log: o.Logger, nodes: map[uint64]*fs.Inode{}}
+	f := &fsys{engine: engine, log: o.Logger, nodes: map[uint64]*fs.Inode{}, forgotten: map[uint64]*fs.Inode{}}
 	root := &Node{fsys: f, id: format.RootID}
 	opts := []string{"default_permissions"}
 	if o.ReadOnly {
@@ -202,7 +202,15 @@ type fsys struct {
 
 	mu    sync.Mutex
 	nodes map[uint64]*fs.Inode // the kernel's live inodes, for invalidation
+	// forgotten: nodes the kernel forgot, dropped at the next sweep unless
+	// looked up again meanwhile (see forget).
+	forgotten map[uint64]*fs.Inode
+	sweeping  bool
 }
+
+// forgetDelay is how long a node the kernel forgot stays registered (and
+// its inode in the engine) before it is dropped.
+const forgetDelay = 5 * time.Second
 
 func (f *fsys) register(id uint64, in *fs.Inode) {
 	f.mu.Lock()
@@ -210,23 +218,67 @@ func (f *fsys) register(id uint64, in *fs.Inode) {
 	f.mu.Unlock()
 }
 
-// forget drops in, the kernel's node for id, when the kernel forgets it;
-// it reports whether in was the registered node (a newer one may have
-// replaced it).
-func (f *fsys) forget(id uint64, in *fs.Inode) bool {
+// forget notes that the kernel forgot in, its node for id. The node's
+// registration and the engine's inode are dropped a moment later (sweep),
+// unless the kernel holds the node again by then: a lookup of the inode
+// racing the forget may have handed this very node back to the kernel
+// (child), and the engine's invalidations must go on reaching it (the
+// kernel caches for long). Dropping them at once would leave the kernel
+// holding an inode no invalidation names.
+func (f *fsys) forget(id uint64, in *fs.Inode) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.nodes[id] != in {
-		return false
+		return // a newer node replaced it
 	}
-	delete(f.nodes, id)
-	return true
+	f.forgotten[id] = in
+	if !f.sweeping {
+		f.sweeping = true
+		time.AfterFunc(forgetDelay, f.sweep)
+	}
+}
+
+// sweep drops the nodes forgotten since the last sweep that the kernel
+// has not looked up again, and their inodes in the engine.
+func (f *fsys) sweep() {
+	f.mu.Lock()
+	cands := f.forgotten
+	f.forgotten = map[uint64]*fs.Inode{}
+	f.sweeping = false
+	f.mu.Unlock()
+	var drop []uint64
+	f.mu.Lock()
+	for id, in := range cands {
+		// (go-fuse takes no lock of ours, and calls OnForget without the
+		// node's lock: f.mu may be held while asking it.)
+		if f.nodes[id] == in && in.Forgotten() {
+			delete(f.nodes, id)
+			drop = append(drop, id)
+		}
+	}
+	f.mu.Unlock()
+	for _, id := range drop {
+		f.engine.Forget(id)
+	}
 }
 
 func (f *fsys) node(id uint64) *fs.Inode {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.nodes[id]
+}
+
+// liveNode returns the registered node of id for a reply to hand to the
+// kernel, unless go-fuse has forgotten it (then it is no longer in
+// go-fuse's tables, and a new node must be made).
+func (f *fsys) liveNode(id uint64) *fs.Inode {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in := f.nodes[id]
+	if in != nil && f.forgotten[id] == in && in.Forgotten() {
+		return nil
+	}
+	return in
 }
 
 // InvalidateInode drops the kernel's cached attributes and pages of an

@@ -53,7 +53,7 @@ func (n *Node) engine() *vfs.FS { return n.fsys.engine }
 func (n *Node) child(ctx context.Context, a vfs.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(a, &out.Attr)
 	mode := a.Mode & syscall.S_IFMT
-	if in := n.fsys.node(a.Ino); in != nil && in.StableAttr().Mode == mode {
+	if in := n.fsys.liveNode(a.Ino); in != nil && in.StableAttr().Mode == mode {
 		return in
 	}
 	in := n.NewInode(ctx, &Node{fsys: n.fsys, id: a.Ino}, fs.StableAttr{Mode: mode, Ino: a.Ino})
@@ -312,9 +312,7 @@ func (n *Node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall
 const fallocKeepSize = 0x1
 
 func (n *Node) OnForget() {
-	if n.fsys.forget(n.id, n.EmbeddedInode()) {
-		n.engine().Forget(n.id)
-	}
+	n.fsys.forget(n.id, n.EmbeddedInode())
 }
 
 // handle is an open file.
