@@ -719,13 +719,15 @@ func (s *Store) wrap(op, key string, err error) error {
 
 // unsignedPutPayload makes PutObject send X-Amz-Content-Sha256:
 // UNSIGNED-PAYLOAD instead of the SHA-256 of its body. The SDK does that
-// by itself over HTTPS only; over plain HTTP it hashes every payload, which
-// was a third of a mount's CPU while writing. The hash buys nothing here:
-// every object s3gfs writes carries its own CRC-32C (docs/FORMAT.md, the
-// envelope), checked on every read, and TLS protects the payload where it
-// is used. The headers (key, conditions, length) stay signed. Requests
-// whose body S3 requires a checksum of (DeleteObjects: Content-MD5 or a
-// CRC) keep it: this touches PutObject's payload hash only.
+// by itself over HTTPS only; over plain HTTP it hashed every payload, which
+// was a third of a mount's CPU while writing. Against damage the hash adds
+// nothing: every object s3gfs writes carries its own CRC-32C (docs/FORMAT.md,
+// the envelope), checked on every read. Against a party on the network path
+// it only ever covered PUT bodies: over plain HTTP such a party could read
+// everything and alter every GET response anyway (docs/guarantees.md, what
+// is not guaranteed: use HTTPS). The headers (key, conditions, length) stay
+// signed. Requests whose body S3 requires a checksum of (DeleteObjects:
+// Content-MD5 or a CRC) keep it: this touches PutObject's payload hash only.
 func unsignedPutPayload(st *middleware.Stack) error {
 	if st.ID() != "PutObject" {
 		return nil
