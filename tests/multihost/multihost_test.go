@@ -159,6 +159,26 @@ func TestOtherHostsChangesDropKernelCaches(t *testing.T) {
 		}
 		return nil
 	})
+	// A file b holds open keeps the version b opened; once b closes it,
+	// a's version shows (the kernel was not let to cache the attributes
+	// of the held version).
+	held, err := os.Open(b.path("d/g"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a.path("d/g"), []byte("12345678901234567890"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // (not a bound: time for b to learn of it while holding g)
+	if _, err := statB("d/g"); err != nil {
+		t.Fatal(err)
+	}
+	step("the close of a file another host changed while it was open", held.Close, func() error {
+		if st, err := statB("d/g"); err != nil || st.Size() != 20 {
+			return fmt.Errorf("stat: %v, %v", st, err)
+		}
+		return nil
+	})
 	// The new name first: b's lookup of it may revalidate d before the
 	// change is announced, a path that must drop d/h too.
 	step("rename", func() error { return os.Rename(a.path("d/h"), a.path("d/h2")) }, func() error {

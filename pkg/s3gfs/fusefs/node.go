@@ -3,6 +3,7 @@ package fusefs
 import (
 	"context"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -52,6 +53,9 @@ func (n *Node) engine() *vfs.FS { return n.fsys.engine }
 // this host's invalidations must reach the node the kernel really holds.
 func (n *Node) child(ctx context.Context, a vfs.Attr, out *fuse.EntryOut) *fs.Inode {
 	fillAttr(a, &out.Attr)
+	if a.Held {
+		out.SetAttrTimeout(heldTimeout)
+	}
 	mode := a.Mode & syscall.S_IFMT
 	if in := n.fsys.liveNode(a.Ino); in != nil && in.StableAttr().Mode == mode {
 		return in
@@ -75,8 +79,17 @@ func (n *Node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 		return n.fsys.errno("getattr", err)
 	}
 	fillAttr(a, &out.Attr)
+	if a.Held {
+		out.SetTimeout(heldTimeout)
+	}
 	return 0
 }
+
+// heldTimeout is how long the kernel may cache the attributes of a file
+// held open here at a version another host has replaced (vfs.Attr.Held):
+// the newer version is installed at its last close, which the kernel
+// would not know to ask for. (Zero would mean go-fuse's default.)
+const heldTimeout = time.Millisecond
 
 func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	var s vfs.SetAttr

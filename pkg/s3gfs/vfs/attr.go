@@ -16,6 +16,10 @@ type Attr struct {
 	Rdev                uint32
 	Atime, Mtime, Ctime int64 // nanoseconds since the epoch
 	Version             uint64
+	// Held: the attributes of the version this host's open handles read,
+	// while another host has announced a newer one; the newer one is
+	// installed at the last close, so they are not to be cached.
+	Held bool
 }
 
 // Blocks is the number of 512-byte blocks the file occupies.

@@ -173,6 +173,7 @@ func (fs *FS) attrLocked(ino *inode) Attr {
 	if ino.unlinked {
 		a.Nlink = 0
 	}
+	a.Held = ino.stale && ino.open > 0
 	return a
 }
 
