@@ -93,15 +93,12 @@ func Mount(dir string, engine *vfs.FS, o MountOptions) (*fuse.Server, error) {
 	if o.ReadOnly {
 		opts = append(opts, "ro")
 	}
-	// Failed lookups are cached as long: a name another host adds is
-	// invalidated like any other change of its directory (the kernel
-	// drops the negative entry), and this host's own create, mkdir,
-	// link or rename onto a name the kernel holds as absent is sent to
-	// the engine all the same, which decides it against the store.
-	neg := o.Timeout
-	if !engine.Invalidates() {
-		neg = 0
-	}
+	// Failed lookups are not cached: a name another host adds is
+	// invalidated like any other change of its directory, but a directory
+	// version this host could not read (damaged in transit, FORMAT's
+	// corrupt versions are skipped) is found only by the next lookup
+	// that revalidates the directory (vfs.Options.Revalidate).
+	neg := time.Duration(0)
 	server, err := fs.Mount(dir, root, &fs.Options{
 		EntryTimeout:    &o.Timeout,
 		AttrTimeout:     &o.Timeout,
