@@ -14,7 +14,7 @@ import (
 func TestReadBodyExactBuffer(t *testing.T) {
 	const size = 4 << 20
 	want := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-	got, err := readBody(io.NopCloser(bytes.NewReader(want)), size)
+	got, err := readBody(io.NopCloser(bytes.NewReader(want)), size, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,14 +24,14 @@ func TestReadBodyExactBuffer(t *testing.T) {
 	if cap(got) != size {
 		t.Errorf("buffer capacity %d for a body of %d bytes", cap(got), size)
 	}
-	if _, err := readBody(io.NopCloser(bytes.NewReader(want[:size-1])), size); err == nil {
+	if _, err := readBody(io.NopCloser(bytes.NewReader(want[:size-1])), size, -1); err == nil {
 		t.Error("a short body was accepted")
 	}
-	if _, err := readBody(io.NopCloser(bytes.NewReader(append(want, 'x'))), size); err == nil {
+	if _, err := readBody(io.NopCloser(bytes.NewReader(append(want, 'x'))), size, -1); err == nil {
 		t.Error("a body longer than announced was accepted")
 	}
 	// Unknown size: read to the end.
-	got, err = readBody(io.NopCloser(strings.NewReader("abc")), -1)
+	got, err = readBody(io.NopCloser(strings.NewReader("abc")), -1, -1)
 	if err != nil || string(got) != "abc" {
 		t.Errorf("unknown size: got %q, %v", got, err)
 	}
@@ -42,8 +42,21 @@ func BenchmarkReadBody4MiB(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := readBody(io.NopCloser(bytes.NewReader(data)), int64(len(data))); err != nil {
+		if _, err := readBody(io.NopCloser(bytes.NewReader(data)), int64(len(data)), -1); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestReadBodyLimit: a body over the limit (announced or not) is refused.
+func TestReadBodyLimit(t *testing.T) {
+	if _, err := readBody(io.NopCloser(strings.NewReader(strings.Repeat("y", 10))), 10, 9); err == nil {
+		t.Error("a body announced over the limit was accepted")
+	}
+	if _, err := readBody(io.NopCloser(strings.NewReader(strings.Repeat("y", 10))), -1, 9); err == nil {
+		t.Error("a body of unknown size over the limit was accepted")
+	}
+	if got, err := readBody(io.NopCloser(strings.NewReader(strings.Repeat("y", 9))), -1, 9); err != nil || len(got) != 9 {
+		t.Errorf("a body of unknown size at the limit: %d bytes, %v", len(got), err)
 	}
 }

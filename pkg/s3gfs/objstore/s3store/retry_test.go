@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -327,5 +328,28 @@ func TestPutWithinSignsOnStoreClock(t *testing.T) {
 		if want := fmt.Sprint(i + 5 + 1); expiries[i] != want {
 			t.Errorf("PUT %d: X-Amz-Expires %s, want %s", i, expiries[i], want)
 		}
+	}
+}
+
+// TestRangeAnsweredWithMoreRefused: a store that answers a ranged GET with
+// more bytes than asked for (this fake ignores Range, as a broken or
+// hostile server may) is refused, not read: a bounded read of a small
+// record or one 64 KiB block must never make the host hold a huge body.
+func TestRangeAnsweredWithMoreRefused(t *testing.T) {
+	f, store := newFake(t, nil)
+	f.objs["k"] = bytes.Repeat([]byte("x"), 1<<20)
+	got, err := store.GetRange(t.Context(), "k", 0, 100)
+	if err == nil {
+		t.Fatalf("GetRange of 100 bytes returned %d bytes and no error", len(got))
+	}
+	if errors.Is(err, objstore.ErrUnavailable) {
+		t.Errorf("refused as a transient fault (it would be retried): %v", err)
+	}
+	if n := f.count("GET"); n != 1 {
+		t.Errorf("sent %d GETs, want 1", n)
+	}
+	// A whole-object GET has no such bound.
+	if all, _, err := store.Get(t.Context(), "k"); err != nil || len(all) != 1<<20 {
+		t.Errorf("Get: %d bytes, %v", len(all), err)
 	}
 }

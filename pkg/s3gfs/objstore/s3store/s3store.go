@@ -388,7 +388,7 @@ func (s *Store) ownWrite(ctx context.Context, key string, body []byte) (objstore
 
 // Get returns the whole object.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, objstore.ObjectInfo, error) {
-	data, info, err := s.getObject(ctx, key, "")
+	data, info, err := s.getObject(ctx, key, "", -1)
 	if err != nil {
 		return nil, objstore.ObjectInfo{}, s.wrap("get", key, err)
 	}
@@ -413,7 +413,7 @@ func (s *Store) GetRange(ctx context.Context, key string, off, length int64) ([]
 	if off+length-1 < off { // overflow: "to the end"
 		rng = fmt.Sprintf("bytes=%d-", off)
 	}
-	data, _, err := s.getObject(ctx, key, rng)
+	data, _, err := s.getObject(ctx, key, rng, length)
 	if errors.Is(err, errInvalidRange) {
 		// 416: the range starts at or past the end (or the object is empty).
 		return []byte{}, nil
@@ -427,8 +427,12 @@ func (s *Store) GetRange(ctx context.Context, key string, off, length int64) ([]
 // getObject fetches key (or a byte range of it) and reads the body. The SDK
 // retries a request that fails before its response arrives, but not a body
 // that breaks off mid-read; getObject retries those itself, with the same
-// budget. The error is classified but not wrapped.
-func (s *Store) getObject(ctx context.Context, key, rng string) ([]byte, objstore.ObjectInfo, error) {
+// budget. The error is classified but not wrapped. limit (unless negative)
+// is the most bytes the body may hold: the length of the range asked for.
+// A store that answers a range with more (a hostile or broken server, or
+// one that ignores Range) is refused before its body is read, so a small
+// bounded read can never make the host read a huge body.
+func (s *Store) getObject(ctx context.Context, key, rng string, limit int64) ([]byte, objstore.ObjectInfo, error) {
 	in := &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)}
 	if rng != "" {
 		in.Range = aws.String(rng)
@@ -443,7 +447,10 @@ func (s *Store) getObject(ctx context.Context, key, rng string) ([]byte, objstor
 		if err != nil {
 			return nil, objstore.ObjectInfo{}, classify(err)
 		}
-		data, err := readBody(out.Body, aws.ToInt64(out.ContentLength))
+		data, err := readBody(out.Body, aws.ToInt64(out.ContentLength), limit)
+		if errors.Is(err, errBodyOverLimit) {
+			return nil, objstore.ObjectInfo{}, fmt.Errorf("range %s: %w", rng, err)
+		}
 		if err == nil {
 			return data, objstore.ObjectInfo{
 				Key:          key,
@@ -471,15 +478,25 @@ func (s *Store) getObject(ctx context.Context, key, rng string) ([]byte, objstor
 // stays cached), and bytes.Buffer.ReadFrom would grow a full buffer to
 // twice its size when it looks for the end of the body, so every 4 MiB
 // extent would hold 8 MiB and cost a second copy.
-func readBody(body io.ReadCloser, size int64) ([]byte, error) {
+func readBody(body io.ReadCloser, size, limit int64) ([]byte, error) {
 	defer body.Close()
+	if limit >= 0 && size > limit {
+		return nil, fmt.Errorf("%w: %d bytes announced, at most %d asked for", errBodyOverLimit, size, limit)
+	}
 	if size < 0 || size > 1<<30 {
 		size = 0 // unknown or implausible: let the buffer grow
 	}
 	if size == 0 {
 		var buf bytes.Buffer
-		if _, err := buf.ReadFrom(body); err != nil {
+		r := io.Reader(body)
+		if limit >= 0 {
+			r = io.LimitReader(body, limit+1)
+		}
+		if _, err := buf.ReadFrom(r); err != nil {
 			return nil, err
+		}
+		if limit >= 0 && int64(buf.Len()) > limit {
+			return nil, fmt.Errorf("%w: more than the %d bytes asked for", errBodyOverLimit, limit)
 		}
 		return buf.Bytes(), nil
 	}
@@ -496,6 +513,9 @@ func readBody(body io.ReadCloser, size int64) ([]byte, error) {
 	}
 	return buf, nil
 }
+
+// errBodyOverLimit: a response body longer than the range asked for.
+var errBodyOverLimit = errors.New("response body longer than the range asked for")
 
 // objectSize is the whole object's size from a GET response: Content-Range
 // holds it for a range request, Content-Length otherwise.
