@@ -1153,6 +1153,17 @@ func (fs *FS) commitFileOnce(ctx context.Context, ino *inode, mutate func(n *for
 		}
 		return next, nil
 	}, func(n *format.Inode, at time.Time) {
+		// The handles that read the working content (every one while there
+		// are local changes) read n from now on, which holds it. A handle
+		// opened on uncommitted changes recorded the version they were
+		// made on: left so, it would read that older version once they are
+		// committed (pinnedLocked), losing this host's writes it had read.
+		// A handle pinned to an older version of a clean file stays.
+		for h := range ino.handles {
+			if h.pinnedLocked() == nil {
+				h.ver, h.verTime = n, at
+			}
+		}
 		// Dirty buffers remain only when the file was stored inline; one of
 		// them may be uploading, started by eviction while ino.mu was free.
 		// Its upload returns its buffer (startUploadLocked) and still

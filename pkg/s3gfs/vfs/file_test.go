@@ -764,3 +764,45 @@ func TestSmallFileCreateRequests(t *testing.T) {
 		t.Fatalf("create+write+close of a small file: requests %v, want 3 put-if-absent and nothing else", ops)
 	}
 }
+
+// A handle opened while this host holds uncommitted changes of the file
+// reads them (descriptors of one host share what it writes), and goes on
+// reading them once they are committed through another descriptor: it is
+// not pinned to the version the changes were made on. (It was, so an
+// O_DIRECT read racing a commit, such as the flush the kernel sends when
+// a forked child closes its copy of the writer's descriptor, read the
+// older version from the commit on: TestLargeFile on MinIO, once.)
+func TestHandleOpenedOnLocalChangesFollowsTheirCommit(t *testing.T) {
+	for _, commit := range []struct {
+		name string
+		do   func(t *testing.T, fs *vfs.FS, id uint64, hw *vfs.Handle)
+	}{
+		{"fsync", func(t *testing.T, fs *vfs.FS, id uint64, hw *vfs.Handle) { must(t, fs.Fsync(ctx, hw)) }},
+		{"flush", func(t *testing.T, fs *vfs.FS, id uint64, hw *vfs.Handle) { must(t, fs.Flush(ctx, hw)) }},
+		{"close of another writer", func(t *testing.T, fs *vfs.FS, id uint64, hw *vfs.Handle) {
+			closeH(t, fs, open(t, fs, id, true))
+		}},
+	} {
+		t.Run(commit.name, func(t *testing.T) {
+			e := newEnv(t)
+			fs := e.engine()
+			r := rand.New(rand.NewPCG(29, 29))
+			v1 := randBytes(r, 3*extSize+100)
+			id := writeFile(t, fs, root, "f", v1)
+
+			hw := open(t, fs, id, true)
+			want := bytes.Clone(v1)
+			patch := randBytes(r, 300)
+			write(t, fs, hw, patch, 2*extSize+50)
+			copy(want[2*extSize+50:], patch)
+
+			hr := open(t, fs, id, false) // opened on the uncommitted change
+			sameBytes(t, readAll(t, fs, hr), want, "a handle opened on local changes")
+			commit.do(t, fs, id, hw)
+			sameBytes(t, readAll(t, fs, hr), want, "the same handle once the changes are committed")
+			closeH(t, fs, hr)
+			closeH(t, fs, hw)
+			sameBytes(t, readFile(t, e.engine(), id), want, "another host")
+		})
+	}
+}
