@@ -184,3 +184,40 @@ func largeFile(t *testing.T, vo vfs.Options) {
 	m.remount()
 	compareFiles(t, "after remount", mnt, ref)
 }
+
+// TestDirectReadAcrossCommit reads, through an O_DIRECT descriptor opened
+// on uncommitted writes, the file after another descriptor committed them
+// (fsync): the read must show the writes. It showed the version they were
+// made on (the engine took the descriptor for one pinned to it), which is
+// how TestLargeFile once read old bytes when a commit (the flush of a
+// forked child's copy of the writing descriptor) landed during its
+// O_DIRECT read.
+func TestDirectReadAcrossCommit(t *testing.T) {
+	t.Parallel()
+	m := mountVolume(t, mountOpts{})
+	rng := rand.New(rand.NewPCG(testSeed(t), 0xd1))
+	const E = testExtentSize
+	p := m.path("f")
+	want := randBytes(rng, 3*E+100)
+	must(t, "write", os.WriteFile(p, want, 0o644))
+
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	must(t, "open", err)
+	defer f.Close()
+	patch := randBytes(rng, 300)
+	off := 2*E + 50
+	if _, err := f.WriteAt(patch, int64(off)); err != nil {
+		t.Fatal(err)
+	}
+	copy(want[off:], patch)
+
+	d, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECT, 0)
+	must(t, "open O_DIRECT", err)
+	defer d.Close()
+	got := make([]byte, len(want)+10)
+	n, _ := d.ReadAt(got, 0)
+	wantContent(t, "O_DIRECT read before the commit", got[:n], nil, want)
+	must(t, "fsync", f.Sync())
+	n, _ = d.ReadAt(got, 0)
+	wantContent(t, "O_DIRECT read after another descriptor committed", got[:n], nil, want)
+}
