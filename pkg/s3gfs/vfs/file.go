@@ -209,7 +209,9 @@ func (s source) same(o source) bool {
 // another host's commit installs the newer version as cur for itself and
 // later opens, while older handles keep reading ver, until this host
 // changes the file's content (then every handle reads cur, with the local
-// changes: descriptors of one host share what it writes).
+// changes: descriptors of one host share what it writes). A commit of this
+// host moves ver on to the committed version for every handle that read
+// the working content, including those opened on uncommitted changes.
 type Handle struct {
 	ino      *inode
 	writable bool
