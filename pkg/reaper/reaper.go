@@ -261,18 +261,11 @@ const maxRecordAttempts = 10
 func writeRecord(ctx context.Context, store objstore.Store, keys format.Keys, cfg Config, now, horizon time.Time, holdAll bool,
 	retention, grace time.Duration) (time.Time, error) {
 	for attempt := 1; ; attempt++ {
-		obj, info, err := store.Get(ctx, keys.Reaper())
-		var old *format.ReaperRecord
-		switch {
-		case errors.Is(err, objstore.ErrNotFound):
-		case err != nil:
-			return time.Time{}, fmt.Errorf("read the reaper's record: %w", err)
-		default:
-			if old, err = format.DecodeReaperRecord(obj); err != nil {
-				// Cannot tell what earlier passes promised: do not guess.
-				return time.Time{}, fmt.Errorf("%s: %w (the record says how far back point-in-time mounts may go, so no pass runs while it is unreadable; "+
-					"removing it lets mounts older than earlier passes kept be attempted, and fail)", keys.Reaper(), err)
-			}
+		old, info, err := snapshot.ReadRecordInfo(ctx, store, keys)
+		if err != nil {
+			// Cannot tell what earlier passes promised: do not guess.
+			return time.Time{}, fmt.Errorf("%w (the record says how far back point-in-time mounts may go, so no pass runs while it is unreadable; "+
+				"removing it lets mounts older than earlier passes kept be attempted, and fail)", err)
 		}
 		recorded := horizon
 		if old != nil && old.Horizon.After(recorded) {

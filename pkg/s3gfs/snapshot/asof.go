@@ -23,18 +23,25 @@ var (
 // ReadRecord reads the reaper's record: nil (and no error) when no reaper
 // has run on the volume. A record that cannot be decoded is an error.
 func ReadRecord(ctx context.Context, store objstore.Store, keys format.Keys) (*format.ReaperRecord, error) {
-	obj, _, err := store.Get(ctx, keys.Reaper())
+	r, _, err := ReadRecordInfo(ctx, store, keys)
+	return r, err
+}
+
+// ReadRecordInfo is ReadRecord that also returns the record object's info
+// (its ETag, for a conditional update of the record).
+func ReadRecordInfo(ctx context.Context, store objstore.Store, keys format.Keys) (*format.ReaperRecord, objstore.ObjectInfo, error) {
+	obj, info, err := store.Get(ctx, keys.Reaper())
 	if errors.Is(err, objstore.ErrNotFound) {
-		return nil, nil
+		return nil, objstore.ObjectInfo{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read the reaper's record: %w", err)
+		return nil, objstore.ObjectInfo{}, fmt.Errorf("read the reaper's record: %w", err)
 	}
 	r, err := format.DecodeReaperRecord(obj)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", keys.Reaper(), err)
+		return nil, objstore.ObjectInfo{}, fmt.Errorf("%s: %w", keys.Reaper(), err)
 	}
-	return r, nil
+	return r, info, nil
 }
 
 // Earliest returns the earliest instant the volume can be mounted at
