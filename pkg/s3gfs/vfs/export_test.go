@@ -62,7 +62,7 @@ func (fs *FS) SetRenameHook(h func(step string) bool) { fs.testHook = h }
 
 // WaitRenames waits for the renames being settled in the background (a
 // commit whose outcome was unknown) to be settled.
-func (fs *FS) WaitRenames() { fs.renames.Wait() }
+func (fs *FS) WaitRenames() { fs.waitSettled(nil) }
 
 // Prefetching reports whether a listing of directory id is still loading
 // its children in the background.

@@ -213,15 +213,21 @@ type FS struct {
 	// testHook, when set (tests), is called between the steps of a rename
 	// transaction.
 	testHook func(step string) bool
-	// renames counts the renames whose commit had an unknown outcome and
-	// that are being settled in the background.
-	renames sync.WaitGroup
+	// settling holds the renames whose commit had an unknown outcome and
+	// that are being settled in the background (rename.go), by txid, each
+	// with a channel closed when it is done (guarded by mu). Close waits
+	// for them, then cancels settleCtx, which they run under, for those it
+	// abandons.
+	settling    map[uint64]chan struct{}
+	settleCtx   context.Context
+	settleAbort context.CancelFunc
 
 	usage usageCache // for statfs
 
 	stop     chan struct{}
 	loopDone sync.WaitGroup
-	closed   bool
+	closing  bool // Close was called
+	closed   bool // Close has settled what it waits for (the last pings hold nothing)
 }
 
 // New opens the engine over an opened volume.
@@ -247,8 +253,10 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 		decisions: map[decKey]decEntry{},
 		decPrune:  decPruneMin,
 		openSet:   map[*inode]struct{}{},
+		settling:  map[uint64]chan struct{}{},
 		stop:      make(chan struct{}),
 	}
+	fs.settleCtx, fs.settleAbort = context.WithCancel(context.Background())
 	if !o.WholeExtentChecksums {
 		fs.blockShift = format.DefaultBlockShift
 	}
@@ -296,15 +304,22 @@ func (fs *FS) HostID() uint64 { return fs.opts.HostID }
 // Volume returns the volume this engine serves.
 func (fs *FS) Volume() *volume.Volume { return fs.vol }
 
-// Close commits every dirty file and stops background work.
+// Close commits every dirty file and stops background work. It first
+// waits for the renames being settled in the background (a commit whose
+// outcome was unknown, rename.go) while the host still renews its ping, as
+// long as ctx allows; those still unsettled when ctx is done are abandoned
+// (logged), exactly as a crash would leave them: other hosts abort or
+// apply them (docs/FORMAT.md §5.5). Nothing of this FS uses the store
+// once Close has returned.
 func (fs *FS) Close(ctx context.Context) error {
 	fs.mu.Lock()
-	if fs.closed {
+	if fs.closing {
 		fs.mu.Unlock()
 		return nil
 	}
-	fs.closed = true
+	fs.closing = true
 	fs.mu.Unlock()
+	fs.settleRenames(ctx)
 	close(fs.stop)
 	fs.loopDone.Wait()
 	err := fs.SyncAll(ctx)
@@ -319,6 +334,43 @@ func (fs *FS) Close(ctx context.Context) error {
 		fs.sync.fenceTimer.Stop()
 	}
 	return err
+}
+
+// settleRenames waits until the renames being settled in the background
+// are done or ctx is; then it cancels those left, logging each, and waits
+// for them to stop. No new one starts once fs.closed is set.
+func (fs *FS) settleRenames(ctx context.Context) {
+	fs.waitSettled(ctx.Done())
+	fs.mu.Lock()
+	fs.closed = true
+	for tx := range fs.settling {
+		fs.log.Warn("unmount: abandoning a rename whose outcome is unknown; other hosts will settle it (FORMAT.md §5.5)", "txid", fmt.Sprintf("%016x", tx))
+	}
+	fs.mu.Unlock()
+	fs.settleAbort()
+	fs.waitSettled(nil)
+}
+
+// waitSettled waits until no rename is being settled in the background, or
+// until stop is closed.
+func (fs *FS) waitSettled(stop <-chan struct{}) {
+	for {
+		fs.mu.Lock()
+		var next chan struct{}
+		for _, done := range fs.settling {
+			next = done
+			break
+		}
+		fs.mu.Unlock()
+		if next == nil {
+			return
+		}
+		select {
+		case <-next:
+		case <-stop:
+			return
+		}
+	}
 }
 
 // SyncAll commits every inode with uncommitted changes.

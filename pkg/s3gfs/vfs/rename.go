@@ -361,11 +361,34 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 		// loses to this commit finds it) and, if the commit stands,
 		// finish what a commit leaves to do (X5), as the caller was
 		// told EIO and will not.
-		fs.renames.Add(1)
+		// Close waits for it (FS.settleRenames) and cancels bctx for good
+		// if it cannot; once Close has given up, a crash's recovery is
+		// left to the other hosts.
+		fs.mu.Lock()
+		if fs.closed {
+			fs.mu.Unlock()
+			fs.log.Warn("rename: outcome unknown while unmounting; other hosts will settle it (FORMAT.md §5.5)", "txid", fmt.Sprintf("%016x", tx))
+			return err
+		}
+		settled := make(chan struct{})
+		fs.settling[tx] = settled
+		fs.mu.Unlock()
 		go func() {
-			defer fs.renames.Done()
-			bctx := context.Background()
-			for i := 0; i < 60; i++ {
+			defer func() {
+				fs.mu.Lock()
+				delete(fs.settling, tx)
+				fs.mu.Unlock()
+				close(settled)
+			}()
+			bctx := fs.settleCtx
+			for i := 0; i < 60 && bctx.Err() == nil; i++ {
+				if i > 0 {
+					select {
+					case <-time.After(time.Second):
+					case <-bctx.Done():
+						return
+					}
+				}
 				outcome, err := fs.finishTx(bctx, tx, dirs, touched)
 				if err == nil {
 					if outcome == format.Commit {
@@ -376,7 +399,6 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 					}
 					return
 				}
-				time.Sleep(time.Second)
 			}
 		}()
 		return err
