@@ -15,6 +15,13 @@ import (
 // rather than fail the final write-back with "no such file or directory
 // (deleted)" and exit 1 as if data had been lost. Found by the torture
 // test (seed 11: "host 2: exit status 1").
+//
+// It also failed about one run in ten (more under load) with "final
+// write-back: host fenced": the unmount stopped the ping before its last
+// write-back, and waited meanwhile for the following loop, whose LIST the
+// store client was still retrying after the partition, past the 2 s host
+// expiry (pkg/s3gfs/vfs TestCloseKeepsPingingUntilWrittenBack,
+// TestCloseEndsFollowing).
 func TestUnmountAfterPendingFileDeleted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-host FUSE test")
@@ -34,7 +41,12 @@ func TestUnmountAfterPendingFileDeleted(t *testing.T) {
 	}
 	// Fence b, so that its close fails and leaves the data pending.
 	b.proxy.Partition(true)
-	time.Sleep(hostExpiry + 500*time.Millisecond)
+	eventually(t, hostExpiry+time.Minute, "host b fenced", func() error {
+		if b.log.count("fencing this host") == 0 {
+			return errors.New("not fenced yet")
+		}
+		return nil
+	})
 	if err := f.Close(); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("close on the fenced host: %v, want EIO", err)
 	}

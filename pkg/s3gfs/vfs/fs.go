@@ -224,10 +224,19 @@ type FS struct {
 
 	usage usageCache // for statfs
 
+	// stop ends the write-back and following loops (loopDone), and
+	// loops (a context) their requests; stopPing ends the ping loop
+	// (pingDone), which Close keeps going until its last write-back is
+	// done.
 	stop     chan struct{}
+	loops    context.Context
+	endLoops context.CancelFunc
 	loopDone sync.WaitGroup
+	stopPing chan struct{}
+	pingDone sync.WaitGroup
 	closing  bool // Close was called
-	closed   bool // Close has settled what it waits for (the last pings hold nothing)
+	unsettle bool // Close no longer waits for renames being settled
+	closed   bool // Close has written everything back (its last ping holds nothing)
 }
 
 // New opens the engine over an opened volume.
@@ -255,7 +264,9 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 		openSet:   map[*inode]struct{}{},
 		settling:  map[uint64]chan struct{}{},
 		stop:      make(chan struct{}),
+		stopPing:  make(chan struct{}),
 	}
+	fs.loops, fs.endLoops = context.WithCancel(context.Background())
 	fs.settleCtx, fs.settleAbort = context.WithCancel(context.Background())
 	if !o.WholeExtentChecksums {
 		fs.blockShift = format.DefaultBlockShift
@@ -306,11 +317,12 @@ func (fs *FS) Volume() *volume.Volume { return fs.vol }
 
 // Close commits every dirty file and stops background work. It first
 // waits for the renames being settled in the background (a commit whose
-// outcome was unknown, rename.go) while the host still renews its ping, as
-// long as ctx allows; those still unsettled when ctx is done are abandoned
-// (logged), exactly as a crash would leave them: other hosts abort or
-// apply them (docs/FORMAT.md §5.5). Nothing of this FS uses the store
-// once Close has returned.
+// outcome was unknown, rename.go) as long as ctx allows; those still
+// unsettled when ctx is done are abandoned (logged), exactly as a crash
+// would leave them: other hosts abort or apply them (docs/FORMAT.md §5.5).
+// The host keeps renewing its ping until everything is written back, however
+// long that takes: its lease must not lapse under the last write-back.
+// Nothing of this FS uses the store once Close has returned.
 func (fs *FS) Close(ctx context.Context) error {
 	fs.mu.Lock()
 	if fs.closing {
@@ -321,9 +333,15 @@ func (fs *FS) Close(ctx context.Context) error {
 	fs.mu.Unlock()
 	fs.settleRenames(ctx)
 	close(fs.stop)
+	fs.endLoops() // a following request waiting on the store (its retries) ends now
 	fs.loopDone.Wait()
 	err := fs.SyncAll(ctx)
 	if fs.sync.kick != nil {
+		close(fs.stopPing)
+		fs.pingDone.Wait()
+		fs.mu.Lock()
+		fs.closed = true
+		fs.mu.Unlock()
 		// A last ping announces the final commits. The ping stays: peers
 		// read its feed, and the reaper removes it once it has lapsed.
 		fs.sync.pinging.Lock()
@@ -338,11 +356,11 @@ func (fs *FS) Close(ctx context.Context) error {
 
 // settleRenames waits until the renames being settled in the background
 // are done or ctx is; then it cancels those left, logging each, and waits
-// for them to stop. No new one starts once fs.closed is set.
+// for them to stop. No new one starts once fs.unsettle is set.
 func (fs *FS) settleRenames(ctx context.Context) {
 	fs.waitSettled(ctx.Done())
 	fs.mu.Lock()
-	fs.closed = true
+	fs.unsettle = true
 	for tx := range fs.settling {
 		fs.log.Warn("unmount: abandoning a rename whose outcome is unknown; other hosts will settle it (FORMAT.md §5.5)", "txid", fmt.Sprintf("%016x", tx))
 	}

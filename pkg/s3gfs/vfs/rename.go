@@ -365,7 +365,7 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 		// if it cannot; once Close has given up, a crash's recovery is
 		// left to the other hosts.
 		fs.mu.Lock()
-		if fs.closed {
+		if fs.unsettle {
 			fs.mu.Unlock()
 			fs.log.Warn("rename: outcome unknown while unmounting; other hosts will settle it (FORMAT.md §5.5)", "txid", fmt.Sprintf("%016x", tx))
 			return err

@@ -74,8 +74,12 @@ func (fs *FS) startSync() {
 	s.kick = make(chan struct{}, 1)
 	s.lease, s.endLease = context.WithCancel(context.Background())
 	s.fenceTimer = time.AfterFunc(fs.opts.HostExpiry, fs.fenceIfLapsed)
-	fs.loopDone.Add(1)
+	fs.pingDone.Add(1)
 	go fs.syncLoop()
+	if fs.opts.AsOf.IsZero() {
+		fs.loopDone.Add(1)
+		go fs.followLoop()
+	}
 }
 
 // renewedLocked records a ping the store accepted, sent at sent. s.mu is
@@ -208,18 +212,17 @@ func leaseErr(ctx context.Context, err error) error {
 // commits. Following the other hosts runs on a loop of its own
 // (followLoop): a slow LIST or GET of their pings (a store answering 503s)
 // must never delay the renewal of this host's ping into a lapse.
+//
+// It runs until Close has written everything back (stopPing): a host whose
+// lease lapsed under its last write-back would lose that data.
 func (fs *FS) syncLoop() {
-	defer fs.loopDone.Done()
+	defer fs.pingDone.Done()
 	s := &fs.sync
-	if fs.opts.AsOf.IsZero() {
-		fs.loopDone.Add(1)
-		go fs.followLoop()
-	}
 	tick := time.NewTicker(fs.opts.SyncInterval)
 	defer tick.Stop()
 	for {
 		select {
-		case <-fs.stop:
+		case <-fs.stopPing:
 			return
 		case <-tick.C:
 		case <-s.kick:
@@ -229,7 +232,7 @@ func (fs *FS) syncLoop() {
 			s.mu.Unlock()
 			if d := fs.opts.SyncInterval/8 - time.Since(last); d > 0 {
 				select {
-				case <-fs.stop:
+				case <-fs.stopPing:
 					return
 				case <-time.After(d):
 				}
@@ -244,7 +247,8 @@ func (fs *FS) syncLoop() {
 }
 
 // followLoop applies the other hosts' announced changes every
-// SyncInterval.
+// SyncInterval. Close ends its requests (fs.loops): a LIST the store's
+// client is retrying must not hold up the unmount.
 func (fs *FS) followLoop() {
 	defer fs.loopDone.Done()
 	tick := time.NewTicker(fs.opts.SyncInterval)
@@ -255,8 +259,8 @@ func (fs *FS) followLoop() {
 			return
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), fs.opts.SyncInterval*4+10*time.Second)
-		if err := fs.follow(ctx); err != nil {
+		ctx, cancel := context.WithTimeout(fs.loops, fs.opts.SyncInterval*4+10*time.Second)
+		if err := fs.follow(ctx); err != nil && fs.loops.Err() == nil {
 			fs.log.Warn("following other hosts failed", "err", err)
 		}
 		cancel()
