@@ -148,6 +148,18 @@ func fxInodes() map[string]*format.Inode {
 				{Op: format.EntryPendingDelete, Tx: 0x9d04c1e7a2b35f68, Host: 0x5e1f00d2c4a7b931},
 			},
 		},
+		"inode-dir-born.bin": {
+			// Born puts (FORMAT.md §5.4, entry op 6): n is a new empty
+			// file whose version 1 is the entry itself; m a plain put.
+			ID: 0x7c1e3a5b9d2f4e60, Version: 69, Base: 68, Kind: format.KindDir, Writer: 0x5e1f00d2c4a7b931,
+			Mode: 0o755, UID: 1000, GID: 1000,
+			Atime: fxTime, Mtime: fxTime + 7, Ctime: fxTime + 7,
+			Entries: []format.Entry{
+				{Op: format.EntryPut, Name: "n", Child: 0x4b1d4b1d4b1d4b1d, ChildKind: format.KindFile,
+					Born: &format.Birth{Mode: 0o640, UID: 1000, GID: 100, Time: fxTime + 7}},
+				{Op: format.EntryPut, Name: "m", Child: 0x3f9a0c7e12b45d81, ChildKind: format.KindFile},
+			},
+		},
 		"inode-symlink.bin": {
 			ID: 0x00000000000000ff, Version: 1, Kind: format.KindSymlink, Writer: 0x5e1f00d2c4a7b931,
 			Mode: 0o777, UID: 1000, GID: 1000, Nlink: 1, Size: 6,

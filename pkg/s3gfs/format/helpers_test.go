@@ -175,11 +175,21 @@ func rawInodePayload(n *format.Inode) []byte {
 		s.uv(n.Base)
 		s.uv(uint64(len(n.Entries)))
 		for _, e := range n.Entries {
-			s.u8(byte(e.Op))
+			if e.Born != nil {
+				s.u8(6) // a born put
+			} else {
+				s.u8(byte(e.Op))
+			}
 			s.str(e.Name)
 			if e.Op == format.EntryPut {
 				s.u64(e.Child)
 				s.u8(byte(e.ChildKind))
+			}
+			if b := e.Born; b != nil {
+				s.uv(uint64(b.Mode))
+				s.uv(uint64(b.UID))
+				s.uv(uint64(b.GID))
+				s.sv(b.Time)
 			}
 		}
 	case format.KindSymlink:
@@ -317,6 +327,27 @@ func sampleInodes() map[string]*format.Inode {
 				{Op: format.EntryPut, Name: "new", Child: 0x1111, ChildKind: format.KindFile},
 				{Op: format.EntryRemove, Name: "ab"},
 				{Op: format.EntryPut, Name: "sub", Child: 0x2222, ChildKind: format.KindDir},
+			},
+		},
+		"dir-delta-born": {
+			// Creates of new files (born puts): their version 1 is the entry.
+			ID: 0x7c1e3a5b9d2f4e60, Version: 67, Base: 66, Kind: format.KindDir, Writer: host,
+			Mode: 0o755,
+			Entries: []format.Entry{
+				{Op: format.EntryPut, Name: "new", Child: 0x1111, ChildKind: format.KindFile,
+					Born: &format.Birth{Mode: 0o644, UID: 1000, GID: 1000, Time: t2025}},
+				{Op: format.EntryRemove, Name: "new"},
+				{Op: format.EntryPut, Name: "old-clock", Child: 0x2222, ChildKind: format.KindFile,
+					Born: &format.Birth{Mode: 0o7777, UID: 0xffffffff, GID: 0, Time: t1969}},
+			},
+		},
+		"dir-full-born": {
+			ID: 0x7c1e3a5b9d2f4e60, Version: 68, Base: 68, Kind: format.KindDir, Writer: host,
+			Mode: 0o755,
+			Entries: []format.Entry{
+				{Op: format.EntryPut, Name: "a", Child: 0x1111, ChildKind: format.KindFile,
+					Born: &format.Birth{Mode: 0o600, Time: t2025}},
+				{Op: format.EntryPut, Name: "b", Child: 0x2222, ChildKind: format.KindFile},
 			},
 		},
 		"dir-delta-empty": {

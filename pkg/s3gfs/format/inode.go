@@ -127,7 +127,32 @@ type Entry struct {
 	ChildKind InodeKind // kind of Child when the entry was made (puts only)
 	Tx        uint64    // pending entries only: the rename transaction
 	Host      uint64    // pending entries only: the renaming host
+	// Born (committed puts of a regular file only): Child's version 1,
+	// which has no object of its own (FORMAT.md §5.4, "born puts"). A
+	// reader that finds no version of Child visible reads this one.
+	Born *Birth
 }
+
+// Birth is the version 1 of a regular file carried by the directory entry
+// that created it (a born put): an empty inline file with one link, with
+// these attributes. It saves the object a new file's version 1 would
+// otherwise need, so that creating a file is one write, not two.
+type Birth struct {
+	Mode uint32 // permission bits (07777)
+	UID  uint32
+	GID  uint32
+	Time int64 // atime, mtime and ctime of version 1 (ns since the epoch, creator's clock)
+}
+
+// Version1 is the inode version 1 that b describes, of inode id.
+func (b *Birth) Version1(id uint64) *Inode {
+	return &Inode{ID: id, Version: 1, Kind: KindFile, Mode: b.Mode, UID: b.UID, GID: b.GID, Nlink: 1,
+		Atime: b.Time, Mtime: b.Time, Ctime: b.Time, Inline: true}
+}
+
+// entryOpBornPut is the stored op of a committed put with a birth
+// (FORMAT.md §5.4); in memory it is an EntryPut with Born set.
+const entryOpBornPut = 6
 
 // Inode is one immutable version of one inode.
 type Inode struct {
@@ -271,7 +296,7 @@ func (n *Inode) Validate() error {
 		}
 		for i, e := range n.Entries {
 			if e.Op == EntryPendingDelete {
-				if e.Name != "" || e.Child != 0 || e.ChildKind != 0 || i != len(n.Entries)-1 {
+				if e.Name != "" || e.Child != 0 || e.ChildKind != 0 || e.Born != nil || i != len(n.Entries)-1 {
 					return bad("pending delete with a name or a child, or not last")
 				}
 			} else if err := ValidateName(e.Name); err != nil {
@@ -282,11 +307,14 @@ func (n *Inode) Validate() error {
 				if e.Child == 0 || !validChildKind(e.ChildKind) {
 					return bad("entry %q has invalid child", e.Name)
 				}
+				if b := e.Born; b != nil && (e.Op != EntryPut || e.ChildKind != KindFile || b.Mode&^0o7777 != 0) {
+					return bad("entry %q: a birth on an entry other than a put of a file, or mode %o", e.Name, b.Mode)
+				}
 			case EntryRemove, EntryPendingRemove, EntryPendingDelete:
 				if e.Op == EntryRemove && n.IsFull() {
 					return bad("full directory version holds a removal")
 				}
-				if e.Child != 0 || e.ChildKind != 0 {
+				if e.Child != 0 || e.ChildKind != 0 || e.Born != nil {
 					return bad("removal of %q carries a child", e.Name)
 				}
 			default:
@@ -427,11 +455,21 @@ func EncodeInode(n *Inode) ([]byte, error) {
 		e.uvarint(n.Base)
 		e.uvarint(uint64(len(n.Entries)))
 		for _, x := range n.Entries {
-			e.u8(byte(x.Op))
+			if x.Born != nil {
+				e.u8(entryOpBornPut)
+			} else {
+				e.u8(byte(x.Op))
+			}
 			e.str(x.Name)
 			if x.Op.HasChild() {
 				e.u64(x.Child)
 				e.u8(byte(x.ChildKind))
+			}
+			if b := x.Born; b != nil {
+				e.uvarint(uint64(b.Mode))
+				e.uvarint(uint64(b.UID))
+				e.uvarint(uint64(b.GID))
+				e.varint(b.Time)
 			}
 			if x.Op.Pending() {
 				e.u64(x.Tx)
@@ -538,10 +576,23 @@ func DecodeInode(obj []byte, extentSize uint32) (*Inode, error) {
 			d.fail("entry count %d exceeds object size", cnt)
 		}
 		for i := uint64(0); i < cnt && d.err == nil; i++ {
-			x := Entry{Op: EntryOp(d.u8("entry op")), Name: d.str("entry name", MaxNameLen)}
+			op := d.u8("entry op")
+			born := op == entryOpBornPut
+			if born {
+				op = byte(EntryPut)
+			}
+			x := Entry{Op: EntryOp(op), Name: d.str("entry name", MaxNameLen)}
 			if x.Op.HasChild() {
 				x.Child = d.u64("entry child")
 				x.ChildKind = InodeKind(d.u8("entry child kind"))
+			}
+			if born {
+				x.Born = &Birth{
+					Mode: uint32(d.uvarintMax("birth mode", 0o7777)),
+					UID:  uint32(d.uvarintMax("birth uid", 0xffffffff)),
+					GID:  uint32(d.uvarintMax("birth gid", 0xffffffff)),
+					Time: d.varint("birth time"),
+				}
 			}
 			if x.Op.Pending() {
 				x.Tx = d.u64("entry txid")

@@ -241,3 +241,18 @@ func TestSortHelpers(t *testing.T) {
 		t.Fatalf("SortXattrs: %v", xs)
 	}
 }
+
+// A born put's version 1 is an empty inline file with one link and the
+// birth's attributes, valid as a version object of its own.
+func TestBirthVersion1(t *testing.T) {
+	b := &format.Birth{Mode: 0o640, UID: 7, GID: 8, Time: t2025}
+	n := b.Version1(0x1234)
+	want := &format.Inode{ID: 0x1234, Version: 1, Kind: format.KindFile, Mode: 0o640, UID: 7, GID: 8, Nlink: 1,
+		Atime: t2025, Mtime: t2025, Ctime: t2025, Inline: true}
+	if !sameInode(n, want) {
+		t.Fatalf("Version1 = %+v, want %+v", n, want)
+	}
+	if _, err := format.EncodeInode(n); err != nil {
+		t.Fatalf("Version1 does not encode: %v", err)
+	}
+}
