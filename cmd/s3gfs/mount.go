@@ -34,24 +34,24 @@ const runtimeAllowance = 64 << 20
 const asOfCacheTimeout = time.Hour
 
 type mountFlags struct {
-	store      storeFlags
-	log        logFlags
-	readOnly   bool
-	hostID     string
-	cacheDir   string
-	cacheSize  sizeFlag
-	bufferSize sizeFlag
-	allowOther bool
-	background bool
-	logFile    string
-	debugFUSE  bool
-	syncEvery  durationFlag
-	hostExpiry durationFlag
-	kcache     durationFlag
-	nodeName   string
-	asOf       string
-	pprofAddr  string
-	wholeSums  bool
+	store        storeFlags
+	log          logFlags
+	readOnly     bool
+	hostID       string
+	cacheDir     string
+	cacheSize    sizeFlag
+	bufferSize   sizeFlag
+	allowOther   bool
+	background   bool
+	logFile      string
+	debugFUSE    bool
+	syncEvery    durationFlag
+	hostExpiry   durationFlag
+	kcache       durationFlag
+	nodeName     string
+	asOf         string
+	pprofAddr    string
+	compatWrites bool
 }
 
 func runMount(ctx context.Context, args []string, stderr io.Writer) error {
@@ -79,7 +79,8 @@ volume read-write at once.`, stderr)
 	fs.Var(&m.hostExpiry, "host-expiry", "stop serving (fence) when the ping could not be renewed for this long; at least 3 sync intervals; the reaper waits this long for a silent host")
 	fs.Var(&m.kcache, "cache-timeout", "how long the kernel may cache lookups and attributes; other hosts' changes drop them when this host picks them up, so this bounds only changes no host announced (default 1m, 1h with --as-of)")
 	fs.StringVar(&m.nodeName, "node-name", m.nodeName, "machine name recorded in the ping (shown by s3gfs hosts)")
-	fs.BoolVar(&m.wholeSums, "whole-extent-checksums", false, "write extents with one checksum of the whole extent instead of 64 KiB block checksums, for hosts of the volume still running a build that cannot read block checksums (random reads of such extents fetch them whole)")
+	fs.BoolVar(&m.compatWrites, "compat-writes", false, "write only what s3gfs builds from before 2026-11-26 can read, while such a build still mounts the volume on some host: extents with one checksum of the whole extent instead of 64 KiB block checksums (random reads of them fetch them whole), and an object for every new file's version 1 instead of keeping it in its directory entry (one more write per new file)")
+	fs.BoolVar(&m.compatWrites, "whole-extent-checksums", false, "deprecated: the same as --compat-writes")
 	fs.StringVar(&m.asOf, "as-of", "", "mount read-only exactly as the volume was at this time (RFC 3339, e.g. 2026-11-25T14:00:00Z; the object store's clock) or at this snapshot's pin (a snapshot name)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -177,7 +178,8 @@ func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mount
 		HostID: hostID, ReadOnly: m.readOnly, BufferSize: int64(m.bufferSize),
 		CacheSize: int64(m.cacheSize), CacheDir: m.cacheDir, Logger: log,
 		SyncInterval: time.Duration(m.syncEvery), HostExpiry: time.Duration(m.hostExpiry), NodeName: m.nodeName,
-		WholeExtentChecksums: m.wholeSums,
+		WholeExtentChecksums: m.compatWrites,
+		Version1Objects:      m.compatWrites,
 	})
 	if err != nil {
 		return err

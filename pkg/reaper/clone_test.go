@@ -236,7 +236,10 @@ func (e *tenv) newestOf(id uint64) *format.Inode {
 // is a missing source extent the clone names.
 func TestCheckCloneFallsThrough(t *testing.T) {
 	e := newTEnv(t)
-	src := e.host()
+	// Version 1 objects: an entry that carries its file's version 1 (a
+	// born put) still shows that file when every object of it is lost,
+	// which fsck cannot tell from a file never written (FORMAT.md §15.8).
+	src := e.host(withVersion1Objects)
 	put(t, src, "d/x", []byte("xx"))
 	put(t, src, "d/big", bytes.Repeat([]byte{3}, 2*extSize))
 	e.advance(time.Second)

@@ -67,6 +67,10 @@ func (e *tenv) advance(d time.Duration) time.Time {
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // host opens an engine ("host") over the volume, without pings.
+// withVersion1Objects makes a host write every new file's version 1 as an
+// object of its own (no born puts).
+func withVersion1Objects(o *vfs.Options) { o.Version1Objects = true }
+
 func (e *tenv) host(mod ...func(*vfs.Options)) *vfs.FS {
 	e.t.Helper()
 	o := vfs.Options{BufferSize: 4 * extSize, WritebackDelay: time.Hour, Revalidate: time.Nanosecond, Logger: quiet}

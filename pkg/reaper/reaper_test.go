@@ -403,7 +403,7 @@ func TestCorruptDirectoryStopsOrphanDeletion(t *testing.T) {
 
 func TestDamageFound(t *testing.T) {
 	e := newTEnv(t)
-	fs := e.host()
+	fs := e.host(withVersion1Objects) // see TestCheckCloneFallsThrough
 	put(t, fs, "a/big", data('b', 3*extSize))
 	put(t, fs, "a/x", []byte("x"))
 	e.fsck()

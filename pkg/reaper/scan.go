@@ -336,6 +336,11 @@ func (s *scan) walk(ctx context.Context, t time.Time, visit func(id uint64, x *v
 			}
 			seen[e.Child] = true
 			cs, cin, cx := s.resolve(e.Child, t)
+			if cx == nil && e.Born != nil {
+				// A born put's file with no version of its own at t: its
+				// version 1 is the entry (FORMAT.md §5.4); nothing to keep.
+				continue
+			}
 			visit(e.Child, cx, it.in.id, name)
 			if cx != nil && e.ChildKind == format.KindDir {
 				queue = append(queue, item{cs, cin, cx})

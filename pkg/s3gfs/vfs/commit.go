@@ -203,6 +203,10 @@ type dirOp struct {
 	// tx: write this put or remove as a pending entry of rename
 	// transaction tx (FORMAT.md §5.5).
 	tx uint64
+	// born: a committed put of a file whose version 1 this is (a born
+	// put, FORMAT.md §5.4): its create, or a rename within the directory
+	// of a name that carried it.
+	born *format.Birth
 }
 
 // errSameInode: a rename's new name already refers to the inode it moves.
@@ -668,7 +672,7 @@ func (b *dirBuild) evalChange(c *dirChange) error {
 				return fmt.Errorf("%q changed during an exchange: %w", op.name, ErrNotExist)
 			}
 			replaced = append(replaced, old)
-			local[op.name] = &format.Entry{Op: format.EntryPut, Name: op.name, Child: op.child, ChildKind: op.kind}
+			local[op.name] = &format.Entry{Op: format.EntryPut, Name: op.name, Child: op.child, ChildKind: op.kind, Born: op.born}
 			continue
 		}
 		if exists {
@@ -689,9 +693,14 @@ func (b *dirBuild) evalChange(c *dirChange) error {
 			replaced = append(replaced, old)
 		}
 		if op.tx != 0 {
+			if op.born != nil {
+				// A pending put cannot carry a birth: the renamer gives the
+				// file a version of its own first (materialize).
+				return fmt.Errorf("%q: a birth on a pending put: %w", op.name, ErrInvalid)
+			}
 			localPend[op.name] = &format.Entry{Op: format.EntryPendingPut, Name: op.name, Child: op.child, ChildKind: op.kind, Tx: op.tx, Host: b.fs.opts.HostID}
 		} else {
-			local[op.name] = &format.Entry{Op: format.EntryPut, Name: op.name, Child: op.child, ChildKind: op.kind}
+			local[op.name] = &format.Entry{Op: format.EntryPut, Name: op.name, Child: op.child, ChildKind: op.kind, Born: op.born}
 		}
 	}
 	if c.tombstone || c.pdelete != 0 {

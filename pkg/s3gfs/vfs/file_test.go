@@ -2,6 +2,7 @@ package vfs_test
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -282,8 +283,11 @@ func TestInlineExtentTransitions(t *testing.T) {
 	sameBytes(t, readFile(t, fs, id2), want, "inline file extended by truncate")
 	sameBytes(t, readFile(t, e.engine(), id2), want, "inline file extended by truncate (fresh host)")
 	// Empty file.
+	// (Another host finds it by name first: its version 1 is in its entry.)
 	id3 := writeFile(t, fs, root, "empty", nil)
-	if got := readFile(t, e.engine(), id3); len(got) != 0 {
+	fresh := e.engine()
+	lookup(t, fresh, root, "empty")
+	if got := readFile(t, fresh, id3); len(got) != 0 {
 		t.Fatalf("empty file reads %d bytes", len(got))
 	}
 }
@@ -372,6 +376,7 @@ func TestCommitPoints(t *testing.T) {
 	b := e.engine()
 	r := rand.New(rand.NewPCG(17, 17))
 	id, h := create(t, a, root, "f")
+	lookup(t, b, root, "f") // as the kernel does before an open
 	v0 := len(e.versions(id))
 
 	d1 := randBytes(r, 2*extSize+10) // two full extents: uploaded early (write-behind)
@@ -477,6 +482,7 @@ func TestWritebackTimer(t *testing.T) {
 	a := e.engine(func(o *vfs.Options) { o.WritebackDelay = 50 * time.Millisecond })
 	b := e.engine()
 	id, h := create(t, a, root, "f")
+	lookup(t, b, root, "f") // as the kernel does before an open
 	write(t, a, h, []byte("timer"), 0)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -738,12 +744,26 @@ func TestOpenHandleReadsOnAfterDeleteElsewhere(t *testing.T) {
 }
 
 // Creating, writing and closing a small file in a directory this host has
-// just validated costs three conditional creates (the inode, the
-// directory's entry, the file's content) and no listing: the open that
-// follows the create does not revalidate the file it has just created.
+// just validated costs two conditional creates (the directory's entry,
+// which carries the file's version 1, and the file's content) and no
+// listing: the open that follows the create does not revalidate the file
+// it has just created. With Options.Version1Objects the file's version 1
+// is an object of its own: three.
 func TestSmallFileCreateRequests(t *testing.T) {
+	for _, compat := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Version1Objects=%v", compat), func(t *testing.T) {
+			want := 2
+			if compat {
+				want = 3
+			}
+			testSmallFileCreateRequests(t, compat, want)
+		})
+	}
+}
+
+func testSmallFileCreateRequests(t *testing.T, compat bool, want int) {
 	e := newEnv(t)
-	fs := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
+	fs := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour; o.Version1Objects = compat })
 	names(t, fs, root) // the directory is loaded and fresh
 	var mu sync.Mutex
 	ops := map[memstore.Op]int{}
@@ -760,9 +780,13 @@ func TestSmallFileCreateRequests(t *testing.T) {
 	e.store.SetHooks(memstore.Hooks{})
 	mu.Lock()
 	defer mu.Unlock()
-	if ops[memstore.OpList] != 0 || ops[memstore.OpPutIfAbsent] != 3 || len(ops) != 1 {
-		t.Fatalf("create+write+close of a small file: requests %v, want 3 put-if-absent and nothing else", ops)
+	if ops[memstore.OpList] != 0 || ops[memstore.OpPutIfAbsent] != want || len(ops) != 1 {
+		t.Fatalf("create+write+close of a small file: requests %v, want %d put-if-absent and nothing else", ops, want)
 	}
+	// Another host reads it by name.
+	other := e.engine()
+	a := lookup(t, other, root, "small")
+	sameBytes(t, readFile(t, other, a.Ino), []byte("a small file"), "small file on another host")
 }
 
 // A handle opened while this host holds uncommitted changes of the file

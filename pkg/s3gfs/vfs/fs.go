@@ -97,6 +97,11 @@ type Options struct {
 	// before block checksums, which refuse those, can read what this one
 	// writes. Random reads of such extents fetch them whole.
 	WholeExtentChecksums bool
+	// Version1Objects makes every file this host creates get its version 1
+	// as an object of its own, as before born puts (FORMAT.md §5.4), so
+	// that hosts still running a build from before them can read the
+	// directories this one writes. It costs one more write per new file.
+	Version1Objects bool
 	// Uploads bounds the extent uploads in flight.
 	Uploads int
 	// SyncInterval is how often the host writes its ping and follows the

@@ -82,8 +82,14 @@ type inode struct {
 	// localGen counts local content changes (writes, truncation): a
 	// handle pinned to an older version follows cur once this host
 	// changes the file, as descriptors of one host share its content.
-	localGen   uint64
-	unlinked   bool      // nlink reached 0 while open: tombstone at last release
+	localGen uint64
+	unlinked bool // nlink reached 0 while open: tombstone at last release
+	// birth: the version 1 that the directory entry naming this file
+	// carries (a born put, FORMAT.md §5.4), read when the store holds no
+	// version of it (visible to this view); bornOnly: cur is that version
+	// 1, which has no object of its own.
+	birth      *format.Birth
+	bornOnly   bool
 	dirtySince time.Time // when uncommitted changes first appeared
 }
 
@@ -105,6 +111,18 @@ func (ino *inode) dirtyLocked() bool { return ino.file.dirty() || ino.file.attrs
 // inode returns the loaded inode id, loading it from the store if needed.
 // A tombstoned or missing inode yields ErrNotExist.
 func (fs *FS) inode(ctx context.Context, id uint64) (*inode, error) {
+	return fs.inodeBorn(ctx, id, nil)
+}
+
+// child returns the inode directory entry e names. An inode first loaded
+// from an entry must be loaded through it: a born put's file has no
+// version in the store until it is written (FORMAT.md §5.4).
+func (fs *FS) child(ctx context.Context, e format.Entry) (*inode, error) {
+	return fs.inodeBorn(ctx, e.Child, e.Born)
+}
+
+// inodeBorn is inode, for a file whose version 1 may be birth.
+func (fs *FS) inodeBorn(ctx context.Context, id uint64, birth *format.Birth) (*inode, error) {
 	fs.mu.Lock()
 	ino := fs.inodes[id]
 	if ino == nil {
@@ -112,6 +130,13 @@ func (fs *FS) inode(ctx context.Context, id uint64) (*inode, error) {
 		fs.inodes[id] = ino
 	}
 	fs.mu.Unlock()
+	if birth != nil {
+		ino.mu.Lock()
+		if ino.birth == nil {
+			ino.birth = birth
+		}
+		ino.mu.Unlock()
+	}
 	if err := fs.checkFenced(); err != nil {
 		return nil, err
 	}
@@ -174,6 +199,7 @@ func (ino *inode) setCurLocked(n *format.Inode, at time.Time, st *format.DirStat
 	ino.cur = n
 	ino.curTime = at
 	ino.level = 0
+	ino.bornOnly = false
 	ino.checked = time.Now()
 	if n.Version >= ino.nextVersion {
 		ino.nextVersion = n.Version + 1
@@ -255,6 +281,9 @@ func (fs *FS) fetchNewest(ctx context.Context, ino *inode) error {
 	if len(page.Objects) == 0 {
 		if len(fs.levels) > 1 {
 			return fs.fallThrough(ctx, ino)
+		}
+		if fs.installBirth(ino) {
+			return nil
 		}
 		return fmt.Errorf("inode %016x: %w", ino.id, ErrNotExist)
 	}
@@ -338,6 +367,9 @@ func (fs *FS) fetchNewest(ctx context.Context, ino *inode) error {
 				if len(fs.levels) > 1 {
 					return fs.fallThrough(ctx, ino)
 				}
+				if fs.installBirth(ino) {
+					return nil
+				}
 				if asOf.IsZero() {
 					return fmt.Errorf("inode %016x: %w", ino.id, ErrNotExist)
 				}
@@ -381,7 +413,35 @@ func (fs *FS) fallThrough(ctx context.Context, ino *inode) error {
 		ino.mu.Unlock()
 		return nil
 	}
+	if fs.installBirth(ino) {
+		return nil
+	}
 	return fmt.Errorf("inode %016x: %w", ino.id, ErrNotExist)
+}
+
+// installBirth makes the version 1 its directory entry carries (a born
+// put, FORMAT.md §5.4) the current version of ino, which has no version
+// in the store visible to this view, and reports whether it had one. A
+// file known to have had a version of its own has none then because it
+// was deleted and reaped: that is not undone. The caller holds
+// ino.commitMu.
+func (fs *FS) installBirth(ino *inode) bool {
+	ino.mu.Lock()
+	defer ino.mu.Unlock()
+	switch {
+	case ino.birth == nil:
+		return false
+	case ino.bornOnly:
+		ino.checked = time.Now()
+		return true
+	case ino.cur != nil:
+		return false
+	}
+	// No store time: version 1 needs nothing of the store that a ping
+	// should hold (no extent; its directory's versions hold the entry).
+	ino.setCurLocked(ino.birth.Version1(ino.id), time.Time{}, nil)
+	ino.bornOnly = true
+	return true
 }
 
 // errNoneVisible: a level has no version of an inode at its time.

@@ -97,7 +97,7 @@ func (fs *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, err
 	if !ok {
 		return Attr{}, ErrNotExist
 	}
-	child, err := fs.inode(ctx, e.Child)
+	child, err := fs.child(ctx, e)
 	if errors.Is(err, ErrNotExist) {
 		// An entry left behind by an interrupted rmdir or rename: hide it
 		// and remove it in the background.
@@ -201,6 +201,14 @@ func (fs *FS) newChild(ctx context.Context, dir *inode, n *format.Inode, caller 
 			n.ID = randomID()
 			continue
 		}
+		if b := fs.birthOf(n); b != nil {
+			// A born put: version 1 is written with the entry (link).
+			ino := fs.install(n, time.Time{})
+			ino.mu.Lock()
+			ino.birth, ino.bornOnly = b, true
+			ino.mu.Unlock()
+			return ino, nil
+		}
 		obj, err := format.EncodeInode(n)
 		if err != nil {
 			return nil, err
@@ -216,6 +224,18 @@ func (fs *FS) newChild(ctx context.Context, dir *inode, n *format.Inode, caller 
 		}
 		return fs.install(n, info.LastModified), nil
 	}
+}
+
+// birthOf returns the birth a born put of the new inode n carries, or nil
+// when n needs a version 1 object of its own: anything but an empty
+// regular file, or every new inode with Options.Version1Objects
+// (FORMAT.md §5.4).
+func (fs *FS) birthOf(n *format.Inode) *format.Birth {
+	if fs.opts.Version1Objects || n.Kind != format.KindFile || !n.Inline || n.Size != 0 || len(n.Xattrs) > 0 ||
+		n.Nlink != 1 || n.Atime != n.Mtime || n.Mtime != n.Ctime {
+		return nil
+	}
+	return &format.Birth{Mode: n.Mode, UID: n.UID, GID: n.GID, Time: n.Mtime}
 }
 
 // takenBelow reports whether id has a version at any level of a clone's
@@ -237,8 +257,16 @@ func (fs *FS) takenBelow(ctx context.Context, id uint64) (bool, error) {
 }
 
 // link adds name -> child to dir, failing with ErrExist when name exists.
+// A new file without a version object of its own is added with its birth
+// (a born put).
 func (fs *FS) link(ctx context.Context, dir *inode, name string, child *inode, kind format.InodeKind) error {
-	return fs.applyDir(ctx, dir, &dirChange{ops: []dirOp{{name: name, child: child.id, kind: kind, noReplace: true}}})
+	child.mu.Lock()
+	var birth *format.Birth
+	if child.bornOnly {
+		birth = child.birth
+	}
+	child.mu.Unlock()
+	return fs.applyDir(ctx, dir, &dirChange{ops: []dirOp{{name: name, child: child.id, kind: kind, noReplace: true, born: birth}}})
 }
 
 // Mkdir creates directory name in parent.
@@ -300,7 +328,7 @@ func (fs *FS) mknode(ctx context.Context, parent uint64, name string, n *format.
 		return Attr{}, err
 	}
 	if err := fs.link(ctx, dir, name, child, n.Kind); err != nil {
-		fs.Forget(child.id) // the unreferenced version 1 is left for the reaper
+		fs.Forget(child.id) // an unreferenced version 1 object is left for the reaper
 		return Attr{}, err
 	}
 	return fs.attrOf(child), nil
@@ -455,7 +483,7 @@ func (fs *FS) dropReplaced(ctx context.Context, removed []format.Entry) error {
 			continue
 		}
 		err := fs.persist(ctx, func(ctx context.Context) error {
-			child, err := fs.inode(ctx, e.Child)
+			child, err := fs.child(ctx, e)
 			if errors.Is(err, ErrNotExist) {
 				return nil // deleted meanwhile
 			}
@@ -495,7 +523,7 @@ func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
 	if e.ChildKind != format.KindDir {
 		return ErrNotDir
 	}
-	if _, err := fs.inode(ctx, e.Child); errors.Is(err, ErrNotExist) {
+	if _, err := fs.child(ctx, e); errors.Is(err, ErrNotExist) {
 		// Another host removed it: only its entry may remain (it hides it
 		// and removes it); this rmdir did not remove anything.
 		go fs.applyDir(context.Background(), dir, &dirChange{ops: []dirOp{{name: name, remove: true, child: e.Child}}})
@@ -605,8 +633,8 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 			return nil // two names of one inode: nothing to swap
 		}
 		return fs.applyDir(ctx, src, &dirChange{ops: []dirOp{
-			{name: oldName, child: te.Child, kind: te.ChildKind, replaceDir: se.Child, exchange: true},
-			{name: newName, child: se.Child, kind: se.ChildKind, replaceDir: te.Child, exchange: true},
+			{name: oldName, child: te.Child, kind: te.ChildKind, replaceDir: se.Child, exchange: true, born: te.Born},
+			{name: newName, child: se.Child, kind: se.ChildKind, replaceDir: te.Child, exchange: true, born: se.Born},
 		}})
 	}
 	noReplace := flags&RenameNoReplace != 0
@@ -628,7 +656,8 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		}
 	}
 	if src == dst && replaceDir == 0 {
-		put := dirOp{name: newName, child: se.Child, kind: se.ChildKind, noReplace: noReplace, notSame: true}
+		// A born put's birth moves with the name (FORMAT.md §5.4).
+		put := dirOp{name: newName, child: se.Child, kind: se.ChildKind, noReplace: noReplace, notSame: true, born: se.Born}
 		remove := dirOp{name: oldName, remove: true, child: se.Child}
 		ch := &dirChange{ops: []dirOp{remove, put}}
 		if err := fs.applyDir(ctx, src, ch); err != nil {
@@ -642,9 +671,42 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		}
 		return fs.dropReplaced(context.WithoutCancel(ctx), ch.replaced[1:]) // the first is the source's own entry
 	}
-	// More than one version: a transaction (FORMAT.md §5.5).
+	// More than one version: a transaction (FORMAT.md §5.5). Its pending
+	// put cannot carry a birth, so a file still without a version of its
+	// own gets one first.
+	if err := fs.materialize(ctx, se); err != nil {
+		return err
+	}
+	se.Born = nil
 	return fs.renameTx(ctx, src, dst, se, oldName, newName, noReplace, replaceDir)
 }
+
+// materialize gives the file a born put names (FORMAT.md §5.4) a version
+// object of its own unless it has one: version 2, its birth unchanged (a
+// host that wrote a version first has done it already). An entry naming
+// the file without its birth may be written after this returns.
+func (fs *FS) materialize(ctx context.Context, e format.Entry) error {
+	if e.Born == nil {
+		return nil
+	}
+	child, err := fs.child(ctx, e)
+	if err != nil {
+		return err
+	}
+	err = fs.commitFile(ctx, child, func(n *format.Inode) error {
+		if !child.bornOnly {
+			return errHasVersion
+		}
+		return nil
+	})
+	if errors.Is(err, errHasVersion) {
+		return nil
+	}
+	return err
+}
+
+// errHasVersion: materialize found a version of the file's own.
+var errHasVersion = errors.New("the file has a version of its own")
 
 // persist runs step, a cleanup an operation must finish once it has
 // begun changing the volume (dropping a replaced file's link, folding a
@@ -730,6 +792,14 @@ func (fs *FS) prefetchChildren(dir *inode, entries []DirEntry) {
 	if len(ids) == 0 || !dir.prefetching.CompareAndSwap(false, true) {
 		return
 	}
+	births := map[uint64]*format.Birth{} // of born puts' files (FORMAT.md §5.4)
+	dir.mu.Lock()
+	for _, e := range dir.entries {
+		if e.Born != nil {
+			births[e.Child] = e.Born
+		}
+	}
+	dir.mu.Unlock()
 	go func() {
 		defer dir.prefetching.Store(false)
 		ctx := fs.Bound(context.Background())
@@ -742,7 +812,7 @@ func (fs *FS) prefetchChildren(dir *inode, entries []DirEntry) {
 			go func() {
 				defer wg.Done()
 				for id := range load {
-					fs.inode(ctx, id) // errors surface at the lookup that needs it
+					fs.inodeBorn(ctx, id, births[id]) // errors surface at the lookup that needs it
 				}
 			}()
 		}
