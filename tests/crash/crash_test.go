@@ -368,14 +368,20 @@ func checkPointInTime(t *testing.T, v *volumeFixture, crashes []crashView, rng *
 			t.Fatalf("mount --as-of the instant of kill %d: %v", c.k, err)
 		}
 		got := summarize(obs)
+		// A name listed but naming nothing (an rmdir interrupted between
+		// its tombstone and the removal of its name, W5) is absent to
+		// readers (FORMAT.md §5.4), who may or may not still list it:
+		// a host leaves it out of a listing once it has loaded the
+		// tombstone, which depends on timing. Such names match absence.
+		dangling := func(s string) bool { return s == "" || strings.HasPrefix(s, "! ") }
 		var diffs []string
 		for p, want := range c.tree {
-			if got[p] != want {
+			if got[p] != want && !(dangling(want) && dangling(got[p])) {
 				diffs = append(diffs, fmt.Sprintf("%s: after the kill %q, as of its instant %q", p, want, got[p]))
 			}
 		}
 		for p, g := range got {
-			if _, ok := c.tree[p]; !ok {
+			if _, ok := c.tree[p]; !ok && !dangling(g) {
 				diffs = append(diffs, fmt.Sprintf("%s: absent after the kill, as of its instant %q", p, g))
 			}
 		}
