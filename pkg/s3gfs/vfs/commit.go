@@ -672,7 +672,11 @@ func (b *dirBuild) evalChange(c *dirChange) error {
 				return fmt.Errorf("%q changed during an exchange: %w", op.name, ErrNotExist)
 			}
 			replaced = append(replaced, old)
-			local[op.name] = &format.Entry{Op: format.EntryPut, Name: op.name, Child: op.child, ChildKind: op.kind, Born: op.born}
+			if op.tx != 0 {
+				localPend[op.name] = &format.Entry{Op: format.EntryPendingPut, Name: op.name, Child: op.child, ChildKind: op.kind, Tx: op.tx, Host: b.fs.opts.HostID}
+			} else {
+				local[op.name] = &format.Entry{Op: format.EntryPut, Name: op.name, Child: op.child, ChildKind: op.kind, Born: op.born}
+			}
 			continue
 		}
 		if exists {

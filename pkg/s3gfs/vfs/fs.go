@@ -17,7 +17,8 @@
 // Namespace operations (create, mkdir, link, symlink, unlink, rmdir, rename)
 // commit before they return, in the order docs/FORMAT.md prescribes (child
 // before parent, tombstone before removal); a rename across directories
-// or onto a directory is a transaction decided by one object (rename.go).
+// or onto a directory, and an exchange across directories, is a
+// transaction decided by one object (rename.go).
 // File
 // data is written back on flush (close), fsync, when the write-back buffer
 // is full, and by a background timer; extents are always uploaded before

@@ -559,7 +559,9 @@ const (
 
 // Rename moves oldName in oldParent to newName in newParent, atomically
 // for every host (rule W6): within one directory as one version, across
-// directories or onto a directory as a transaction (FORMAT.md §5.5).
+// directories or onto a directory as a transaction (FORMAT.md §5.5). With
+// RenameExchange it swaps the two names' inodes, the same way (one version
+// within a directory, a transaction across two).
 func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newParent uint64, newName string, flags uint32) error {
 	if err := fs.writable(); err != nil {
 		return err
@@ -626,11 +628,20 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		if !targetExists {
 			return ErrNotExist
 		}
-		if oldParent != newParent {
-			return fmt.Errorf("exchange across directories: %w", ErrInvalid)
-		}
 		if te.Child == se.Child {
 			return nil // two names of one inode: nothing to swap
+		}
+		if src != dst {
+			// A transaction (FORMAT.md §5.5 X2x), whose pending puts
+			// cannot carry a birth: files still without a version of
+			// their own get one first.
+			for _, e := range []format.Entry{se, te} {
+				if err := fs.materialize(ctx, e); err != nil {
+					return err
+				}
+			}
+			se.Born, te.Born = nil, nil
+			return fs.renameTx(ctx, src, dst, se, oldName, newName, false, 0, &te)
 		}
 		return fs.applyDir(ctx, src, &dirChange{ops: []dirOp{
 			{name: oldName, child: te.Child, kind: te.ChildKind, replaceDir: se.Child, exchange: true, born: te.Born},
@@ -678,7 +689,7 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		return err
 	}
 	se.Born = nil
-	return fs.renameTx(ctx, src, dst, se, oldName, newName, noReplace, replaceDir)
+	return fs.renameTx(ctx, src, dst, se, oldName, newName, noReplace, replaceDir, nil)
 }
 
 // materialize gives the file a born put names (FORMAT.md §5.4) a version

@@ -3,7 +3,8 @@ package vfs
 // Rename transactions (FORMAT.md §5.5, rule W6).
 //
 // A rename that needs more than one directory version (across
-// directories, or onto an empty directory) writes pending entries tagged
+// directories, or onto an empty directory; an exchange across
+// directories) writes pending entries tagged
 // with a random txid into every directory it changes, then one decision
 // object t/<txid>. Readers apply a pending entry iff its decision exists
 // and says commit, so the move is atomic to every host and to a crash.
@@ -279,14 +280,21 @@ func (fs *FS) decide(ctx context.Context, tx uint64, d *format.Decision, limit t
 
 // renameTx moves entry se from oldName in src to newName in dst as one
 // transaction (FORMAT.md §5.5 X1-X5). replaceDir is the empty directory
-// newName names that the move replaces (0: none).
-func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, oldName, newName string, noReplace bool, replaceDir uint64) error {
+// newName names that the move replaces (0: none). With xe (the entry
+// newName names; src != dst) it exchanges the two instead (X2x): each name
+// gets a pending put of the other's inode, conditional on still naming
+// its own, and nothing is replaced.
+func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, oldName, newName string, noReplace bool, replaceDir uint64, xe *format.Entry) error {
 	ctx = context.WithoutCancel(ctx) // once begun, it is decided
 	tx := randomID()
 	limit, _ := fs.fenceAt() // zero without pings
 	me := fs.opts.HostID
 	remove := dirOp{name: oldName, remove: true, child: se.Child, tx: tx}
 	put := dirOp{name: newName, child: se.Child, kind: se.ChildKind, noReplace: noReplace, replaceDir: replaceDir, tx: tx, notSame: true}
+	if xe != nil {
+		remove = dirOp{name: oldName, child: xe.Child, kind: xe.ChildKind, replaceDir: se.Child, exchange: true, tx: tx}
+		put = dirOp{name: newName, child: se.Child, kind: se.ChildKind, replaceDir: xe.Child, exchange: true, tx: tx}
+	}
 	var dirs []uint64
 	var touched []*inode
 	wrote := false // a pending entry of tx may be in the store
@@ -324,6 +332,9 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 			return fail(err)
 		}
 		replaced = ch.replaced
+	}
+	if xe != nil {
+		replaced = nil // exchanged, not replaced
 	}
 	if !fs.step("dst") {
 		return errCrashed
