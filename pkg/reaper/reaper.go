@@ -182,12 +182,48 @@ func Run(held context.Context, vol *volume.Volume, cfg Config) (*Report, error) 
 // failure is logged, not returned: the figure informs statfs, nothing
 // depends on it, and the pass itself succeeded.
 func writeUsage(ctx context.Context, vol *volume.Volume, cfg Config, u *format.Usage) {
-	obj, err := format.EncodeUsage(u)
-	if err == nil {
-		_, err = vol.Store.Put(ctx, vol.Keys.Usage(), obj)
-	}
-	if err != nil {
+	if err := putUsage(ctx, vol, u); err != nil {
 		cfg.Logger.Warn("could not write the usage record", "key", vol.Keys.Usage(), "err", err)
+	}
+}
+
+// putUsage writes u unless the record holds the figures of a pass that
+// began later: two passes may overlap (a lease lost mid-pass, a Kubernetes
+// Lease and `s3gfs gc` side by side), and the one that ends last may be
+// the older. The record is replaced only if it is still the one read
+// (If-Match its ETag, or a conditional create when there is none), as the
+// reaper's record is (FORMAT §15.9, §15.2). An unreadable record is
+// replaced.
+func putUsage(ctx context.Context, vol *volume.Volume, u *format.Usage) error {
+	obj, err := format.EncodeUsage(u)
+	if err != nil {
+		return err
+	}
+	key := vol.Keys.Usage()
+	for attempt := 1; ; attempt++ {
+		old, info, err := vol.Store.Get(ctx, key)
+		switch {
+		case errors.Is(err, objstore.ErrNotFound):
+			_, err = vol.Store.PutIfAbsent(ctx, key, obj)
+		case err != nil:
+			return fmt.Errorf("read it: %w", err)
+		default:
+			if prev, derr := format.DecodeUsage(old); derr == nil && prev.At.After(u.At) {
+				return nil // a later pass's figures stand
+			}
+			_, err = vol.Store.PutIfMatch(ctx, key, obj, info.ETag)
+		}
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, objstore.ErrExists) || errors.Is(err, objstore.ErrPrecondition) || errors.Is(err, objstore.ErrNotFound):
+			// Another pass wrote (or removed) it since: read it again.
+			if attempt >= maxRecordAttempts {
+				return fmt.Errorf("changed by another writer %d times in a row: %w", attempt, err)
+			}
+		default:
+			return err
+		}
 	}
 }
 
