@@ -34,8 +34,13 @@ var _ objstore.Deadliner = (*Store)(nil)
 // failures are retried while some remains. Like PutIfAbsent, a retried
 // request that meets its own first attempt (412 with our bytes) succeeds.
 func (s *Store) PutIfAbsentWithin(ctx context.Context, key string, body []byte, d time.Duration) (objstore.ObjectInfo, error) {
-	const op = "put-if-absent-within"
-	deadline := time.Now().Add(d)
+	return s.putIfAbsentUntil(ctx, "put-if-absent-within", key, body, time.Now().Add(d))
+}
+
+// putIfAbsentUntil sends presigned conditional creates of key, each
+// expiring at deadline, until one succeeds or fails for good (see
+// PutIfAbsentWithin).
+func (s *Store) putIfAbsentUntil(ctx context.Context, op, key string, body []byte, deadline time.Time) (objstore.ObjectInfo, error) {
 	var last error
 	for attempt := 1; attempt <= s.maxAttempts; attempt++ {
 		left := time.Until(deadline)
@@ -47,8 +52,13 @@ func (s *Store) PutIfAbsentWithin(ctx context.Context, key string, body []byte, 
 			return info, nil
 		}
 		if errors.Is(err, objstore.ErrExists) && attempt > 1 {
-			if info, oerr := s.ownWrite(ctx, key, body); oerr == nil {
+			info, oerr := s.ownWrite(ctx, key, body)
+			switch {
+			case oerr == nil:
 				return info, nil
+			case !errors.Is(oerr, errPreconditionFailed) && !errors.Is(oerr, objstore.ErrNotFound):
+				// Cannot tell whose object it is: report that, not ErrExists.
+				return objstore.ObjectInfo{}, s.wrap(op, key, fmt.Errorf("an earlier attempt may have written it; checking failed: %w", oerr))
 			}
 		}
 		if !retryable {

@@ -265,8 +265,24 @@ func (s *Store) release() { <-s.sem }
 //
 // Any error other than ErrExists leaves open whether the object was
 // written (as with every remote write whose response is lost).
+//
+// It is sent as a presigned request (as PutIfAbsentWithin, with an expiry
+// far beyond any retry: putExpiry) through the Store's HTTP client, not
+// through the SDK's PutObject: net/http then writes the body straight
+// from the caller's slice (one write for an extent, where the SDK's
+// wrapped body is copied through 32 KiB buffers), and the request skips
+// the SDK's middleware stack. Both cost CPU that a mount writing at
+// hundreds of MiB/s shares with the reader and the kernel.
+//
+// Keys with a character outside RFC 3986's unreserved set and '/' (never
+// s3gfs's own: its keys are hex under a checked prefix) go through the
+// SDK's PutObject: stores differ in how they check a presigned URL's
+// escaped path (versitygw refuses a space in it).
 func (s *Store) PutIfAbsent(ctx context.Context, key string, body []byte) (objstore.ObjectInfo, error) {
 	const op = "put-if-absent"
+	if plainKey(key) {
+		return s.putIfAbsentUntil(ctx, op, key, body, time.Now().Add(putExpiry))
+	}
 	var attempts atomic.Int32
 	out, err := s.putObject(ctx, key, body, true, "", &attempts)
 	if err != nil {
@@ -284,6 +300,22 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, body []byte) (objst
 	}
 	return s.infoAfterPut(ctx, op, key, body, out)
 }
+
+// plainKey reports whether key has only RFC 3986 unreserved characters
+// and '/': a presigned URL carries it unescaped.
+func plainKey(key string) bool {
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+			return false
+		}
+	}
+	return key != ""
+}
+
+// putExpiry is how long a PutIfAbsent request stays valid: long enough
+// for every retry, so that it never expires in practice.
+const putExpiry = time.Hour
 
 // Put creates or replaces key with body.
 //
