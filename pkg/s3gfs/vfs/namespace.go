@@ -64,6 +64,40 @@ func (fs *FS) dirInode(ctx context.Context, id uint64) (ino *inode, err error) {
 	return ino, nil
 }
 
+// missRevalidate is how old this host's view of a directory may be for a
+// lookup that does not find a name in it: older, the directory is read
+// again first. Applications poll for a file another host is about to
+// create (a job's output, a lock file); with Options.Revalidate alone
+// they would wait up to a second after the name is in the store. At most
+// one LIST per directory per missRevalidate, however many lookups miss.
+const missRevalidate = 50 * time.Millisecond
+
+// revalidateMiss reads directory dir again, after a lookup in it missed,
+// unless this host's view of it is younger than missRevalidate (or
+// Options.Revalidate, if shorter), and reports whether it did. A failure
+// to read is left for the next lookup: the miss stands.
+func (fs *FS) revalidateMiss(ctx context.Context, dir *inode) bool {
+	if !fs.opts.AsOf.IsZero() {
+		return false // a point-in-time view never changes
+	}
+	limit := min(missRevalidate, fs.opts.Revalidate)
+	dir.mu.Lock()
+	fresh := time.Since(dir.checked) <= limit
+	dir.mu.Unlock()
+	if fresh {
+		return false
+	}
+	dir.commitMu.Lock()
+	defer dir.commitMu.Unlock()
+	dir.mu.Lock()
+	fresh = time.Since(dir.checked) <= limit // another lookup's revalidation
+	dir.mu.Unlock()
+	if fresh {
+		return true
+	}
+	return fs.refresh(ctx, dir) == nil
+}
+
 // freshen brings directory dir up to its newest version in the store,
 // whatever the age of this host's view.
 func (fs *FS) freshen(ctx context.Context, dir *inode) error {
@@ -91,6 +125,9 @@ func (fs *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, err
 		return Attr{}, err
 	}
 	e, ok, err := fs.lookupEntry(ctx, dir, name)
+	if err == nil && !ok && fs.revalidateMiss(ctx, dir) {
+		e, ok, err = fs.lookupEntry(ctx, dir, name)
+	}
 	if err != nil {
 		return Attr{}, err
 	}

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore/memstore"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
 )
 
@@ -537,5 +540,46 @@ func TestReadOnlyEngine(t *testing.T) {
 	}
 	if errors.Is(nil, vfs.ErrReadOnly) {
 		t.Fatal("unreachable")
+	}
+}
+
+// A lookup that misses reads the directory again when this host's view
+// of it is older than 50 ms, whatever Options.Revalidate says: a name
+// another host created shows at once to a host polling for it, at the
+// cost of at most one LIST per directory per 50 ms.
+func TestLookupMissRevalidates(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine()
+	b := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
+	if _, err := b.Lookup(ctx, root, "f"); !errors.Is(err, vfs.ErrNotExist) {
+		t.Fatalf("lookup before the create: %v", err)
+	}
+	writeFile(t, a, root, "f", []byte("x"))
+	time.Sleep(60 * time.Millisecond)
+	if got := lookup(t, b, root, "f"); got.Size != 1 {
+		t.Fatalf("lookup after another host's create: %+v", got)
+	}
+	// Misses in a burst: one LIST at most.
+	var mu sync.Mutex
+	lists := 0
+	e.store.SetHooks(memstore.Hooks{Before: func(op memstore.Op, key string) error {
+		mu.Lock()
+		if op == memstore.OpList {
+			lists++
+		}
+		mu.Unlock()
+		return nil
+	}})
+	time.Sleep(60 * time.Millisecond)
+	for i := 0; i < 50; i++ {
+		if _, err := b.Lookup(ctx, root, "missing"); !errors.Is(err, vfs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	e.store.SetHooks(memstore.Hooks{})
+	mu.Lock()
+	defer mu.Unlock()
+	if lists < 1 || lists > 2 {
+		t.Fatalf("50 missing lookups in a burst sent %d LISTs, want 1 (2 if the burst outlasted 50 ms)", lists)
 	}
 }
