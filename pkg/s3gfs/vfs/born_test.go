@@ -2,6 +2,7 @@ package vfs_test
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -223,4 +224,53 @@ func TestVersion1Objects(t *testing.T) {
 	if ent := bornEntry(t, e, root, "f"); ent.Born != nil {
 		t.Fatalf("entry carries a birth: %+v", ent.Born)
 	}
+}
+
+// A full version of a directory leaves out the births of files the
+// writing host knows to have a version object of their own, and keeps
+// the others: a file whose every object is lost then shows as damaged,
+// not as an empty file, once its directory was compacted.
+func TestBornDroppedAtCompaction(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine()
+	d := mkdir(t, a, root, "d")
+	empty := writeFile(t, a, d, "empty", nil)
+	written := map[uint64]bool{}
+	for i := 0; i < format.MaxDeltaChain+5; i++ {
+		written[writeFile(t, a, d, fmt.Sprintf("f%02d", i), []byte("data"))] = true
+	}
+	var full *format.Inode
+	for _, v := range e.versions(d) {
+		if n := e.version(d, v); n.IsFull() && n.Version > 1 {
+			full = n
+			break
+		}
+	}
+	if full == nil {
+		t.Fatalf("no full version among %d versions of the directory", len(e.versions(d)))
+	}
+	// The files written before the full version lose their births; the
+	// one the full version itself creates (its last entry made) keeps it.
+	kept, dropped, fresh := 0, 0, 0
+	for _, ent := range full.Entries {
+		switch {
+		case ent.Child == empty && ent.Born == nil:
+			t.Fatalf("the never-written file lost its birth in full version %d", full.Version)
+		case ent.Child == empty:
+			kept++
+		case written[ent.Child] && ent.Born != nil:
+			fresh++
+		case written[ent.Child]:
+			dropped++
+		}
+	}
+	if kept != 1 || fresh > 1 || dropped < format.MaxDeltaChain-2 {
+		t.Fatalf("full version %d: %d births of unwritten files kept, %d of written files kept, %d dropped", full.Version, kept, fresh, dropped)
+	}
+	// Every host still reads every file.
+	b := e.engine()
+	if got := lookup(t, b, d, "empty"); got.Size != 0 || got.Ino != empty {
+		t.Fatalf("empty file on another host: %+v", got)
+	}
+	sameBytes(t, readFile(t, b, lookup(t, b, d, "f00").Ino), []byte("data"), "a written file on another host")
 }

@@ -599,11 +599,36 @@ func (b *dirBuild) build(batch []*dirChange) (*format.Inode, error) {
 			}
 		}
 		format.SortEntries(next.Entries)
+		b.fs.dropStoredBirths(next.Entries)
 	}
 	if pdelete != nil {
 		next.Entries = append(next.Entries, *pdelete)
 	}
 	return next, nil
+}
+
+// dropStoredBirths leaves out of a full directory version's entries the
+// births of files this host knows to have a version object of their own
+// (FORMAT.md §5.4): a reader of this version or a later one finds that
+// version (it was created before this one, and the reaper keeps a live
+// inode's newest version), so the birth would only cost bytes in every
+// full version to come, and it would hide the loss of every version
+// object of the file from readers and fsck (a file that lost them would
+// read as the empty file of its birth). Files this host has not loaded,
+// or knows only by their birth, keep it. Only full versions: a delta
+// repeats no entry it does not change.
+func (fs *FS) dropStoredBirths(es []format.Entry) {
+	for i := range es {
+		if es[i].Born == nil {
+			continue
+		}
+		fs.mu.Lock()
+		c := fs.inodes[es[i].Child]
+		fs.mu.Unlock()
+		if c != nil && c.stored.Load() {
+			es[i].Born = nil
+		}
+	}
 }
 
 // tombstoneDir is the tombstone following directory version cur.

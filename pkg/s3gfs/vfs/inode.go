@@ -88,8 +88,13 @@ type inode struct {
 	// carries (a born put, FORMAT.md §5.4), read when the store holds no
 	// version of it (visible to this view); bornOnly: cur is that version
 	// 1, which has no object of its own.
-	birth      *format.Birth
-	bornOnly   bool
+	birth    *format.Birth
+	bornOnly bool
+	// stored: cur is a version object in the store (of this volume or a
+	// clone's source), not a birth: a full version of a directory naming
+	// this file may leave out its birth (see dropStoredBirths). Read
+	// without mu.
+	stored     atomic.Bool
 	dirtySince time.Time // when uncommitted changes first appeared
 }
 
@@ -200,6 +205,7 @@ func (ino *inode) setCurLocked(n *format.Inode, at time.Time, st *format.DirStat
 	ino.curTime = at
 	ino.level = 0
 	ino.bornOnly = false
+	ino.stored.Store(true)
 	ino.checked = time.Now()
 	if n.Version >= ino.nextVersion {
 		ino.nextVersion = n.Version + 1
@@ -441,6 +447,7 @@ func (fs *FS) installBirth(ino *inode) bool {
 	// should hold (no extent; its directory's versions hold the entry).
 	ino.setCurLocked(ino.birth.Version1(ino.id), time.Time{}, nil)
 	ino.bornOnly = true
+	ino.stored.Store(false)
 	return true
 }
 

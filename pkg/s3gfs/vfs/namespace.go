@@ -243,6 +243,7 @@ func (fs *FS) newChild(ctx context.Context, dir *inode, n *format.Inode, caller 
 			ino := fs.install(n, time.Time{})
 			ino.mu.Lock()
 			ino.birth, ino.bornOnly = b, true
+			ino.stored.Store(false)
 			ino.mu.Unlock()
 			return ino, nil
 		}
