@@ -274,3 +274,40 @@ func TestBornDroppedAtCompaction(t *testing.T) {
 	}
 	sameBytes(t, readFile(t, b, lookup(t, b, d, "f00").Ino), []byte("data"), "a written file on another host")
 }
+
+// A commit on a view of an inode older than the host expiry lists the
+// inode first: a version key the reaper deleted meanwhile (superseded by
+// a newer one this host has not seen) is never created again, which
+// would bury this host's change under the newer version.
+func TestCommitOnOldViewListsFirst(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine()
+	b := e.engine(func(o *vfs.Options) { o.SyncInterval = 100 * time.Millisecond; o.HostExpiry = 300 * time.Millisecond })
+	id := writeFile(t, a, root, "f", []byte("aaaa"))
+	hb := open(t, b, lookup(t, b, root, "f").Ino, true)
+	time.Sleep(350 * time.Millisecond)
+	// Meanwhile another host writes twice, and the reaper deletes the
+	// first of those versions (here: by hand).
+	ha := open(t, a, id, true)
+	write(t, a, ha, []byte("A"), 0)
+	must(t, a.Fsync(ctx, ha))
+	write(t, a, ha, []byte("A"), 1)
+	closeH(t, a, ha)
+	vs := e.versions(id)
+	if len(vs) < 3 {
+		t.Fatalf("versions %v", vs)
+	}
+	deleted := vs[1] // the version after b's view, superseded
+	if err := e.store.Delete(ctx, e.vol.Keys.Inode(id, deleted)); err != nil {
+		t.Fatal(err)
+	}
+	write(t, b, hb, []byte("B"), 3)
+	closeH(t, b, hb)
+	c := e.engine()
+	sameBytes(t, readFile(t, c, lookup(t, c, root, "f").Ino), []byte("AAaB"), "after b's commit on an old view")
+	for _, v := range e.versions(id) {
+		if v == deleted {
+			t.Fatalf("version %d, deleted by the reaper, was created again", v)
+		}
+	}
+}

@@ -116,8 +116,34 @@ func withLimit(ctx context.Context, cancel context.CancelFunc, limit time.Time) 
 	return c2, func() { cancel2(); cancel() }
 }
 
+//
+// A version key must never be created twice (PROTOCOL 1, 3): were the
+// reaper to delete version cur+1 (superseded by a newer one this host has
+// not seen), a create of it would succeed and bury this host's change
+// under the newer one. The reaper deletes a version only once its
+// successor is older than its grace (at least twice the longest host
+// expiry: FORMAT §15.1), and cur+1 did not exist when this host last
+// listed the inode (ino.checked); so a view checked less than a host
+// expiry ago is safe to build on, and an older one is listed again first,
+// whatever this host's ping held. So is a version of a clone's source
+// (level > 0): a handle reading it holds no time of the clone's own
+// versions in the ping (FORMAT §16.5), so the clone's reaper may delete
+// those another host writes meanwhile; the first commit of such an inode
+// (its copy-up) lists the clone's own versions first.
 func (fs *FS) casLoop(ctx context.Context, ino *inode, build func() (*format.Inode, error), installed func(n *format.Inode, at time.Time)) error {
 	ctx = context.WithoutCancel(ctx) // a commit is never abandoned halfway by an interrupt
+	limit := fs.opts.HostExpiry
+	if limit == 0 {
+		limit = time.Minute // no pings (SyncInterval 0): below any grace a reaper uses
+	}
+	ino.mu.Lock()
+	old := time.Since(ino.checked) > limit || ino.level > 0
+	ino.mu.Unlock()
+	if old {
+		if err := fs.refresh(ctx, ino); err != nil {
+			return fmt.Errorf("commit inode %016x: re-read a view older than the host expiry: %w", ino.id, err)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		ino.mu.Lock()
 		if ino.cur.Kind == format.KindTombstone {
@@ -225,6 +251,7 @@ type dirChange struct {
 	fold bool
 
 	replaced []format.Entry // out: entries this change removed or replaced
+	at       time.Time      // out: the store time of the version holding it
 	err      error
 	done     chan struct{}
 	// wait: with err errWaitDecision, the undecided renames this change
@@ -371,6 +398,9 @@ func (fs *FS) commitDirOnce(ctx context.Context, dir *inode, batch []*dirChange,
 			}
 		}
 		dir.setCurLocked(n, at, st)
+		for _, c := range batch {
+			c.at = at // (read only by the changes the version holds)
+		}
 	})
 }
 

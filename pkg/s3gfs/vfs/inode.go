@@ -90,6 +90,13 @@ type inode struct {
 	// 1, which has no object of its own.
 	birth    *format.Birth
 	bornOnly bool
+	// birthAt is the store time of a directory version holding the entry
+	// birth came from: version 1 is visible then (no version of the file
+	// was, when it was read), so it is the time a handle reading version
+	// 1 holds in this host's ping. Holding nothing would let the reaper
+	// delete versions other hosts write meanwhile, and this host's next
+	// commit would then create a version key again (PROTOCOL 1, 3).
+	birthAt time.Time
 	// stored: cur is a version object in the store (of this volume or a
 	// clone's source), not a birth: a full version of a directory naming
 	// this file may leave out its birth (see dropStoredBirths). Read
@@ -116,18 +123,25 @@ func (ino *inode) dirtyLocked() bool { return ino.file.dirty() || ino.file.attrs
 // inode returns the loaded inode id, loading it from the store if needed.
 // A tombstoned or missing inode yields ErrNotExist.
 func (fs *FS) inode(ctx context.Context, id uint64) (*inode, error) {
-	return fs.inodeBorn(ctx, id, nil)
+	return fs.inodeBorn(ctx, id, nil, time.Time{})
 }
 
-// child returns the inode directory entry e names. An inode first loaded
-// from an entry must be loaded through it: a born put's file has no
-// version in the store until it is written (FORMAT.md §5.4).
-func (fs *FS) child(ctx context.Context, e format.Entry) (*inode, error) {
-	return fs.inodeBorn(ctx, e.Child, e.Born)
+// child returns the inode that entry e of directory dir names. An inode
+// first loaded from an entry must be loaded through it: a born put's file
+// has no version in the store until it is written (FORMAT.md §5.4).
+func (fs *FS) child(ctx context.Context, dir *inode, e format.Entry) (*inode, error) {
+	var at time.Time
+	if e.Born != nil {
+		dir.mu.Lock()
+		at = dir.curTime
+		dir.mu.Unlock()
+	}
+	return fs.inodeBorn(ctx, e.Child, e.Born, at)
 }
 
-// inodeBorn is inode, for a file whose version 1 may be birth.
-func (fs *FS) inodeBorn(ctx context.Context, id uint64, birth *format.Birth) (*inode, error) {
+// inodeBorn is inode, for a file whose version 1 may be birth, read from
+// a directory version of store time at (see inode.birthAt).
+func (fs *FS) inodeBorn(ctx context.Context, id uint64, birth *format.Birth, at time.Time) (*inode, error) {
 	fs.mu.Lock()
 	ino := fs.inodes[id]
 	if ino == nil {
@@ -138,7 +152,7 @@ func (fs *FS) inodeBorn(ctx context.Context, id uint64, birth *format.Birth) (*i
 	if birth != nil {
 		ino.mu.Lock()
 		if ino.birth == nil {
-			ino.birth = birth
+			ino.birth, ino.birthAt = birth, at
 		}
 		ino.mu.Unlock()
 	}
@@ -443,9 +457,7 @@ func (fs *FS) installBirth(ino *inode) bool {
 	case ino.cur != nil:
 		return false
 	}
-	// No store time: version 1 needs nothing of the store that a ping
-	// should hold (no extent; its directory's versions hold the entry).
-	ino.setCurLocked(ino.birth.Version1(ino.id), time.Time{}, nil)
+	ino.setCurLocked(ino.birth.Version1(ino.id), ino.birthAt, nil)
 	ino.bornOnly = true
 	ino.stored.Store(false)
 	return true

@@ -134,7 +134,7 @@ func (fs *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, err
 	if !ok {
 		return Attr{}, ErrNotExist
 	}
-	child, err := fs.child(ctx, e)
+	child, err := fs.child(ctx, dir, e)
 	if errors.Is(err, ErrNotExist) {
 		// An entry left behind by an interrupted rmdir or rename: hide it
 		// and remove it in the background.
@@ -296,7 +296,7 @@ func (fs *FS) takenBelow(ctx context.Context, id uint64) (bool, error) {
 
 // link adds name -> child to dir, failing with ErrExist when name exists.
 // A new file without a version object of its own is added with its birth
-// (a born put).
+// (a born put), whose store time becomes its version 1's.
 func (fs *FS) link(ctx context.Context, dir *inode, name string, child *inode, kind format.InodeKind) error {
 	child.mu.Lock()
 	var birth *format.Birth
@@ -304,7 +304,19 @@ func (fs *FS) link(ctx context.Context, dir *inode, name string, child *inode, k
 		birth = child.birth
 	}
 	child.mu.Unlock()
-	return fs.applyDir(ctx, dir, &dirChange{ops: []dirOp{{name: name, child: child.id, kind: kind, noReplace: true, born: birth}}})
+	ch := &dirChange{ops: []dirOp{{name: name, child: child.id, kind: kind, noReplace: true, born: birth}}}
+	if err := fs.applyDir(ctx, dir, ch); err != nil {
+		return err
+	}
+	if birth != nil {
+		child.mu.Lock()
+		child.birthAt = ch.at
+		if child.bornOnly {
+			child.curTime = ch.at // what a handle on it holds (inode.birthAt)
+		}
+		child.mu.Unlock()
+	}
+	return nil
 }
 
 // Mkdir creates directory name in parent.
@@ -510,18 +522,19 @@ func (fs *FS) Unlink(ctx context.Context, parent uint64, name string) error {
 	if err := fs.applyDir(ctx, dir, ch); err != nil {
 		return err
 	}
-	return fs.dropReplaced(context.WithoutCancel(ctx), ch.replaced) // the name is gone: finish even if interrupted
+	return fs.dropReplaced(context.WithoutCancel(ctx), dir, ch.replaced) // the name is gone: finish even if interrupted
 }
 
-// dropReplaced drops the link of every non-directory a change removed.
-func (fs *FS) dropReplaced(ctx context.Context, removed []format.Entry) error {
+// dropReplaced drops the link of every non-directory a change of
+// directory dir removed.
+func (fs *FS) dropReplaced(ctx context.Context, dir *inode, removed []format.Entry) error {
 	var errs []error
 	for _, e := range removed {
 		if e.ChildKind == format.KindDir {
 			continue
 		}
 		err := fs.persist(ctx, func(ctx context.Context) error {
-			child, err := fs.child(ctx, e)
+			child, err := fs.child(ctx, dir, e)
 			if errors.Is(err, ErrNotExist) {
 				return nil // deleted meanwhile
 			}
@@ -561,7 +574,7 @@ func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
 	if e.ChildKind != format.KindDir {
 		return ErrNotDir
 	}
-	if _, err := fs.child(ctx, e); errors.Is(err, ErrNotExist) {
+	if _, err := fs.child(ctx, dir, e); errors.Is(err, ErrNotExist) {
 		// Another host removed it: only its entry may remain (it hides it
 		// and removes it); this rmdir did not remove anything.
 		go fs.applyDir(context.Background(), dir, &dirChange{ops: []dirOp{{name: name, remove: true, child: e.Child}}})
@@ -673,8 +686,11 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 			// A transaction (FORMAT.md §5.5 X2x), whose pending puts
 			// cannot carry a birth: files still without a version of
 			// their own get one first.
-			for _, e := range []format.Entry{se, te} {
-				if err := fs.materialize(ctx, e); err != nil {
+			for _, x := range []struct {
+				dir *inode
+				e   format.Entry
+			}{{src, se}, {dst, te}} {
+				if err := fs.materialize(ctx, x.dir, x.e); err != nil {
 					return err
 				}
 			}
@@ -718,12 +734,12 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 			}
 			return err
 		}
-		return fs.dropReplaced(context.WithoutCancel(ctx), ch.replaced[1:]) // the first is the source's own entry
+		return fs.dropReplaced(context.WithoutCancel(ctx), src, ch.replaced[1:]) // the first is the source's own entry
 	}
 	// More than one version: a transaction (FORMAT.md §5.5). Its pending
 	// put cannot carry a birth, so a file still without a version of its
 	// own gets one first.
-	if err := fs.materialize(ctx, se); err != nil {
+	if err := fs.materialize(ctx, src, se); err != nil {
 		return err
 	}
 	se.Born = nil
@@ -734,11 +750,11 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 // object of its own unless it has one: version 2, its birth unchanged (a
 // host that wrote a version first has done it already). An entry naming
 // the file without its birth may be written after this returns.
-func (fs *FS) materialize(ctx context.Context, e format.Entry) error {
+func (fs *FS) materialize(ctx context.Context, dir *inode, e format.Entry) error {
 	if e.Born == nil {
 		return nil
 	}
-	child, err := fs.child(ctx, e)
+	child, err := fs.child(ctx, dir, e)
 	if err != nil {
 		return err
 	}
@@ -843,6 +859,7 @@ func (fs *FS) prefetchChildren(dir *inode, entries []DirEntry) {
 	}
 	births := map[uint64]*format.Birth{} // of born puts' files (FORMAT.md §5.4)
 	dir.mu.Lock()
+	birthAt := dir.curTime
 	for _, e := range dir.entries {
 		if e.Born != nil {
 			births[e.Child] = e.Born
@@ -861,7 +878,7 @@ func (fs *FS) prefetchChildren(dir *inode, entries []DirEntry) {
 			go func() {
 				defer wg.Done()
 				for id := range load {
-					fs.inodeBorn(ctx, id, births[id]) // errors surface at the lookup that needs it
+					fs.inodeBorn(ctx, id, births[id], birthAt) // errors surface at the lookup that needs it
 				}
 			}()
 		}

@@ -404,7 +404,7 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 				if err == nil {
 					if outcome == format.Commit {
 						fs.log.Info("rename: a commit whose outcome was unknown stands; finishing it", "txid", fmt.Sprintf("%016x", tx))
-						if err := fs.afterCommit(bctx, target, replaced); err != nil {
+						if err := fs.afterCommit(bctx, target, dst, replaced); err != nil {
 							fs.log.Warn("rename: could not lower the link count of what it replaced", "txid", fmt.Sprintf("%016x", tx), "err", err)
 						}
 					}
@@ -421,13 +421,13 @@ func (fs *FS) renameTx(ctx context.Context, src, dst *inode, se format.Entry, ol
 	if outcome != format.Commit {
 		return fmt.Errorf("rename %016x was aborted by another host: %w", tx, ErrConflict)
 	}
-	return fs.afterCommit(ctx, target, replaced)
+	return fs.afterCommit(ctx, target, dst, replaced)
 }
 
 // afterCommit does what a committed rename leaves to do (X5, after the
 // fold): tombstone the directory it replaced (target, nil: none) and lower
-// the link count of a non-directory it replaced.
-func (fs *FS) afterCommit(ctx context.Context, target *inode, replaced []format.Entry) error {
+// the link count of a non-directory it replaced in directory dir.
+func (fs *FS) afterCommit(ctx context.Context, target, dir *inode, replaced []format.Entry) error {
 	if target != nil {
 		err := fs.persist(ctx, func(ctx context.Context) error {
 			return fs.applyDir(ctx, target, &dirChange{tombstone: true})
@@ -436,7 +436,7 @@ func (fs *FS) afterCommit(ctx context.Context, target *inode, replaced []format.
 			fs.log.Warn("rename: could not tombstone the directory it replaced", "inode", fmt.Sprintf("%016x", target.id), "err", err)
 		}
 	}
-	return fs.dropReplaced(ctx, replaced)
+	return fs.dropReplaced(ctx, dir, replaced)
 }
 
 // refused reports whether a directory change failed without writing
