@@ -116,7 +116,6 @@ func withLimit(ctx context.Context, cancel context.CancelFunc, limit time.Time) 
 	return c2, func() { cancel2(); cancel() }
 }
 
-//
 // A version key must never be created twice (PROTOCOL 1, 3): were the
 // reaper to delete version cur+1 (superseded by a newer one this host has
 // not seen), a create of it would succeed and bury this host's change
