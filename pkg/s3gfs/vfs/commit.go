@@ -17,11 +17,6 @@ import (
 // losing the race for the next version.
 const maxCommitAttempts = 64
 
-// casLoop runs the compare-and-swap protocol for one inode: build the next
-// version from the current one, create it conditionally, and on losing the
-// race refresh and build again. build runs with ino.mu held and returns nil
-// when there is nothing to write; installed runs with ino.mu held after the
-// version was created. The caller holds ino.commitMu.
 // createVersion creates an inode version object with a conditional
 // create, within this host's lease (see withinLease). It settles what a
 // failed request leaves uncertain: it reports success when the key holds
@@ -116,6 +111,12 @@ func withLimit(ctx context.Context, cancel context.CancelFunc, limit time.Time) 
 	return c2, func() { cancel2(); cancel() }
 }
 
+// casLoop runs the compare-and-swap protocol for one inode: build the next
+// version from the current one, create it conditionally, and on losing the
+// race refresh and build again. build runs with ino.mu held and returns nil
+// when there is nothing to write; installed runs with ino.mu held after the
+// version was created. The caller holds ino.commitMu.
+//
 // A version key must never be created twice (PROTOCOL 1, 3): were the
 // reaper to delete version cur+1 (superseded by a newer one this host has
 // not seen), a create of it would succeed and bury this host's change
