@@ -227,6 +227,12 @@ type FS struct {
 	settling    map[uint64]chan struct{}
 	settleCtx   context.Context
 	settleAbort context.CancelFunc
+	// forgotten: births of never-written files Forget dropped (guarded
+	// by mu; see forgottenBirths).
+	forgotten forgottenBirths
+	// cleanups counts the removals of entries naming deleted inodes
+	// running in the background (removeDangling); Close waits for them.
+	cleanups sync.WaitGroup
 
 	usage usageCache // for statfs
 
@@ -338,6 +344,7 @@ func (fs *FS) Close(ctx context.Context) error {
 	fs.closing = true
 	fs.mu.Unlock()
 	fs.settleRenames(ctx)
+	fs.cleanups.Wait() // one directory commit each, while the host still pings
 	close(fs.stop)
 	fs.endLoops() // a following request waiting on the store (its retries) ends now
 	fs.loopDone.Wait()
@@ -469,11 +476,18 @@ func (fs *FS) Forget(id uint64) {
 	}
 	ino.mu.Lock()
 	idle := ino.open == 0 && !ino.dirtyLocked()
+	birth, at := ino.birth, ino.birthAt
+	if !ino.bornOnly {
+		birth = nil // it has a version of its own: loaded by id alone
+	}
 	ino.mu.Unlock()
 	if idle {
 		fs.mu.Lock()
 		if fs.inodes[id] == ino {
 			delete(fs.inodes, id)
+			if birth != nil {
+				fs.forgotten.put(id, birth, at)
+			}
 		}
 		fs.mu.Unlock()
 	}

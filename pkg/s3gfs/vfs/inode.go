@@ -147,6 +147,9 @@ func (fs *FS) inodeBorn(ctx context.Context, id uint64, birth *format.Birth, at 
 	if ino == nil {
 		ino = newInode(id)
 		fs.inodes[id] = ino
+		if birth == nil {
+			birth, at = fs.forgotten.take(id)
+		}
 	}
 	fs.mu.Unlock()
 	if birth != nil {
@@ -197,6 +200,49 @@ func (fs *FS) inodeBorn(ctx context.Context, id uint64, birth *format.Birth, at 
 		return ino, fmt.Errorf("inode %016x: %w (deleted)", id, ErrNotExist)
 	}
 	return ino, nil
+}
+
+// forgottenBirths keeps the births of the last never-written born files
+// whose inode Forget dropped (FS.forgotten, guarded by FS.mu). The kernel
+// may still name such a file by its node id: a lookup racing the sweep
+// of its forgotten nodes (fusefs) can hand it the id again right before
+// the inode is dropped. Loaded again by id alone, it would have no
+// version and no birth: ENOENT for a file that exists.
+type forgottenBirths struct {
+	m     map[uint64]birthRef
+	order []uint64 // oldest first
+}
+
+type birthRef struct {
+	b  *format.Birth
+	at time.Time
+}
+
+// maxForgottenBirths bounds forgottenBirths (a few hundred KiB).
+const maxForgottenBirths = 4096
+
+func (f *forgottenBirths) put(id uint64, b *format.Birth, at time.Time) {
+	if f.m == nil {
+		f.m = map[uint64]birthRef{}
+	}
+	if _, ok := f.m[id]; !ok {
+		f.order = append(f.order, id)
+	}
+	f.m[id] = birthRef{b, at}
+	for len(f.order) > maxForgottenBirths {
+		delete(f.m, f.order[0])
+		f.order = f.order[1:]
+	}
+}
+
+// take returns and forgets the birth kept for id, if any.
+func (f *forgottenBirths) take(id uint64) (*format.Birth, time.Time) {
+	r, ok := f.m[id]
+	if !ok {
+		return nil, time.Time{}
+	}
+	delete(f.m, id) // (its id stays in order until it is pushed out)
+	return r.b, r.at
 }
 
 // install registers a freshly created inode version as the current state.

@@ -142,7 +142,7 @@ func (fs *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, err
 		if fs.opts.ReadOnly {
 			return Attr{}, ErrNotExist
 		}
-		go fs.applyDir(context.Background(), dir, &dirChange{ops: []dirOp{{name: name, remove: true, child: e.Child}}})
+		fs.removeDangling(dir, name, e.Child)
 		return Attr{}, ErrNotExist
 	}
 	if err != nil {
@@ -525,6 +525,25 @@ func (fs *FS) Unlink(ctx context.Context, parent uint64, name string) error {
 	return fs.dropReplaced(context.WithoutCancel(ctx), dir, ch.replaced) // the name is gone: finish even if interrupted
 }
 
+// removeDangling removes, in the background, entry name of dir, which
+// names child, a deleted inode (an interrupted rmdir or rename left it).
+// Close waits for it; none starts once Close has begun.
+func (fs *FS) removeDangling(dir *inode, name string, child uint64) {
+	fs.mu.Lock()
+	if fs.closing {
+		fs.mu.Unlock()
+		return // the next host to meet it removes it
+	}
+	fs.cleanups.Add(1)
+	fs.mu.Unlock()
+	go func() {
+		defer fs.cleanups.Done()
+		if err := fs.applyDir(context.Background(), dir, &dirChange{ops: []dirOp{{name: name, remove: true, child: child}}}); err != nil {
+			fs.log.Debug("could not remove an entry naming a deleted inode", "dir", fmt.Sprintf("%016x", dir.id), "name", name, "err", err)
+		}
+	}()
+}
+
 // dropReplaced drops the link of every non-directory a change of
 // directory dir removed.
 func (fs *FS) dropReplaced(ctx context.Context, dir *inode, removed []format.Entry) error {
@@ -577,7 +596,7 @@ func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
 	if _, err := fs.child(ctx, dir, e); errors.Is(err, ErrNotExist) {
 		// Another host removed it: only its entry may remain (it hides it
 		// and removes it); this rmdir did not remove anything.
-		go fs.applyDir(context.Background(), dir, &dirChange{ops: []dirOp{{name: name, remove: true, child: e.Child}}})
+		fs.removeDangling(dir, name, e.Child)
 		return ErrNotExist
 	}
 	if err := fs.removeEmptyDir(ctx, e.Child); err != nil {
