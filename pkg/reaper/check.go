@@ -401,6 +401,30 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 	if err != nil {
 		return nil, err
 	}
+	// Capabilities objects decode and name their host (FORMAT §12.1).
+	err = listAll(ctx, store, keys.CapsPrefix(), func(o objstore.ObjectInfo) {
+		id, err := keys.ParseCaps(o.Key)
+		if err != nil {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not an s3gfs key", o.Key))
+			return
+		}
+		obj, _, err := store.Get(ctx, o.Key)
+		if errors.Is(err, objstore.ErrNotFound) {
+			return
+		}
+		if err == nil {
+			var c *format.Caps
+			if c, err = format.DecodeCaps(obj); err == nil && c.HostID != id {
+				err = fmt.Errorf("%w: holds the capabilities of host %016x", format.ErrCorrupt, c.HostID)
+			}
+		}
+		if err != nil {
+			damage("%s: %v", o.Key, err)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
 	// Rename decisions decode; pending entries of the present view are
 	// decided, or reported as in flight (FORMAT §5.5, §15.8).
 	decided := map[uint64]bool{}
@@ -461,7 +485,7 @@ func definedKey(keys format.Keys, key string) bool {
 	case "volume", "lease", "reaper", "usage":
 		return true
 	}
-	for _, p := range []string{"i/", "d/", "h/", "s/", "t/", "settings/", "probe/"} {
+	for _, p := range []string{"i/", "d/", "h/", "s/", "t/", "settings/", "probe/", "caps/"} {
 		if strings.HasPrefix(rel, p) {
 			return true
 		}

@@ -90,7 +90,8 @@ const (
 	KindExtent    = "extent"
 	KindPing      = "ping"
 	KindProbe     = "probe"
-	KindDecision  = "decision" // rename decisions (FORMAT §5.5) no kept version needs
+	KindCaps      = "capabilities" // of hosts whose ping is gone (FORMAT §12.1)
+	KindDecision  = "decision"     // rename decisions (FORMAT §5.5) no kept version needs
 )
 
 // Report says what a pass found, kept and deleted.
@@ -240,10 +241,11 @@ type holdState struct {
 	live      int
 	holdAll   bool
 	stale     []objstore.ObjectInfo
+	hosts     map[uint64]bool // every host with a ping, readable or not
 }
 
 func readPings(ctx context.Context, vol *volume.Volume, now time.Time, retention time.Duration, cfg Config, r *Report) (holdState, error) {
-	var h holdState
+	h := holdState{hosts: map[uint64]bool{}}
 	list, err := hosts.List(ctx, vol.Store, vol.Keys, now)
 	if err != nil {
 		return h, err
@@ -252,6 +254,9 @@ func readPings(ctx context.Context, vol *volume.Volume, now time.Time, retention
 		if host.Stray {
 			r.Problems = append(r.Problems, fmt.Sprintf("%s: not an s3gfs key; left alone", host.Key))
 			continue
+		}
+		if id, err := vol.Keys.ParsePing(host.Key); err == nil {
+			h.hosts[id] = true
 		}
 		if host.Err != nil {
 			// Its expiry and oldest are unknown: while it may be live, it
@@ -423,6 +428,22 @@ func makePlan(ctx context.Context, vol *volume.Volume, cfg Config, r *Report) (*
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list probes: %w", err)
+	}
+	// A host writes its capabilities before its first ping: one with no
+	// ping in either reading, older than the grace period, is of a host
+	// that is gone (its ping was deleted).
+	err = listAll(ctx, store, keys.CapsPrefix(), func(o objstore.ObjectInfo) {
+		id, err := keys.ParseCaps(o.Key)
+		if err != nil {
+			r.Problems = append(r.Problems, fmt.Sprintf("%s: not an s3gfs key; left alone", o.Key))
+			return
+		}
+		if !h1.hosts[id] && !h2.hosts[id] && o.LastModified.Before(graceEdge) {
+			add(&p.probes, KindCaps, o)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list capabilities: %w", err)
 	}
 
 	// 3. List every version and extent.

@@ -707,3 +707,44 @@ func TestUnreadableControlObjects(t *testing.T) {
 		}
 	}
 }
+
+// A host's capabilities object (FORMAT §12.1) goes once its ping is gone
+// and it is older than the grace period; with a ping, or young (a host
+// mounting writes it before its first ping), it stays. fsck reads them.
+func TestCapsOfGoneHostsDeleted(t *testing.T) {
+	e := newTEnv(t)
+	e.host()
+	caps := func(id uint64) {
+		obj, err := format.EncodeCaps(&format.Caps{HostID: id, Bits: format.KnownCaps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.Put(ctx, e.vol.Keys.Caps(id), obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ping, err := format.EncodePing(&format.Ping{HostID: 7, Seq: 1, FeedFrom: 1, Expiry: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store.Put(ctx, e.vol.Keys.Ping(7), ping)
+	caps(7) // a live host's
+	caps(8) // a gone host's
+	e.fsck()
+	e.advance(30 * time.Second)
+	if r := e.gc(cfg(0, time.Minute)); r.Deleted[reaper.KindCaps] != 0 {
+		t.Fatalf("young capabilities deleted: %v", r.Deleted)
+	}
+	e.advance(time.Minute)
+	caps(9) // a host mounting now, its ping not written yet
+	r := e.gc(cfg(0, time.Minute))
+	if r.Deleted[reaper.KindCaps] != 1 {
+		t.Fatalf("deleted %v, want the gone host's capabilities", r.Deleted)
+	}
+	for id, want := range map[uint64]bool{7: true, 8: false, 9: true} {
+		_, _, err := e.store.Get(ctx, e.vol.Keys.Caps(id))
+		if got := err == nil; got != want {
+			t.Errorf("capabilities of host %d kept: %v, want %v", id, got, want)
+		}
+	}
+}

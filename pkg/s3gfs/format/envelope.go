@@ -52,6 +52,8 @@ func (k Kind) String() string {
 		return "usage record"
 	case KindDecision:
 		return "decision"
+	case KindCaps:
+		return "capabilities"
 	}
 	return fmt.Sprintf("kind(%#x)", byte(k))
 }

@@ -2,6 +2,7 @@ package format_test
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -254,5 +255,44 @@ func TestBirthVersion1(t *testing.T) {
 	}
 	if _, err := format.EncodeInode(n); err != nil {
 		t.Fatalf("Version1 does not encode: %v", err)
+	}
+}
+
+func TestCapsRoundTrip(t *testing.T) {
+	k, err := format.NewKeys("vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := k.ParseCaps(k.Caps(0xabc)); err != nil || id != 0xabc {
+		t.Fatalf("ParseCaps(Caps) = %x, %v", id, err)
+	}
+	for _, bad := range []string{"vol/caps/0000000000000000", "vol/caps/ABC0000000000000", "vol/caps/abc", "vol/h/0000000000000abc"} {
+		if _, err := k.ParseCaps(bad); err == nil {
+			t.Errorf("ParseCaps(%q) accepted", bad)
+		}
+	}
+	c := &format.Caps{HostID: 0x5e1f00d2c4a7b931, Bits: format.KnownCaps | 1<<40}
+	obj, err := format.EncodeCaps(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s spec
+	s.u64(c.HostID)
+	s.uv(c.Bits)
+	if want := seal(format.KindCaps, s.b); !bytes.Equal(obj, want) {
+		t.Fatalf("EncodeCaps differs from FORMAT.md:\n got % x\nwant % x", obj, want)
+	}
+	got, err := format.DecodeCaps(obj)
+	if err != nil || *got != *c {
+		t.Fatalf("DecodeCaps = %+v, %v", got, err)
+	}
+	var zero spec
+	zero.u64(0)
+	zero.uv(1)
+	if _, err := format.DecodeCaps(seal(format.KindCaps, zero.b)); !errors.Is(err, format.ErrCorrupt) {
+		t.Fatalf("capabilities of host 0: %v", err)
+	}
+	if _, err := format.DecodeCaps(append(obj[:len(obj)-4:len(obj)-4], 1, 2, 3, 4)); err == nil {
+		t.Fatal("a damaged capabilities object decodes")
 	}
 }

@@ -922,7 +922,7 @@ func (fs *FS) putSealedExtent(ctx context.Context, id, idx uint64, data []byte, 
 	if err := fs.checkFenced(); err != nil {
 		return nil, err // fenced while waiting for a turn
 	}
-	ref := format.NewExtentRef(idx, 0, data, fs.blockShift)
+	ref := format.NewExtentRef(idx, 0, data, fs.uploadBlockShift())
 	obj := seal(ref)
 	for {
 		eid := randomID()

@@ -204,10 +204,11 @@ type FS struct {
 
 	fetches singleflight
 
-	// blockShift sets the block checksums of the extents this host
-	// uploads: format.DefaultBlockShift, or 0 (one checksum of the whole
-	// extent) with Options.WholeExtentChecksums.
-	blockShift uint8
+	// allowed holds the capabilities (format.Cap*) every live host of
+	// the volume has, so this host may write what they need (FORMAT.md
+	// §12.1): learnt from the pings and capabilities objects at every
+	// following of the other hosts (sync.go), nothing before the first.
+	allowed atomic.Uint64
 
 	// decisions caches the rename decisions this host has read (see
 	// rename.go).
@@ -280,8 +281,8 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 	}
 	fs.loops, fs.endLoops = context.WithCancel(context.Background())
 	fs.settleCtx, fs.settleAbort = context.WithCancel(context.Background())
-	if !o.WholeExtentChecksums {
-		fs.blockShift = format.DefaultBlockShift
+	if o.SyncInterval == 0 {
+		fs.allowed.Store(format.KnownCaps) // no pings: no other host to wait for
 	}
 	fs.decPruneMin = decPruneMin
 	fs.inval.idle.L = &fs.inval.mu
@@ -303,6 +304,10 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 	if o.SyncInterval > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		if err := fs.writeCaps(ctx); err != nil {
+			fs.Close(ctx)
+			return nil, err
+		}
 		fs.startSync()
 		if err := fs.Sync(ctx); err != nil {
 			fs.Close(ctx)
@@ -310,6 +315,35 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 		}
 	}
 	return fs, nil
+}
+
+// writeCaps writes this host's capabilities object (FORMAT.md §12.1),
+// before its first ping: a host whose ping another host sees has its
+// capabilities in the store already, or has none (an older build).
+func (fs *FS) writeCaps(ctx context.Context) error {
+	obj, err := format.EncodeCaps(&format.Caps{HostID: fs.opts.HostID, Bits: format.KnownCaps})
+	if err != nil {
+		return err
+	}
+	_, err = fs.store.Put(ctx, fs.keys.Caps(fs.opts.HostID), obj)
+	if err != nil && fs.opts.ReadOnly && errors.Is(err, objstore.ErrAccessDenied) {
+		return nil // read-only credentials: no ping either (see ping)
+	}
+	if err != nil {
+		return fmt.Errorf("write this host's capabilities: %w", err)
+	}
+	return nil
+}
+
+// uploadBlockShift is the block shift of the extents this host uploads:
+// format.DefaultBlockShift, or 0 (one checksum of the whole extent) with
+// Options.WholeExtentChecksums or while a live host cannot read block
+// checksums (FORMAT.md §5.3, §12.1).
+func (fs *FS) uploadBlockShift() uint8 {
+	if fs.opts.WholeExtentChecksums || fs.allowed.Load()&format.CapBlockSums == 0 {
+		return 0
+	}
+	return format.DefaultBlockShift
 }
 
 // level is one volume of a clone's chain as this engine reads it.

@@ -266,10 +266,10 @@ func (fs *FS) newChild(ctx context.Context, dir *inode, n *format.Inode, caller 
 
 // birthOf returns the birth a born put of the new inode n carries, or nil
 // when n needs a version 1 object of its own: anything but an empty
-// regular file, or every new inode with Options.Version1Objects
-// (FORMAT.md §5.4).
+// regular file, or every new inode with Options.Version1Objects or while
+// a live host cannot read born puts (FORMAT.md §5.4, §12.1).
 func (fs *FS) birthOf(n *format.Inode) *format.Birth {
-	if fs.opts.Version1Objects || n.Kind != format.KindFile || !n.Inline || n.Size != 0 || len(n.Xattrs) > 0 ||
+	if fs.opts.Version1Objects || fs.allowed.Load()&format.CapBornPuts == 0 || n.Kind != format.KindFile || !n.Inline || n.Size != 0 || len(n.Xattrs) > 0 ||
 		n.Nlink != 1 || n.Atime != n.Mtime || n.Mtime != n.Ctime {
 		return nil
 	}

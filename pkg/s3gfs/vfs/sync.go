@@ -52,9 +52,14 @@ type syncer struct {
 	noPing    bool              // read-only host whose credentials cannot write a ping
 	peers     map[uint64]uint64 // host id -> last ping Seq processed
 	etags     map[string]string // ping key -> ETag processed
-	start     time.Time
-	kick      chan struct{}
-	lastPing  time.Time
+	// expiries: host id -> the expiry its last ping read carries;
+	// caps: host id -> its capabilities (0: it has no capabilities
+	// object, an older build), read once per host (§12.1).
+	expiries map[uint64]time.Duration
+	caps     map[uint64]uint64
+	start    time.Time
+	kick     chan struct{}
+	lastPing time.Time
 	// lease lives while this host is live: it ends when the host fences
 	// itself (at lastOK + expiry, by fenceTimer, whether or not a request
 	// is looking), so requests bound by it (FS.Bound) stop waiting on a
@@ -68,6 +73,8 @@ func (fs *FS) startSync() {
 	s := &fs.sync
 	s.peers = map[uint64]uint64{}
 	s.etags = map[string]string{}
+	s.expiries = map[uint64]time.Duration{}
+	s.caps = map[uint64]uint64{}
 	s.feedFrom = 1
 	s.start = time.Now()
 	s.lastOK = time.Now()
@@ -316,6 +323,59 @@ func (fs *FS) follow(ctx context.Context) error {
 	return fs.followPeers(ctx)
 }
 
+// learnCaps sets what this host may write (FS.allowed) from the other
+// hosts' pings listed (host id -> the ping's time) and the store's clock
+// now (FORMAT.md §12.1): the capabilities every live host has. A host
+// whose ping is younger than its expiry is live; so is one whose ping
+// could not be read (expiry unknown). Each host's capabilities object is
+// read once; a host without one is an older build, which has none.
+func (fs *FS) learnCaps(ctx context.Context, listed map[uint64]time.Time, now time.Time) error {
+	s := &fs.sync
+	bits := format.KnownCaps
+	for id, at := range listed {
+		s.mu.Lock()
+		exp, expKnown := s.expiries[id]
+		c, capsKnown := s.caps[id]
+		s.mu.Unlock()
+		if expKnown && !now.IsZero() && now.Sub(at) >= exp {
+			continue // lapsed: fenced or gone
+		}
+		if !capsKnown {
+			obj, _, err := fs.store.Get(ctx, fs.keys.Caps(id))
+			switch {
+			case errors.Is(err, objstore.ErrNotFound):
+				c = 0
+			case err != nil:
+				return fmt.Errorf("read the capabilities of host %016x: %w", id, err)
+			default:
+				caps, derr := format.DecodeCaps(obj)
+				if derr != nil || caps.HostID != id {
+					fs.log.Error("ignoring an unreadable capabilities object", "key", fs.keys.Caps(id), "err", derr)
+				} else {
+					c = caps.Bits
+				}
+			}
+			s.mu.Lock()
+			s.caps[id] = c
+			s.mu.Unlock()
+		}
+		bits &= c
+	}
+	s.mu.Lock()
+	for id := range s.caps {
+		if _, ok := listed[id]; !ok {
+			delete(s.caps, id) // its ping is gone
+			delete(s.expiries, id)
+		}
+	}
+	s.mu.Unlock()
+	if prev := fs.allowed.Swap(bits); prev != bits {
+		fs.log.Info("format additions this host may write changed (FORMAT.md §12.1)",
+			"block_checksums", bits&format.CapBlockSums != 0, "born_puts", bits&format.CapBornPuts != 0)
+	}
+	return nil
+}
+
 // oldestHeld is the store time of the oldest version an open handle reads.
 func (fs *FS) oldestHeld() time.Time {
 	fs.mu.Lock()
@@ -430,12 +490,19 @@ func (fs *FS) followPeers(ctx context.Context) error {
 	changed := map[uint64]bool{}
 	all := false
 	after := ""
+	listed := map[uint64]time.Time{} // every other host's ping, and its time
+	var now time.Time                // the store's clock: this host's own ping's time
 	for {
 		page, err := fs.store.List(ctx, fs.keys.PingsPrefix(), after, 0)
 		if err != nil {
 			return fmt.Errorf("list pings: %w", err)
 		}
 		for _, o := range page.Objects {
+			if o.Key == own {
+				now = o.LastModified
+			} else if id, err := fs.keys.ParsePing(o.Key); err == nil {
+				listed[id] = o.LastModified
+			}
 			s.mu.Lock()
 			seen := s.etags[o.Key] == o.ETag
 			s.mu.Unlock()
@@ -478,6 +545,7 @@ func (fs *FS) followPeers(ctx context.Context) error {
 				}
 			}
 			s.peers[p.HostID] = p.Seq
+			s.expiries[p.HostID] = p.Expiry
 			s.etags[o.Key] = info.ETag
 			s.mu.Unlock()
 		}
@@ -485,6 +553,9 @@ func (fs *FS) followPeers(ctx context.Context) error {
 			break
 		}
 		after = page.Objects[len(page.Objects)-1].Key
+	}
+	if err := fs.learnCaps(ctx, listed, now); err != nil {
+		return err
 	}
 	if all {
 		fs.log.Warn("missed part of another host's change feed; revalidating every cached inode")
