@@ -313,6 +313,7 @@ func (fs *FS) leadDir(ctx context.Context, dir *inode, own *dirChange) {
 		batch := dir.queue
 		dir.queue = nil
 		dir.mu.Unlock()
+		fs.materializeBeforeFull(ctx, dir)
 		dir.commitMu.Lock()
 		fs.commitDirBatch(ctx, dir, batch)
 		dir.commitMu.Unlock()
@@ -635,6 +636,36 @@ func (b *dirBuild) build(batch []*dirChange) (*format.Inode, error) {
 		next.Entries = append(next.Entries, *pdelete)
 	}
 	return next, nil
+}
+
+// materializeBeforeFull gives every file a born put of dir names a
+// version object of its own when this host may not write born puts (a
+// live host cannot read them, FORMAT.md §12.1) and dir's next version
+// will be full, which would copy the born puts forward (a delta repeats
+// no entry it does not change): dropStoredBirths then leaves their births
+// out. Outside dir.commitMu (it commits the files). A file it cannot
+// materialize (the store failing) keeps its birth: logged.
+func (fs *FS) materializeBeforeFull(ctx context.Context, dir *inode) {
+	if fs.bornPuts() {
+		return
+	}
+	dir.mu.Lock()
+	full := dir.cur != nil && dir.cur.Kind == format.KindDir &&
+		!(dir.level == 0 && dir.nextVersion == dir.cur.Version+1 && dir.nextVersion-dir.cur.Base <= format.MaxDeltaChain)
+	var born []format.Entry
+	if full {
+		for _, e := range dir.entries {
+			if e.Born != nil {
+				born = append(born, e)
+			}
+		}
+	}
+	dir.mu.Unlock()
+	for _, e := range born {
+		if err := fs.materialize(ctx, dir, e); err != nil && !errors.Is(err, ErrNotExist) {
+			fs.log.Warn("could not give a new file a version of its own before a full directory version", "dir", fmt.Sprintf("%016x", dir.id), "name", e.Name, "err", err)
+		}
+	}
 }
 
 // dropStoredBirths leaves out of a full directory version's entries the

@@ -207,8 +207,10 @@ type FS struct {
 	// allowed holds the capabilities (format.Cap*) every live host of
 	// the volume has, so this host may write what they need (FORMAT.md
 	// §12.1): learnt from the pings and capabilities objects at every
-	// following of the other hosts (sync.go), nothing before the first.
-	allowed atomic.Uint64
+	// following of the other hosts (sync.go), nothing before the first;
+	// allowedAt is when (Unix ns), for allowedCaps.
+	allowed   atomic.Uint64
+	allowedAt atomic.Int64
 
 	// decisions caches the rename decisions this host has read (see
 	// rename.go).
@@ -281,9 +283,6 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 	}
 	fs.loops, fs.endLoops = context.WithCancel(context.Background())
 	fs.settleCtx, fs.settleAbort = context.WithCancel(context.Background())
-	if o.SyncInterval == 0 {
-		fs.allowed.Store(format.KnownCaps) // no pings: no other host to wait for
-	}
 	fs.decPruneMin = decPruneMin
 	fs.inval.idle.L = &fs.inval.mu
 	fs.bufs = newBufferPool(o.BufferSize, ext)
@@ -327,7 +326,11 @@ func (fs *FS) writeCaps(ctx context.Context) error {
 	}
 	_, err = fs.store.Put(ctx, fs.keys.Caps(fs.opts.HostID), obj)
 	if err != nil && fs.opts.ReadOnly && errors.Is(err, objstore.ErrAccessDenied) {
-		return nil // read-only credentials: no ping either (see ping)
+		// Read-only credentials: most likely no ping either (see ping).
+		// If they may write the ping, the other hosts take this one for an
+		// older build and write no format addition while it is mounted.
+		fs.log.Warn("cannot write this host's capabilities with these credentials; if its ping can be written, other hosts will hold back format additions while it is mounted (grant caps/* as well as h/*)", "err", err)
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("write this host's capabilities: %w", err)
@@ -335,12 +338,33 @@ func (fs *FS) writeCaps(ctx context.Context) error {
 	return nil
 }
 
+// allowedCaps returns the format additions this host may write now
+// (FORMAT.md §12.1): those every live host reads, as last learnt, unless
+// that was more than a host expiry ago (the following of the other hosts
+// keeps failing, or the host was fenced: hosts of older builds may have
+// come meanwhile), then none. Without pings (SyncInterval 0) there is no
+// other host to wait for.
+func (fs *FS) allowedCaps() uint64 {
+	if fs.opts.SyncInterval == 0 {
+		return format.KnownCaps
+	}
+	if time.Since(time.Unix(0, fs.allowedAt.Load())) > fs.opts.HostExpiry {
+		return 0
+	}
+	return fs.allowed.Load()
+}
+
+// bornPuts reports whether this host may create files with born puts.
+func (fs *FS) bornPuts() bool {
+	return !fs.opts.Version1Objects && fs.allowedCaps()&format.CapBornPuts != 0
+}
+
 // uploadBlockShift is the block shift of the extents this host uploads:
 // format.DefaultBlockShift, or 0 (one checksum of the whole extent) with
 // Options.WholeExtentChecksums or while a live host cannot read block
 // checksums (FORMAT.md §5.3, §12.1).
 func (fs *FS) uploadBlockShift() uint8 {
-	if fs.opts.WholeExtentChecksums || fs.allowed.Load()&format.CapBlockSums == 0 {
+	if fs.opts.WholeExtentChecksums || fs.allowedCaps()&format.CapBlockSums == 0 {
 		return 0
 	}
 	return format.DefaultBlockShift

@@ -269,7 +269,7 @@ func (fs *FS) newChild(ctx context.Context, dir *inode, n *format.Inode, caller 
 // regular file, or every new inode with Options.Version1Objects or while
 // a live host cannot read born puts (FORMAT.md §5.4, §12.1).
 func (fs *FS) birthOf(n *format.Inode) *format.Birth {
-	if fs.opts.Version1Objects || fs.allowed.Load()&format.CapBornPuts == 0 || n.Kind != format.KindFile || !n.Inline || n.Size != 0 || len(n.Xattrs) > 0 ||
+	if !fs.bornPuts() || n.Kind != format.KindFile || !n.Inline || n.Size != 0 || len(n.Xattrs) > 0 ||
 		n.Nlink != 1 || n.Atime != n.Mtime || n.Mtime != n.Ctime {
 		return nil
 	}
@@ -716,6 +716,16 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 			se.Born, te.Born = nil, nil
 			return fs.renameTx(ctx, src, dst, se, oldName, newName, false, 0, &te)
 		}
+		if !fs.bornPuts() {
+			// No born put may be written (FORMAT.md §12.1): the files
+			// get versions of their own instead of carrying births.
+			for _, e := range []format.Entry{se, te} {
+				if err := fs.materialize(ctx, src, e); err != nil {
+					return err
+				}
+			}
+			se.Born, te.Born = nil, nil
+		}
 		return fs.applyDir(ctx, src, &dirChange{ops: []dirOp{
 			{name: oldName, child: te.Child, kind: te.ChildKind, replaceDir: se.Child, exchange: true, born: te.Born},
 			{name: newName, child: se.Child, kind: se.ChildKind, replaceDir: te.Child, exchange: true, born: se.Born},
@@ -740,6 +750,13 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 		}
 	}
 	if src == dst && replaceDir == 0 {
+		if !fs.bornPuts() {
+			// No born put may be written (FORMAT.md §12.1).
+			if err := fs.materialize(ctx, src, se); err != nil {
+				return err
+			}
+			se.Born = nil
+		}
 		// A born put's birth moves with the name (FORMAT.md §5.4).
 		put := dirOp{name: newName, child: se.Child, kind: se.ChildKind, noReplace: noReplace, notSame: true, born: se.Born}
 		remove := dirOp{name: oldName, remove: true, child: se.Child}

@@ -291,6 +291,13 @@ func (fs *FS) ping(ctx context.Context) error {
 	fs.sync.pinging.Lock()
 	defer fs.sync.pinging.Unlock()
 	wasFenced := fs.checkFenced() != nil
+	if wasFenced {
+		// The reaper may have deleted this host's capabilities with its
+		// lapsed ping: again before the ping (FORMAT §12.1 A1).
+		if err := fs.writeCaps(ctx); err != nil {
+			return err
+		}
+	}
 	if err := fs.writePing(ctx); err != nil {
 		if fs.opts.ReadOnly && errors.Is(err, objstore.ErrAccessDenied) {
 			// Read-only credentials may not write: serve without a ping (the
@@ -369,6 +376,7 @@ func (fs *FS) learnCaps(ctx context.Context, listed map[uint64]time.Time, now ti
 		}
 	}
 	s.mu.Unlock()
+	fs.allowedAt.Store(time.Now().UnixNano())
 	if prev := fs.allowed.Swap(bits); prev != bits {
 		fs.log.Info("format additions this host may write changed (FORMAT.md §12.1)",
 			"block_checksums", bits&format.CapBlockSums != 0, "born_puts", bits&format.CapBornPuts != 0)
@@ -464,6 +472,9 @@ func (fs *FS) writePing(ctx context.Context) error {
 // unfence revalidates everything after a lapse: every cached inode is
 // marked stale and the kernel's caches are dropped.
 func (fs *FS) unfence() {
+	// Hosts of older builds may have come while this host was fenced:
+	// no format addition until the next following learns (FORMAT §12.1).
+	fs.allowed.Store(0)
 	for _, ino := range fs.snapshotInodes() {
 		ino.mu.Lock()
 		ino.checked = time.Time{}
@@ -555,7 +566,10 @@ func (fs *FS) followPeers(ctx context.Context) error {
 		after = page.Objects[len(page.Objects)-1].Key
 	}
 	if err := fs.learnCaps(ctx, listed, now); err != nil {
-		return err
+		// Write no addition until a later following learns them; the
+		// changes announced go on being followed meanwhile.
+		fs.allowed.Store(0)
+		fs.log.Warn("could not learn what the other hosts read; writing no format addition meanwhile", "err", err)
 	}
 	if all {
 		fs.log.Warn("missed part of another host's change feed; revalidating every cached inode")
