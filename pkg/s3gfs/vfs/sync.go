@@ -372,6 +372,10 @@ func (fs *FS) learnCaps(ctx context.Context, listed map[uint64]time.Time, now ti
 	for id := range s.caps {
 		if _, ok := listed[id]; !ok {
 			delete(s.caps, id) // its ping is gone
+		}
+	}
+	for id := range s.expiries {
+		if _, ok := listed[id]; !ok {
 			delete(s.expiries, id)
 		}
 	}
