@@ -81,6 +81,7 @@ func main() {
 	health := fs.String("health-addr", "", "serve /healthz at this address for the kubelet's liveness probe, e.g. :9808: it calls the plugin's CSI Probe through --endpoint, as /healthz on --metrics-addr does (default: off)")
 	regDir := fs.String("registration-dir", "", "serve the kubelet's plugin registration in this directory (the kubelet's plugins_registry, e.g. /var/lib/kubelet/plugins_registry), instead of a node-driver-registrar sidecar (default: off)")
 	kubeletEndpoint := fs.String("kubelet-csi-endpoint", "", "with --registration-dir: the CSI socket's path as the kubelet sees it (default: the --endpoint path)")
+	compat := fs.Bool("compat-writes", false, "mount every volume with s3gfs mount --compat-writes: write only what s3gfs builds from before 2026-11-26 read, while a node may still mount volumes with such a build (a rolling upgrade from one, or a planned rollback to one; docs/csi.md)")
 	v := fs.Int("v", 0, "log verbosity (0 logs every call but probes and volume statistics; 5 those too)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -119,7 +120,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "node: --mounter %q: want detached, host or unix:///path/mounter.sock\n", *mounter)
 		os.Exit(2)
 	}
-	srv, err := driver.NewNodeServer(*name, version, driver.NodeConfig{NodeID: *nodeID, StateDir: *stateDir, Mounter: m})
+	srv, err := driver.NewNodeServer(*name, version, driver.NodeConfig{NodeID: *nodeID, StateDir: *stateDir, Mounter: m, CompatWrites: *compat})
 	if err != nil {
 		klog.ErrorS(err, "node plugin cannot start")
 		os.Exit(1)

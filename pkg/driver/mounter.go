@@ -35,6 +35,7 @@ type MountSpec struct {
 	CacheSize    int64         `json:"cacheSize,omitempty"`
 	SyncInterval time.Duration `json:"syncInterval,omitempty"`
 	LogFile      string        `json:"logFile,omitempty"`
+	CompatWrites bool          `json:"compatWrites,omitempty"`
 
 	AccessKeyID     string `json:"accessKeyID,omitempty"`
 	SecretAccessKey string `json:"secretAccessKey,omitempty"`
@@ -74,6 +75,9 @@ func (s MountSpec) args(background bool) []string {
 	}
 	if s.LogFile != "" {
 		a = append(a, "--log-file", s.LogFile)
+	}
+	if s.CompatWrites {
+		a = append(a, "--compat-writes")
 	}
 	return append(a, "--", s.URL, s.Target)
 }

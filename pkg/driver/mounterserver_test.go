@@ -60,6 +60,18 @@ func TestMounterProtocol(t *testing.T) {
 	if got := fm.specs[0]; got != spec {
 		t.Errorf("the mounter got %+v, want %+v", got, spec)
 	}
+	// The node's --compat-writes travels to the mount's arguments (through
+	// the mounter's protocol too).
+	compat := MountSpec{URL: "s3://b/p", Target: "/staging2", CompatWrites: true}
+	if _, err := m.Mount(ctx, compat); err != nil || !fm.specs[1].CompatWrites {
+		t.Fatalf("mount with compat writes: %v, the mounter got %+v", err, fm.specs[1])
+	}
+	if a := strings.Join(compat.args(true), " "); !strings.Contains(a, "--compat-writes -- s3://b/p") {
+		t.Errorf("compat writes: args %q", a)
+	}
+	if a := strings.Join(spec.args(true), " "); strings.Contains(a, "--compat-writes") {
+		t.Errorf("no compat writes: args %q", a)
+	}
 	if strings.Contains(spec.String(), "SECRET") || strings.Contains(spec.String(), "AKID") || strings.Contains(strings.Join(spec.args(true), " "), "SECRET") {
 		t.Error("a mount spec's description or arguments show its credentials")
 	}

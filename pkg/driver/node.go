@@ -29,6 +29,10 @@ type NodeConfig struct {
 	Mounter  Mounter
 	// MountTimeout bounds one mount's start-up (default 2m).
 	MountTimeout time.Duration
+	// CompatWrites passes --compat-writes to every mount: it writes only
+	// what builds from before the format additions read (FORMAT.md §12.1
+	// A3), for rolling upgrades and rollbacks (docs/csi.md).
+	CompatWrites bool
 }
 
 // nodeServer implements csi.NodeServer.
@@ -284,6 +288,7 @@ func (n *nodeServer) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolu
 	spec.Target = staging
 	spec.NodeName = n.cfg.NodeID
 	spec.LogFile = n.logPath(staging)
+	spec.CompatWrites = n.cfg.CompatWrites
 
 	release, err := n.guard.acquire(req.GetVolumeId(), staging)
 	if err != nil {
