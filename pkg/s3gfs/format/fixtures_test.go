@@ -264,6 +264,17 @@ func fixtures() []fixture {
 		},
 		encode: func() ([]byte, error) { return format.EncodeDecision(fxDecision) },
 	})
+	fxCaps := &format.Caps{HostID: 0x5e1f00d2c4a7b931, Bits: format.CapBlockSums | format.CapBornPuts}
+	out = append(out, fixture{
+		file: "caps.bin",
+		check: func(t *testing.T, obj []byte) {
+			c, err := format.DecodeCaps(obj)
+			if err != nil || *c != *fxCaps {
+				t.Fatalf("caps.bin decodes to %+v, %v", c, err)
+			}
+		},
+		encode: func() ([]byte, error) { return format.EncodeCaps(fxCaps) },
+	})
 	for file, want := range fxInodes() {
 		file, want := file, want
 		out = append(out, fixture{
