@@ -379,6 +379,28 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 	} else if !errors.Is(err, objstore.ErrNotFound) {
 		return nil, err
 	}
+	// eachObject checks every object under prefix: a key parse refuses is
+	// foreign (a warning); an object check refuses is damage; one gone
+	// meanwhile (a reaper at work) is neither.
+	eachObject := func(prefix string, parse func(string) (uint64, error), check func(id uint64, obj []byte) error) error {
+		return listAll(ctx, store, prefix, func(o objstore.ObjectInfo) {
+			id, err := parse(o.Key)
+			if err != nil {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not an s3gfs key", o.Key))
+				return
+			}
+			obj, _, err := store.Get(ctx, o.Key)
+			if errors.Is(err, objstore.ErrNotFound) {
+				return
+			}
+			if err == nil {
+				err = check(id, obj)
+			}
+			if err != nil {
+				damage("%s: %v", o.Key, err)
+			}
+		})
+	}
 	err = listAll(ctx, store, keys.SettingsPrefix(), func(o objstore.ObjectInfo) {
 		v, err := keys.ParseSettings(o.Key)
 		if err != nil {
@@ -402,25 +424,12 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 		return nil, err
 	}
 	// Capabilities objects decode and name their host (FORMAT §12.1).
-	err = listAll(ctx, store, keys.CapsPrefix(), func(o objstore.ObjectInfo) {
-		id, err := keys.ParseCaps(o.Key)
-		if err != nil {
-			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not an s3gfs key", o.Key))
-			return
+	err = eachObject(keys.CapsPrefix(), keys.ParseCaps, func(id uint64, obj []byte) error {
+		c, err := format.DecodeCaps(obj)
+		if err == nil && c.HostID != id {
+			err = fmt.Errorf("%w: holds the capabilities of host %016x", format.ErrCorrupt, c.HostID)
 		}
-		obj, _, err := store.Get(ctx, o.Key)
-		if errors.Is(err, objstore.ErrNotFound) {
-			return
-		}
-		if err == nil {
-			var c *format.Caps
-			if c, err = format.DecodeCaps(obj); err == nil && c.HostID != id {
-				err = fmt.Errorf("%w: holds the capabilities of host %016x", format.ErrCorrupt, c.HostID)
-			}
-		}
-		if err != nil {
-			damage("%s: %v", o.Key, err)
-		}
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -428,24 +437,12 @@ func Check(ctx context.Context, vol *volume.Volume, o CheckOptions) (*CheckRepor
 	// Rename decisions decode; pending entries of the present view are
 	// decided, or reported as in flight (FORMAT §5.5, §15.8).
 	decided := map[uint64]bool{}
-	err = listAll(ctx, store, keys.DecisionsPrefix(), func(o objstore.ObjectInfo) {
-		tx, err := keys.ParseDecision(o.Key)
-		if err != nil {
-			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not an s3gfs key", o.Key))
-			return
-		}
-		obj, _, err := store.Get(ctx, o.Key)
-		if errors.Is(err, objstore.ErrNotFound) {
-			return
-		}
+	err = eachObject(keys.DecisionsPrefix(), keys.ParseDecision, func(tx uint64, obj []byte) error {
+		_, err := format.DecodeDecision(obj)
 		if err == nil {
-			_, err = format.DecodeDecision(obj)
+			decided[tx] = true
 		}
-		if err != nil {
-			damage("%s: %v", o.Key, err)
-			return
-		}
-		decided[tx] = true
+		return err
 	})
 	if err != nil {
 		return nil, err
