@@ -48,8 +48,8 @@ func BenchmarkPut4MiB(b *testing.B) {
 	})
 }
 
-// BenchmarkPutIfAbsent4MiB: an extent upload (presigned: the body is
-// written from the caller's slice, not copied through 32 KiB buffers).
+// BenchmarkPutIfAbsent4MiB: an extent upload (a presigned request, past
+// the SDK's middleware).
 func BenchmarkPutIfAbsent4MiB(b *testing.B) {
 	benchPut(b, 4<<20, func(s *s3store.Store, body []byte) error {
 		_, err := s.PutIfAbsent(b.Context(), "k", body)
