@@ -342,13 +342,40 @@ var (
 	_ fs.FileReleaser = (*handle)(nil)
 )
 
+// Read replies with the engine's read view (vfs.ReadView): go-fuse writes
+// its slices to the kernel with one writev, so cached extent bytes are not
+// copied into dest first, and calls Done, which releases the view, once
+// the reply is written.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.fsys.engine.Read(h.fsys.engine.Bound(ctx), h.h, dest, off)
+	v, err := h.fsys.engine.ReadView(h.fsys.engine.Bound(ctx), h.h, dest, off)
 	if err != nil {
 		return nil, h.fsys.errno("read", err)
 	}
-	return fuse.ReadResultData(dest[:n]), 0
+	if v.Len() == 0 {
+		// go-fuse does not call Done on an empty result.
+		v.Release()
+		return fuse.ReadResultData(nil), 0
+	}
+	return viewResult{v}, 0
 }
+
+// viewResult is a fuse.ReadResult of a vfs.ReadView. go-fuse (v2.12)
+// writes a result that has Slices with writev and calls Done after the
+// write; Bytes serves its other paths (a copy into buf).
+type viewResult struct{ v *vfs.ReadView }
+
+func (r viewResult) Slices() ([][]byte, fuse.Status) { return r.v.Slices(), fuse.OK }
+
+func (r viewResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	if len(buf) < r.v.Len() {
+		buf = make([]byte, r.v.Len())
+	}
+	return buf[:r.v.CopyTo(buf)], fuse.OK
+}
+
+func (r viewResult) Size() int { return r.v.Len() }
+
+func (r viewResult) Done() { r.v.Release() }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	n, err := h.fsys.engine.Write(h.fsys.engine.Bound(ctx), h.h, data, off)

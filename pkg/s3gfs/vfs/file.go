@@ -373,24 +373,76 @@ func (fs *FS) Fsync(ctx context.Context, h *Handle) error {
 
 // Read reads into dest at off; it returns fewer bytes only at end of file.
 func (fs *FS) Read(ctx context.Context, h *Handle, dest []byte, off int64) (int, error) {
+	v, err := fs.ReadView(ctx, h, dest, off)
+	if err != nil {
+		return 0, err
+	}
+	defer v.Release()
+	return v.CopyTo(dest), nil
+}
+
+// ReadView is the content of one read (FS.ReadView): slices that hold its
+// bytes in order, each either a part of the caller's scratch buffer or a
+// part of a cached extent. They stay valid and unchanged until Release.
+//
+// An extent's cached bytes are never written to and never reused: the
+// cache only drops its reference on eviction, and the garbage collector
+// frees them once no view (or other reader) holds them either. A write or
+// commit after the view was built changes the working content, not the
+// bytes the view holds: the view is the content at the time of the read,
+// as a read into a buffer would have been.
+type ReadView struct {
+	segs [][]byte
+	n    int
+}
+
+// Slices returns the view's bytes, in order.
+func (v *ReadView) Slices() [][]byte { return v.segs }
+
+// Len is the number of bytes read.
+func (v *ReadView) Len() int { return v.n }
+
+// CopyTo copies the view into dest (at least Len bytes), skipping the
+// parts already there (those read into dest as scratch), and returns Len.
+func (v *ReadView) CopyTo(dest []byte) int {
+	pos := 0
+	for _, s := range v.segs {
+		if len(s) > 0 && &dest[pos] != &s[0] {
+			copy(dest[pos:], s)
+		}
+		pos += len(s)
+	}
+	return pos
+}
+
+// Release ends the caller's use of the view's slices.
+func (v *ReadView) Release() {
+	v.segs = nil
+}
+
+// ReadView reads like Read, without copying cached extent bytes: it
+// returns slices of them where it can, and uses scratch (as large as the
+// read) for everything else: uncommitted changes (whose buffers writes
+// change in place), inline data, holes, blocks read by range.
+func (fs *FS) ReadView(ctx context.Context, h *Handle, scratch []byte, off int64) (*ReadView, error) {
 	if off < 0 {
-		return 0, ErrInvalid
+		return nil, ErrInvalid
 	}
 	if err := fs.checkFenced(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	h.ino.mu.Lock()
 	pin := h.pinnedLocked()
 	h.ino.mu.Unlock()
 	ranged := fs.randomRead(h, off)
 	if pin != nil {
-		return fs.readVersion(ctx, h.ino.id, pin, dest, uint64(off), ranged)
+		return fs.readVersion(ctx, h.ino.id, pin, scratch, uint64(off), ranged)
 	}
-	n, err := fs.readAt(ctx, h.ino, dest, uint64(off), ranged)
-	if err == nil && n > 0 {
-		fs.readahead(h, off, n)
+	v, err := fs.readView(ctx, h.ino, scratch, uint64(off), ranged)
+	if err == nil && v.n > 0 {
+		fs.readahead(h, off, v.n)
 	}
-	return n, err
+	return v, err
 }
 
 // randomRead reports whether a read at off is not part of a sequential
@@ -408,75 +460,90 @@ func (fs *FS) randomRead(h *Handle, off int64) bool {
 	return !h.streaming
 }
 
-// readVersion reads [off, off+len(dest)) of committed file version v;
+// readVersion reads [off, off+len(scratch)) of committed file version v;
 // ranged as in readAt.
-func (fs *FS) readVersion(ctx context.Context, id uint64, v *format.Inode, dest []byte, off uint64, ranged bool) (int, error) {
+func (fs *FS) readVersion(ctx context.Context, id uint64, v *format.Inode, scratch []byte, off uint64, ranged bool) (*ReadView, error) {
 	if off >= v.Size {
-		return 0, nil
+		return &ReadView{}, nil
 	}
-	dest = dest[:min(uint64(len(dest)), v.Size-off)]
+	scratch = scratch[:min(uint64(len(scratch)), v.Size-off)]
+	view := &ReadView{n: len(scratch)}
 	E := uint64(fs.extSize)
-	for pos := off; pos < off+uint64(len(dest)); {
+	for pos := off; pos < off+uint64(len(scratch)); {
 		idx := pos / E
 		within := int(pos % E)
-		n := int(min(E-uint64(within), off+uint64(len(dest))-pos))
-		out := dest[pos-off : pos-off+uint64(n)]
+		n := int(min(E-uint64(within), off+uint64(len(scratch))-pos))
+		out := scratch[pos-off : pos-off+uint64(n)]
 		src := versionSource(v, idx)
 		switch {
 		case src.inline != nil:
 			copyClip(out, src.inline, within)
 		case src.hasRef:
-			if err := fs.readExtent(ctx, id, src.ref, out, within, ranged); err != nil {
-				return 0, err
+			var err error
+			if out, err = fs.readExtent(ctx, id, src.ref, out, within, ranged); err != nil {
+				return nil, err
 			}
 		default:
 			clear(out)
 		}
+		view.segs = append(view.segs, out)
 		pos += uint64(n)
 	}
-	return len(dest), nil
+	return view, nil
 }
 
 type fetchJob struct {
-	src      source
-	dst      []byte
-	from     int // offset within the extent
-	extStart uint64
+	src  source
+	seg  int // the view's segment it fills: scratch, or the extent's bytes
+	from int // offset within the extent
 }
 
 // readAt copies the working content of [off, off+len(dest)) into dest.
 // With ranged (a random read), extents that are not cached are read by
 // block where their references allow it (readExtent).
 func (fs *FS) readAt(ctx context.Context, ino *inode, dest []byte, off uint64, ranged bool) (int, error) {
+	v, err := fs.readView(ctx, ino, dest, off, ranged)
+	if err != nil {
+		return 0, err
+	}
+	defer v.Release()
+	return v.CopyTo(dest), nil
+}
+
+// readView is readAt returning a view (FS.ReadView) with scratch as the
+// buffer for what cannot be a slice of a cached extent.
+func (fs *FS) readView(ctx context.Context, ino *inode, scratch []byte, off uint64, ranged bool) (*ReadView, error) {
 	ino.mu.Lock()
 	if ino.cur.Kind != format.KindFile {
 		k := ino.cur.Kind
 		ino.mu.Unlock()
 		if k == format.KindDir {
-			return 0, ErrIsDir
+			return nil, ErrIsDir
 		}
-		return 0, ErrInvalid
+		return nil, ErrInvalid
 	}
 	size := ino.file.size
 	if off >= size {
 		ino.mu.Unlock()
-		return 0, nil
+		return &ReadView{}, nil
 	}
-	end := min(off+uint64(len(dest)), size)
-	dest = dest[:end-off]
+	end := min(off+uint64(len(scratch)), size)
+	scratch = scratch[:end-off]
+	view := &ReadView{n: len(scratch)}
 	var jobs []fetchJob
 	E := uint64(fs.extSize)
 	for pos := off; pos < end; {
 		idx := pos / E
 		within := int(pos % E)
 		n := int(min(E-uint64(within), end-pos))
-		out := dest[pos-off : pos-off+uint64(n)]
+		out := scratch[pos-off : pos-off+uint64(n)]
+		view.segs = append(view.segs, out)
 		if d := ino.file.dirtyExt[idx]; d != nil {
 			copyClip(out, d.buf[:d.n], within)
 		} else if src := ino.sourceLocked(idx); src.inline != nil {
 			copyClip(out, src.inline, within)
 		} else if src.hasRef {
-			jobs = append(jobs, fetchJob{src: src, dst: out, from: within})
+			jobs = append(jobs, fetchJob{src: src, seg: len(view.segs) - 1, from: within})
 		} else {
 			clear(out)
 		}
@@ -484,22 +551,30 @@ func (fs *FS) readAt(ctx context.Context, ino *inode, dest []byte, off uint64, r
 	}
 	ino.mu.Unlock()
 	if len(jobs) == 0 {
-		return len(dest), nil
+		return view, nil
 	}
 	errs := make([]error, len(jobs))
-	var wg sync.WaitGroup
-	for i := range jobs {
-		wg.Add(1)
-		go func(j *fetchJob, err *error) {
-			defer wg.Done()
-			*err = fs.readExtent(ctx, ino.id, j.src.ref, j.dst, j.from, ranged)
-		}(&jobs[i], &errs[i])
+	fetch := func(j *fetchJob, err *error) {
+		seg := &view.segs[j.seg]
+		*seg, *err = fs.readExtent(ctx, ino.id, j.src.ref, *seg, j.from, ranged)
 	}
-	wg.Wait()
+	if len(jobs) == 1 {
+		fetch(&jobs[0], &errs[0])
+	} else {
+		var wg sync.WaitGroup
+		for i := range jobs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				fetch(&jobs[i], &errs[i])
+			}()
+		}
+		wg.Wait()
+	}
 	if err := errors.Join(errs...); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return len(dest), nil
+	return view, nil
 }
 
 // copyClip copies src[from:] into out, zero-filling past the end of src.
@@ -569,40 +644,50 @@ func (fs *FS) readaheadDepth() int {
 	return int(min(int64(fs.opts.Readahead), max(per-1, 0)))
 }
 
-// readExtent copies the bytes of the extent ref names from offset from on
-// into out, zero-filling past its length. A ranged read of an extent that
-// is not cached, through a reference with block checksums, fetches and
-// checks only the blocks it needs (readPart); every other read fetches
-// the whole extent (fetchExtent).
-func (fs *FS) readExtent(ctx context.Context, id uint64, ref format.ExtentRef, out []byte, from int, ranged bool) error {
+// readExtent returns the bytes [from, from+len(out)) of the extent ref
+// names, zeros past its length: a slice of the cached extent when it holds
+// them all, else out, filled. A ranged read of an extent that is not
+// cached, through a reference with block checksums, fetches and checks
+// only the blocks it needs (readPart); every other read fetches the whole
+// extent (fetchExtent).
+func (fs *FS) readExtent(ctx context.Context, id uint64, ref format.ExtentRef, out []byte, from int, ranged bool) ([]byte, error) {
 	if ranged && ref.BlockShift != 0 {
 		return fs.readPart(ctx, id, ref, out, from)
 	}
 	data, err := fs.fetchExtent(ctx, id, ref)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	return sliceOrCopy(out, data, from), nil
+}
+
+// sliceOrCopy returns data[from:from+len(out)] when data holds it all, else
+// out holding those bytes of data, zeros past its end.
+func sliceOrCopy(out, data []byte, from int) []byte {
+	if end := from + len(out); end <= len(data) {
+		return data[from:end:end]
 	}
 	copyClip(out, data, from)
-	return nil
+	return out
 }
 
 // readPart is readExtent of a reference with block checksums for a random
-// reader (docs/FORMAT.md §6): from the whole extent when it is cached (or
-// being fetched), else from its cached blocks, fetching the blocks
-// missing among those [from, from+len(out)) needs with one ranged GET.
-func (fs *FS) readPart(ctx context.Context, id uint64, ref format.ExtentRef, out []byte, from int) error {
+// reader (docs/FORMAT.md §6): a slice of the whole extent when it is
+// cached (or being fetched), else out, filled from its cached blocks,
+// fetching the blocks missing among those [from, from+len(out)) needs
+// with one ranged GET.
+func (fs *FS) readPart(ctx context.Context, id uint64, ref format.ExtentRef, out []byte, from int) ([]byte, error) {
 	ck := cache.Key{Inode: id, EID: ref.EID, Origin: ref.Origin}
 	if data, ok := fs.cache.Get(ck, ref); ok {
-		copyClip(out, data, from)
-		return nil
+		return sliceOrCopy(out, data, from), nil
 	}
 	end := min(from+len(out), int(ref.Length))
 	if from >= end {
 		clear(out) // past the extent's bytes: zeros
-		return nil
+		return out, nil
 	}
 	if int(ref.Origin) >= len(fs.levels) { // refused when the version was read
-		return fmt.Errorf("extent %016x of inode %016x: %w: origin %d beyond the clone's chain", ref.EID, id, ErrCorrupt, ref.Origin)
+		return nil, fmt.Errorf("extent %016x of inode %016x: %w: origin %d beyond the clone's chain", ref.EID, id, ErrCorrupt, ref.Origin)
 	}
 	lv := &fs.levels[ref.Origin]
 	key := lv.keys.Extent(id, ref.EID)
@@ -610,10 +695,9 @@ func (fs *FS) readPart(ctx context.Context, id uint64, ref format.ExtentRef, out
 		// A whole fetch of the extent (readahead, another reader) is on
 		// its way: wait for it rather than fetch its blocks as well.
 		if err != nil {
-			return err
+			return nil, err
 		}
-		copyClip(out, data, from)
-		return nil
+		return sliceOrCopy(out, data, from), nil
 	}
 	first, last, _, _ := ref.BlockSpan(from, end)
 	blocks := make([][]byte, last-first)
@@ -631,7 +715,7 @@ func (fs *FS) readPart(ctx context.Context, id uint64, ref format.ExtentRef, out
 	if miss0 >= 0 {
 		span, err := fs.fetchBlocks(ctx, lv, key, ck, ref, miss0, miss1)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		bs := ref.BlockSize()
 		for b := miss0; b < miss1; b++ {
@@ -648,7 +732,7 @@ func (fs *FS) readPart(ctx context.Context, id uint64, ref format.ExtentRef, out
 		copy(out[lo-from:end-from], d[lo-start:])
 	}
 	clear(out[end-from:])
-	return nil
+	return out, nil
 }
 
 // fetchBlocks fetches blocks first..last-1 of an extent with one ranged
