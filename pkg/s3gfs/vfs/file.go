@@ -137,12 +137,20 @@ func (ino *inode) noteWriteTimeLocked(t int64) {
 // dirtyExtent is an extent-sized buffer holding the extent's whole working
 // content: its first n bytes are content, the rest zeros.
 type dirtyExtent struct {
-	raw       []byte // the pool's buffer: buf with room for an envelope around it
-	buf       []byte // contentOf(raw)
-	n         int
+	raw []byte // the pool's buffer: buf with room for an envelope around it
+	buf []byte // contentOf(raw)
+	n   int    // the content is buf[:n]
+	// zeroFrom: buf is zero from max(n, zeroFrom) on; the bytes between n
+	// and zeroFrom are left over from the buffer's previous use (the pool
+	// does not clear what a writer may overwrite, bufferPool.getDirty), so
+	// a write beyond n clears the gap it leaves (Write).
+	zeroFrom  int
 	uploading bool
 	lastWrite uint64
 }
+
+// used is how far buf may hold non-zero bytes: what bufferPool.put needs.
+func (d *dirtyExtent) used() int { return max(d.n, d.zeroFrom) }
 
 // pendingExtent is an extent uploaded since the last commit; ref nil means
 // the extent was dropped (truncated away).
@@ -829,6 +837,9 @@ func (fs *FS) Write(ctx context.Context, h *Handle, data []byte, off int64) (int
 			return written, err
 		}
 		// ino.mu is held.
+		if within > d.n && d.zeroFrom > d.n {
+			clear(d.buf[d.n:min(within, d.zeroFrom)]) // the gap before the write reads as zeros
+		}
 		copy(d.buf[within:], data[written:written+n])
 		if within+n > d.n {
 			d.n = within + n
@@ -886,7 +897,9 @@ func (fs *FS) dirtyBuffer(ctx context.Context, ino *inode, idx uint64, from, to 
 		needBase := (src.hasRef || src.inline != nil) && !(from == 0 && to >= curLen)
 		ino.mu.Unlock()
 
-		raw, err := fs.bufs.get(ctx, fs.evictOne)
+		// Not cleared: the write (and the base) overwrite what they use,
+		// and Write clears a gap it leaves (see dirtyExtent.zeroFrom).
+		raw, dirty, err := fs.bufs.getDirty(ctx, fs.evictOne)
 		if err != nil {
 			return nil, err
 		}
@@ -897,7 +910,7 @@ func (fs *FS) dirtyBuffer(ctx context.Context, ino *inode, idx uint64, from, to 
 			if src.inline != nil {
 				base = src.inline
 			} else if base, err = fs.fetchExtent(ctx, ino.id, src.ref); err != nil {
-				fs.bufs.put(raw, 0)
+				fs.bufs.put(raw, dirty)
 				return nil, err
 			}
 			n = copy(buf, base[:min(len(base), curLen)])
@@ -905,10 +918,10 @@ func (fs *FS) dirtyBuffer(ctx context.Context, ino *inode, idx uint64, from, to 
 		ino.mu.Lock()
 		if ino.file.dirtyExt[idx] != nil || !ino.sourceLocked(idx).same(src) {
 			ino.mu.Unlock()
-			fs.bufs.put(raw, n) // raced with another writer or an upload: retry
+			fs.bufs.put(raw, max(n, dirty)) // raced with another writer or an upload: retry
 			continue
 		}
-		d := &dirtyExtent{raw: raw, buf: buf, n: n}
+		d := &dirtyExtent{raw: raw, buf: buf, n: n, zeroFrom: dirty}
 		ino.noteBaseLocked(idx)
 		ino.file.dirtyExt[idx] = d
 		fs.bufs.noteDirty(ino)
@@ -976,7 +989,7 @@ func (fs *FS) startUploadLocked(ino *inode, idx uint64, d *dirtyExtent) {
 		// once a commit has seen every upload finish, the pool has them
 		// all back (lock order: inode.mu before bufferPool.mu).
 		if free {
-			fs.bufs.put(d.raw, d.n)
+			fs.bufs.put(d.raw, d.used())
 		} else {
 			// The extent stays dirty and evictable again: a getter waiting
 			// for this upload to free a buffer must retry.
@@ -1092,7 +1105,7 @@ func (fs *FS) truncate(ctx context.Context, ino *inode, size uint64) error {
 		for idx, d := range ino.file.dirtyExt {
 			if idx >= first {
 				delete(ino.file.dirtyExt, idx)
-				fs.bufs.put(d.raw, d.n) // not uploading: see the loop above
+				fs.bufs.put(d.raw, d.used()) // not uploading: see the loop above
 			}
 		}
 		if ino.file.pending == nil {
@@ -1268,7 +1281,7 @@ func dropDirtyLocked(fs *FS, ino *inode) {
 	for idx, d := range ino.file.dirtyExt {
 		delete(ino.file.dirtyExt, idx)
 		if !d.uploading {
-			fs.bufs.put(d.raw, d.n)
+			fs.bufs.put(d.raw, d.used())
 		}
 	}
 }

@@ -228,7 +228,7 @@ func (fs *FS) rebase(ctx context.Context, ino *inode) error {
 		if d := f.dirtyExt[j.idx]; d != nil {
 			delete(f.dirtyExt, j.idx)
 			if !d.uploading { // an upload in flight frees its own buffer
-				fs.bufs.put(d.raw, d.n)
+				fs.bufs.put(d.raw, d.used())
 			}
 		}
 		if f.dirtyExt == nil {
