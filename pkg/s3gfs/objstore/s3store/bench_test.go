@@ -49,7 +49,7 @@ func BenchmarkPut4MiB(b *testing.B) {
 }
 
 // BenchmarkPutIfAbsent4MiB: an extent upload (a presigned request, past
-// the SDK's middleware).
+// the SDK's middleware, its body written in one write: bodyConn).
 func BenchmarkPutIfAbsent4MiB(b *testing.B) {
 	benchPut(b, 4<<20, func(s *s3store.Store, body []byte) error {
 		_, err := s.PutIfAbsent(b.Context(), "k", body)

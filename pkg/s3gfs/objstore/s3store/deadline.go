@@ -1,7 +1,6 @@
 package s3store
 
 import (
-	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
@@ -88,7 +87,7 @@ func (s *Store) putWithin(ctx context.Context, key string, body []byte, expires 
 	if err != nil {
 		return objstore.ObjectInfo{}, false, fmt.Errorf("presign: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, signed.Method, signed.URL, bytes.NewReader(body))
+	req, err := newUploadRequest(ctx, signed.Method, signed.URL, body)
 	if err != nil {
 		return objstore.ObjectInfo{}, false, err
 	}

@@ -168,6 +168,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConns = 2 * maxInFlight
 		t.MaxIdleConnsPerHost = maxInFlight
+		dialBodyConns(t)
 	})
 
 	opts := []func(*config.LoadOptions) error{
@@ -269,9 +270,9 @@ func (s *Store) release() { <-s.sem }
 // It is sent as a presigned request (as PutIfAbsentWithin, with an expiry
 // far beyond any retry: putExpiry) through the Store's HTTP client, not
 // through the SDK's PutObject: the request skips the SDK's middleware
-// stack (tens of µs of CPU a request). The body is still copied through
-// a 32 KiB buffer either way: net/http wraps a body of known length in an
-// io.LimitReader, which hides the bytes.Reader's WriterTo.
+// stack (tens of µs of CPU a request), and its body goes out in one write
+// from the caller's slice (bodyConn), not copied through a 32 KiB buffer
+// with a write each as net/http does (and does for the SDK's requests).
 //
 // Keys with a character outside RFC 3986's unreserved set and '/' (never
 // s3gfs's own: its keys are hex under a checked prefix) go through the
