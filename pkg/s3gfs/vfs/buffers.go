@@ -101,7 +101,7 @@ func contentOf(raw []byte) []byte {
 }
 
 // put returns a raw buffer to the pool; its content's bytes from dirty on
-// must be zero (a dirtyExtent's beyond its n are).
+// must be zero (a dirtyExtent's from its used() on are).
 func (p *bufferPool) put(raw []byte, dirty int) {
 	p.mu.Lock()
 	p.used -= p.size
