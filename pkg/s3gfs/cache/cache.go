@@ -2,7 +2,9 @@
 // bytes, and optionally on local disk. It holds whole extents and, in
 // memory only, single checked blocks of extents read by range. Extents are immutable objects named
 // by a unique key, so a cached copy never goes stale: there is nothing to
-// invalidate, only to evict.
+// invalidate, only to evict. A whole extent may be cached in a Buf, a
+// counted buffer that goes back to its owner's pool once evicted and
+// released by every reader that acquired it (GetBuf).
 package cache
 
 import (
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
 )
@@ -46,7 +49,56 @@ type Cache struct {
 type entry struct {
 	key  Key
 	data []byte
+	buf  *Buf // nil: data is the garbage collector's
 }
+
+// Buf is an extent's bytes in a buffer that goes back to its pool
+// (free) once no one holds it: the cache while the extent is cached, and
+// every reader that acquired it until it releases it. A holder that
+// cannot count its use (it keeps the bytes for as long as it likes) pins
+// it instead: a pinned Buf is never freed, and the garbage collector
+// takes it once unreferenced, as any slice.
+type Buf struct {
+	data   []byte
+	refs   atomic.Int32
+	pinned atomic.Bool
+	free   func()
+}
+
+// NewBuf returns a Buf of data holding one reference, the caller's; free
+// (nil: none) returns its buffer to the pool once the last is released.
+func NewBuf(data []byte, free func()) *Buf {
+	b := &Buf{data: data, free: free}
+	b.refs.Store(1)
+	return b
+}
+
+// Bytes returns the buffer's bytes, valid while the caller holds a
+// reference (or has pinned it).
+func (b *Buf) Bytes() []byte { return b.data }
+
+// Add adds n references; the caller holds one, so the Buf is live.
+func (b *Buf) Add(n int) {
+	if b.refs.Add(int32(n)) <= int32(n) {
+		panic("cache: reference to a freed buffer")
+	}
+}
+
+// Release drops one reference; the last one frees the buffer unless it
+// is pinned.
+func (b *Buf) Release() {
+	switch n := b.refs.Add(-1); {
+	case n < 0:
+		panic("cache: buffer released more often than acquired")
+	case n == 0 && b.free != nil && !b.pinned.Load():
+		b.data = nil
+		b.free()
+	}
+}
+
+// Pin makes the buffer the garbage collector's: it is never freed into
+// its pool. The caller holds a reference.
+func (b *Buf) Pin() { b.pinned.Store(true) }
 
 // New returns a cache holding at most limit bytes in memory and, when dir
 // is not empty, a copy of every extent in dir.
@@ -62,13 +114,19 @@ func New(limit int64, dir string) (*Cache, error) {
 // Get returns a cached extent's (or block's) bytes (shared: callers must
 // not modify them). The disk tier, which holds whole extents only, is
 // checked against ref's length and checksums.
+//
+// The bytes of an extent cached as a Buf (PutBuf) are pinned: Get's
+// callers do not count their use.
 func (c *Cache) Get(k Key, ref format.ExtentRef) ([]byte, bool) {
 	c.mu.Lock()
 	if el, ok := c.items[k]; ok {
 		c.lru.MoveToFront(el)
-		d := el.Value.(*entry).data
+		e := el.Value.(*entry)
+		if e.buf != nil {
+			e.buf.Pin() // the cache holds a reference: it is live
+		}
 		c.mu.Unlock()
-		return d, true
+		return e.data, true
 	}
 	c.mu.Unlock()
 	if c.dir == "" || k.Block != 0 {
@@ -83,14 +141,50 @@ func (c *Cache) Get(k Key, ref format.ExtentRef) ([]byte, bool) {
 		os.Remove(c.path(k))
 		return nil, false
 	}
-	c.putMem(k, data)
+	c.putMem(k, data, nil)
 	return data, true
+}
+
+// GetBuf is Get returning a counted reference, which the caller releases
+// when done with the bytes. Bytes not cached as a Buf (blocks, the disk
+// tier's) come in a Buf of their own that frees nothing.
+func (c *Cache) GetBuf(k Key, ref format.ExtentRef) (*Buf, bool) {
+	c.mu.Lock()
+	if el, ok := c.items[k]; ok {
+		c.lru.MoveToFront(el)
+		e := el.Value.(*entry)
+		if e.buf != nil {
+			e.buf.Add(1) // the cache holds a reference: it is live
+			c.mu.Unlock()
+			return e.buf, true
+		}
+		c.mu.Unlock()
+		return NewBuf(e.data, nil), true
+	}
+	c.mu.Unlock()
+	data, ok := c.Get(k, ref) // the disk tier
+	if !ok {
+		return nil, false
+	}
+	return NewBuf(data, nil), true
+}
+
+// PutBuf is Put of a whole extent in a Buf the caller holds a reference
+// to: the cache takes one of its own while it keeps the extent in memory,
+// and releases it on eviction.
+func (c *Cache) PutBuf(k Key, b *Buf) {
+	c.putMem(k, b.data, b)
+	c.putDisk(k, b.data)
 }
 
 // Put stores an extent's (or a block's) bytes; data must not be modified
 // afterwards.
 func (c *Cache) Put(k Key, data []byte) {
-	c.putMem(k, data)
+	c.putMem(k, data, nil)
+	c.putDisk(k, data)
+}
+
+func (c *Cache) putDisk(k Key, data []byte) {
 	if c.dir != "" && k.Block == 0 {
 		p := c.path(k)
 		if _, err := os.Stat(p); err == nil {
@@ -105,18 +199,29 @@ func (c *Cache) Put(k Key, data []byte) {
 	}
 }
 
-func (c *Cache) putMem(k Key, data []byte) {
+// putMem caches data (in b, which it then holds a reference to, unless
+// nil) and reports whether it did; data already cached under k stays.
+func (c *Cache) putMem(k Key, data []byte, b *Buf) bool {
 	n := int64(len(data))
+	var evicted []*Buf
+	defer func() { // outside c.mu: a release may free into a pool
+		for _, b := range evicted {
+			b.Release()
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n > c.limit {
-		return
+		return false
 	}
 	if el, ok := c.items[k]; ok {
 		c.lru.MoveToFront(el)
-		return
+		return false
 	}
-	c.items[k] = c.lru.PushFront(&entry{k, data})
+	if b != nil {
+		b.Add(1)
+	}
+	c.items[k] = c.lru.PushFront(&entry{k, data, b})
 	c.used += n
 	for c.used > c.limit {
 		el := c.lru.Back()
@@ -124,7 +229,11 @@ func (c *Cache) putMem(k Key, data []byte) {
 		c.lru.Remove(el)
 		delete(c.items, e.key)
 		c.used -= int64(len(e.data))
+		if e.buf != nil {
+			evicted = append(evicted, e.buf)
+		}
 	}
+	return true
 }
 
 // Used reports the bytes held in memory.

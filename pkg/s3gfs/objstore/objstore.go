@@ -109,6 +109,14 @@ type BucketCreator interface {
 	EnsureBucket(ctx context.Context) error
 }
 
+// RangeReaderInto is implemented by stores that can read a range into a
+// buffer the caller provides (and may reuse: a pool of extent buffers).
+type RangeReaderInto interface {
+	// GetRangeInto is GetRange returning its bytes in buf[:n] when they
+	// fit in buf, else in a fresh buffer.
+	GetRangeInto(ctx context.Context, key string, off, length int64, buf []byte) ([]byte, error)
+}
+
 // BucketSwitcher is implemented by stores that can reach another bucket of
 // the same object store with the same endpoint and credentials (a clone's
 // source may live in another bucket).

@@ -393,15 +393,17 @@ func (fs *FS) Read(ctx context.Context, h *Handle, dest []byte, off int64) (int,
 // bytes in order, each either a part of the caller's scratch buffer or a
 // part of a cached extent. They stay valid and unchanged until Release.
 //
-// An extent's cached bytes are never written to and never reused: the
-// cache only drops its reference on eviction, and the garbage collector
-// frees them once no view (or other reader) holds them either. A write or
-// commit after the view was built changes the working content, not the
-// bytes the view holds: the view is the content at the time of the read,
-// as a read into a buffer would have been.
+// The view holds a reference to each cached extent it has a slice of
+// (cache.Buf): the cache may evict the extent meanwhile, but its buffer
+// goes back to the pool (extBufs), to be reused, only once Release drops
+// the last reference. Cached extent bytes are never written to otherwise.
+// A write or commit after the view was built changes the working content,
+// not the bytes the view holds: the view is the content at the time of
+// the read, as a read into a buffer would have been.
 type ReadView struct {
 	segs [][]byte
 	n    int
+	bufs []*cache.Buf // references held for segs
 }
 
 // Slices returns the view's bytes, in order.
@@ -423,9 +425,13 @@ func (v *ReadView) CopyTo(dest []byte) int {
 	return pos
 }
 
-// Release ends the caller's use of the view's slices.
+// Release ends the caller's use of the view's slices (once).
 func (v *ReadView) Release() {
 	v.segs = nil
+	for _, b := range v.bufs {
+		b.Release()
+	}
+	v.bufs = nil
 }
 
 // ReadView reads like Read, without copying cached extent bytes: it
@@ -487,9 +493,14 @@ func (fs *FS) readVersion(ctx context.Context, id uint64, v *format.Inode, scrat
 		case src.inline != nil:
 			copyClip(out, src.inline, within)
 		case src.hasRef:
-			var err error
-			if out, err = fs.readExtent(ctx, id, src.ref, out, within, ranged); err != nil {
+			seg, b, err := fs.readExtent(ctx, id, src.ref, out, within, ranged)
+			if err != nil {
+				view.Release()
 				return nil, err
+			}
+			out = seg
+			if b != nil {
+				view.bufs = append(view.bufs, b)
 			}
 		default:
 			clear(out)
@@ -504,6 +515,7 @@ type fetchJob struct {
 	src  source
 	seg  int // the view's segment it fills: scratch, or the extent's bytes
 	from int // offset within the extent
+	buf  *cache.Buf
 }
 
 // readAt copies the working content of [off, off+len(dest)) into dest.
@@ -564,7 +576,7 @@ func (fs *FS) readView(ctx context.Context, ino *inode, scratch []byte, off uint
 	errs := make([]error, len(jobs))
 	fetch := func(j *fetchJob, err *error) {
 		seg := &view.segs[j.seg]
-		*seg, *err = fs.readExtent(ctx, ino.id, j.src.ref, *seg, j.from, ranged)
+		*seg, j.buf, *err = fs.readExtent(ctx, ino.id, j.src.ref, *seg, j.from, ranged)
 	}
 	if len(jobs) == 1 {
 		fetch(&jobs[0], &errs[0])
@@ -579,7 +591,13 @@ func (fs *FS) readView(ctx context.Context, ino *inode, scratch []byte, off uint
 		}
 		wg.Wait()
 	}
+	for _, j := range jobs {
+		if j.buf != nil {
+			view.bufs = append(view.bufs, j.buf)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
+		view.Release()
 		return nil, err
 	}
 	return view, nil
@@ -632,7 +650,9 @@ func (fs *FS) readahead(h *Handle, off int64, n int) {
 			passed := h.seqEnd >= int64(ref.Index+1)*fs.extSize
 			h.mu.Unlock()
 			if !passed {
-				fs.fetchExtent(context.Background(), ino.id, ref)
+				if b, err := fs.fetchExtentBuf(context.Background(), ino.id, ref); err == nil {
+					b.Release() // fetched into the cache, to be read from there
+				}
 			}
 		}()
 	}
@@ -654,29 +674,34 @@ func (fs *FS) readaheadDepth() int {
 
 // readExtent returns the bytes [from, from+len(out)) of the extent ref
 // names, zeros past its length: a slice of the cached extent when it holds
-// them all, else out, filled. A ranged read of an extent that is not
+// them all, with the reference to it the caller releases, else out,
+// filled, and no reference. A ranged read of an extent that is not
 // cached, through a reference with block checksums, fetches and checks
 // only the blocks it needs (readPart); every other read fetches the whole
-// extent (fetchExtent).
-func (fs *FS) readExtent(ctx context.Context, id uint64, ref format.ExtentRef, out []byte, from int, ranged bool) ([]byte, error) {
+// extent (fetchExtentBuf).
+func (fs *FS) readExtent(ctx context.Context, id uint64, ref format.ExtentRef, out []byte, from int, ranged bool) ([]byte, *cache.Buf, error) {
 	if ranged && ref.BlockShift != 0 {
 		return fs.readPart(ctx, id, ref, out, from)
 	}
-	data, err := fs.fetchExtent(ctx, id, ref)
+	b, err := fs.fetchExtentBuf(ctx, id, ref)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return sliceOrCopy(out, data, from), nil
+	seg, b := sliceOrCopy(out, b, from)
+	return seg, b, nil
 }
 
-// sliceOrCopy returns data[from:from+len(out)] when data holds it all, else
-// out holding those bytes of data, zeros past its end.
-func sliceOrCopy(out, data []byte, from int) []byte {
+// sliceOrCopy returns b's bytes [from:from+len(out)] and b when it holds
+// them all, else out holding those bytes, zeros past its end, having
+// released b.
+func sliceOrCopy(out []byte, b *cache.Buf, from int) ([]byte, *cache.Buf) {
+	data := b.Bytes()
 	if end := from + len(out); end <= len(data) {
-		return data[from:end:end]
+		return data[from:end:end], b
 	}
 	copyClip(out, data, from)
-	return out
+	b.Release()
+	return out, nil
 }
 
 // readPart is readExtent of a reference with block checksums for a random
@@ -684,28 +709,30 @@ func sliceOrCopy(out, data []byte, from int) []byte {
 // cached (or being fetched), else out, filled from its cached blocks,
 // fetching the blocks missing among those [from, from+len(out)) needs
 // with one ranged GET.
-func (fs *FS) readPart(ctx context.Context, id uint64, ref format.ExtentRef, out []byte, from int) ([]byte, error) {
+func (fs *FS) readPart(ctx context.Context, id uint64, ref format.ExtentRef, out []byte, from int) ([]byte, *cache.Buf, error) {
 	ck := cache.Key{Inode: id, EID: ref.EID, Origin: ref.Origin}
-	if data, ok := fs.cache.Get(ck, ref); ok {
-		return sliceOrCopy(out, data, from), nil
+	if b, ok := fs.cache.GetBuf(ck, ref); ok {
+		seg, b := sliceOrCopy(out, b, from)
+		return seg, b, nil
 	}
 	end := min(from+len(out), int(ref.Length))
 	if from >= end {
 		clear(out) // past the extent's bytes: zeros
-		return out, nil
+		return out, nil, nil
 	}
 	if int(ref.Origin) >= len(fs.levels) { // refused when the version was read
-		return nil, fmt.Errorf("extent %016x of inode %016x: %w: origin %d beyond the clone's chain", ref.EID, id, ErrCorrupt, ref.Origin)
+		return nil, nil, fmt.Errorf("extent %016x of inode %016x: %w: origin %d beyond the clone's chain", ref.EID, id, ErrCorrupt, ref.Origin)
 	}
 	lv := &fs.levels[ref.Origin]
 	key := lv.keys.Extent(id, ref.EID)
-	if data, ok, err := fs.fetches.join(lv.bucket + "/" + key); ok {
+	if b, ok, err := fs.extFetches.join(lv.bucket + "/" + key); ok {
 		// A whole fetch of the extent (readahead, another reader) is on
 		// its way: wait for it rather than fetch its blocks as well.
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return sliceOrCopy(out, data, from), nil
+		seg, b := sliceOrCopy(out, b, from)
+		return seg, b, nil
 	}
 	first, last, _, _ := ref.BlockSpan(from, end)
 	blocks := make([][]byte, last-first)
@@ -723,7 +750,7 @@ func (fs *FS) readPart(ctx context.Context, id uint64, ref format.ExtentRef, out
 	if miss0 >= 0 {
 		span, err := fs.fetchBlocks(ctx, lv, key, ck, ref, miss0, miss1)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		bs := ref.BlockSize()
 		for b := miss0; b < miss1; b++ {
@@ -740,7 +767,7 @@ func (fs *FS) readPart(ctx context.Context, id uint64, ref format.ExtentRef, out
 		copy(out[lo-from:end-from], d[lo-start:])
 	}
 	clear(out[end-from:])
-	return out, nil
+	return out, nil, nil
 }
 
 // fetchBlocks fetches blocks first..last-1 of an extent with one ranged
@@ -766,44 +793,6 @@ func (fs *FS) fetchBlocks(ctx context.Context, lv *level, key string, ck cache.K
 		for b := first; b < last; b++ {
 			fs.cache.Put(ck.BlockKey(b, ref.BlockShift), data[(b-first)*bs:min((b-first+1)*bs, len(data))])
 		}
-		return data, nil
-	})
-}
-
-// fetchExtent returns an extent's bytes from the cache or the store.
-func (fs *FS) fetchExtent(ctx context.Context, id uint64, ref format.ExtentRef) ([]byte, error) {
-	ck := cache.Key{Inode: id, EID: ref.EID, Origin: ref.Origin}
-	if data, ok := fs.cache.Get(ck, ref); ok {
-		return data, nil
-	}
-	if int(ref.Origin) >= len(fs.levels) { // refused when the version was read
-		return nil, fmt.Errorf("extent %016x of inode %016x: %w: origin %d beyond the clone's chain", ref.EID, id, ErrCorrupt, ref.Origin)
-	}
-	lv := &fs.levels[ref.Origin]
-	key := lv.keys.Extent(id, ref.EID)
-	return fs.fetches.do(lv.bucket+"/"+key, func() ([]byte, error) {
-		// A fetch that missed the cache just as another one finished
-		// would otherwise fetch the extent again.
-		if data, ok := fs.cache.Get(ck, ref); ok {
-			return data, nil
-		}
-		// At most one byte more than the object the reference describes:
-		// an oversized object at this key (beyond the format's bounds) is
-		// refused without being read whole into memory.
-		obj, err := lv.store.GetRange(ctx, key, 0, int64(ref.Length)+format.EnvelopeOverhead+1)
-		if err != nil {
-			if errors.Is(err, objstore.ErrNotFound) {
-				fs.log.Error("extent named by an inode version is missing", "key", key)
-				return nil, fmt.Errorf("%s: %w: missing extent", key, ErrCorrupt)
-			}
-			return nil, fmt.Errorf("read extent %s: %w", key, err)
-		}
-		data, err := format.DecodeExtent(obj, ref)
-		if err != nil {
-			fs.log.Error("refusing corrupt extent", "key", key, "err", err)
-			return nil, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
-		}
-		fs.cache.Put(ck, data)
 		return data, nil
 	})
 }
@@ -906,14 +895,18 @@ func (fs *FS) dirtyBuffer(ctx context.Context, ino *inode, idx uint64, from, to 
 		buf := contentOf(raw)
 		n := 0
 		if needBase {
-			var base []byte
 			if src.inline != nil {
-				base = src.inline
-			} else if base, err = fs.fetchExtent(ctx, ino.id, src.ref); err != nil {
-				fs.bufs.put(raw, dirty)
-				return nil, err
+				n = copy(buf, src.inline[:min(len(src.inline), curLen)])
+			} else {
+				b, err := fs.fetchExtentBuf(ctx, ino.id, src.ref)
+				if err != nil {
+					fs.bufs.put(raw, dirty)
+					return nil, err
+				}
+				base := b.Bytes()
+				n = copy(buf, base[:min(len(base), curLen)])
+				b.Release()
 			}
-			n = copy(buf, base[:min(len(base), curLen)])
 		}
 		ino.mu.Lock()
 		if ino.file.dirtyExt[idx] != nil || !ino.sourceLocked(idx).same(src) {

@@ -202,7 +202,9 @@ type FS struct {
 	// sources (FORMAT.md §16), indexed by extent origin.
 	levels []level
 
-	fetches singleflight
+	fetches    singleflight // blocks of extents (fetchBlocks)
+	extFetches extFlights   // whole extents (fetchExtentBuf)
+	extBufs    extBufs
 
 	// allowed holds the capabilities (format.Cap*) every live host of
 	// the volume has, so this host may write what they need (FORMAT.md
@@ -286,6 +288,7 @@ func New(vol *volume.Volume, o Options) (*FS, error) {
 	fs.decPruneMin = decPruneMin
 	fs.inval.idle.L = &fs.inval.mu
 	fs.bufs = newBufferPool(o.BufferSize, ext)
+	fs.extBufs.size = int(ext) + format.EnvelopeOverhead + 1
 	if len(vol.Chain) != vol.Header.Depth() {
 		return nil, fmt.Errorf("%s is a clone whose sources were not opened", vol.URL)
 	}

@@ -218,6 +218,12 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, objstore.ObjectInf
 
 // GetRange returns length bytes starting at off (fewer at the end).
 func (s *Store) GetRange(ctx context.Context, key string, off, length int64) ([]byte, error) {
+	return s.GetRangeInto(ctx, key, off, length, nil)
+}
+
+// GetRangeInto is GetRange into buf when the bytes fit in it
+// (objstore.RangeReaderInto).
+func (s *Store) GetRangeInto(ctx context.Context, key string, off, length int64, buf []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.before(ctx, OpGetRange, key); err != nil {
@@ -238,6 +244,9 @@ func (s *Store) GetRange(ctx context.Context, key string, off, length int64) ([]
 	end := size
 	if length < size-start { // not start+length: it may overflow
 		end = start + length
+	}
+	if n := end - start; n <= int64(len(buf)) {
+		return buf[:copy(buf, o.body[start:end])], nil
 	}
 	return bytes.Clone(o.body[start:end]), nil
 }

@@ -60,3 +60,19 @@ func TestReadBodyLimit(t *testing.T) {
 		t.Errorf("a body of unknown size at the limit: %d bytes, %v", len(got), err)
 	}
 }
+
+// readBodyInto reads into the caller's buffer when the body fits, and
+// into a fresh one when it does not.
+func TestReadBodyInto(t *testing.T) {
+	want := bytes.Repeat([]byte("z"), 1000)
+	into := make([]byte, 1001)
+	got, err := readBodyInto(io.NopCloser(bytes.NewReader(want)), int64(len(want)), -1, into)
+	if err != nil || !bytes.Equal(got, want) || &got[0] != &into[0] {
+		t.Fatalf("body that fits: %d bytes, err %v, in the buffer: %v", len(got), err, len(got) > 0 && &got[0] == &into[0])
+	}
+	small := make([]byte, 999)
+	got, err = readBodyInto(io.NopCloser(bytes.NewReader(want)), int64(len(want)), -1, small)
+	if err != nil || !bytes.Equal(got, want) || &got[0] == &small[0] {
+		t.Fatalf("body larger than the buffer: %d bytes, err %v", len(got), err)
+	}
+}
