@@ -122,7 +122,7 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 }
 
 func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	a, h, err := n.engine().Create(n.engine().Bound(ctx), n.id, name, mode, flags&syscall.O_EXCL != 0, callerOf(ctx))
+	a, h, err := n.engine().CreateOpen(n.engine().Bound(ctx), n.id, name, mode, int(flags), callerOf(ctx))
 	if err != nil {
 		return nil, nil, 0, n.fsys.errno("create", err)
 	}

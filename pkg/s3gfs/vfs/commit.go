@@ -277,6 +277,9 @@ var errDeferred = errors.New("deferred to the next version")
 // meets another rename's undecided pending entry waits for its decision
 // here, outside the directory's commit, and is then tried again.
 func (fs *FS) applyDir(ctx context.Context, dir *inode, ch *dirChange) error {
+	if ch.tombstone || ch.pdelete != 0 {
+		fs.waitCreated(dir, "") // empty also of this host's deferred creates
+	}
 	for {
 		ch.done = make(chan struct{})
 		dir.mu.Lock()

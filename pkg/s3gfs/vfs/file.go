@@ -357,26 +357,37 @@ func (fs *FS) Release(ctx context.Context, h *Handle) error {
 	if unlinked {
 		return fs.tombstone(ctx, ino)
 	}
-	if ino.isDirty() {
-		return fs.commitFile(ctx, ino, nil)
-	}
-	return nil
+	return fs.commitAndSettle(ctx, ino)
 }
 
 // Flush commits the file's changes (called on every close of a descriptor).
 func (fs *FS) Flush(ctx context.Context, h *Handle) error {
-	if !h.writable || !h.ino.isDirty() {
+	if !h.writable {
 		return nil
 	}
-	return fs.commitFile(ctx, h.ino, nil)
+	return fs.commitAndSettle(ctx, h.ino)
 }
 
 // Fsync commits the file's changes.
 func (fs *FS) Fsync(ctx context.Context, h *Handle) error {
-	if fs.opts.ReadOnly || !h.ino.isDirty() {
+	if fs.opts.ReadOnly {
 		return nil
 	}
-	return fs.commitFile(ctx, h.ino, nil)
+	return fs.commitAndSettle(ctx, h.ino)
+}
+
+// commitAndSettle commits the file's changes, if any, and settles its
+// deferred create, if any (create.go): the commit of a new file's content
+// goes to the store while its name is being decided.
+func (fs *FS) commitAndSettle(ctx context.Context, ino *inode) error {
+	var err error
+	if ino.isDirty() {
+		err = fs.commitFile(ctx, ino, nil)
+	}
+	if err == nil {
+		err = fs.settleCreate(ctx, ino)
+	}
+	return err
 }
 
 // Read reads into dest at off; it returns fewer bytes only at end of file.

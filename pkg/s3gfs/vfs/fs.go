@@ -238,6 +238,10 @@ type FS struct {
 	// cleanups counts the removals of entries naming deleted inodes
 	// running in the background (removeDangling); Close waits for them.
 	cleanups sync.WaitGroup
+	// createsWG counts the deferred creates being decided (create.go);
+	// Close waits for them. deferred counts the deferred creates made.
+	createsWG sync.WaitGroup
+	deferred  atomic.Uint64
 
 	usage usageCache // for statfs
 
@@ -406,6 +410,7 @@ func (fs *FS) Close(ctx context.Context) error {
 	fs.mu.Unlock()
 	fs.settleRenames(ctx)
 	fs.cleanups.Wait() // one directory commit each, while the host still pings
+	fs.createsWG.Wait()
 	close(fs.stop)
 	fs.endLoops() // a following request waiting on the store (its retries) ends now
 	fs.loopDone.Wait()

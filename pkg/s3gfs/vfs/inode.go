@@ -49,6 +49,13 @@ type inode struct {
 	// Group commit: queued changes and whether a leader is committing.
 	queue   []*dirChange
 	leading bool
+	// creates: this host's undecided deferred creates of names in this
+	// directory (create.go).
+	creates map[string]*pendingCreate
+
+	// create: the deferred create of this file, until it named this file
+	// (nil when it was not deferred; see create.go).
+	create *pendingCreate
 
 	// Files: local changes not yet committed (see file.go).
 	file fileState

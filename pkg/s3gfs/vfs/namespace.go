@@ -457,6 +457,11 @@ func (fs *FS) Link(ctx context.Context, id, parent uint64, name string) (Attr, e
 	if err != nil {
 		return Attr{}, err
 	}
+	if pc := fs.waitDecided(ino); pc != nil && pc.err != nil {
+		return Attr{}, pc.err
+	} else if pc != nil && pc.into != nil {
+		ino = pc.into // the file the deferred create opened instead
+	}
 	var kind format.InodeKind
 	err = fs.commitFile(ctx, ino, func(n *format.Inode) error {
 		if n.Kind == format.KindDir {
@@ -518,6 +523,7 @@ func (fs *FS) Unlink(ctx context.Context, parent uint64, name string) error {
 	if err != nil {
 		return err
 	}
+	fs.waitCreated(dir, name)
 	ch := &dirChange{ops: []dirOp{{name: name, remove: true, wantDir: -1}}}
 	if err := fs.applyDir(ctx, dir, ch); err != nil {
 		return err
@@ -847,6 +853,7 @@ func (fs *FS) ReadDir(ctx context.Context, id uint64) ([]DirEntry, error) {
 		}
 		return nil, err
 	}
+	fs.waitCreated(dir, "")
 	es, err := fs.effectiveEntries(ctx, dir)
 	if err != nil {
 		return nil, err

@@ -483,8 +483,16 @@ func (fs *FS) foldAll(ctx context.Context, dirs []*inode) {
 }
 
 // lookupEntry returns what name in dir refers to in this host's view:
-// its committed entry, or its pending entry where that applies.
+// its committed entry, or its pending entry where that applies, once a
+// deferred create of name by this host is decided.
 func (fs *FS) lookupEntry(ctx context.Context, dir *inode, name string) (format.Entry, bool, error) {
+	fs.waitCreated(dir, name)
+	return fs.lookupEntryNow(ctx, dir, name)
+}
+
+// lookupEntryNow is lookupEntry without waiting for a deferred create of
+// name (which its decision itself needs).
+func (fs *FS) lookupEntryNow(ctx context.Context, dir *inode, name string) (format.Entry, bool, error) {
 	dir.mu.Lock()
 	e, ok := dir.entries[name]
 	p, pend := dir.pending[name]
