@@ -143,7 +143,7 @@ func (fs *FS) decideCreate(ino *inode, pc *pendingCreate) {
 	var err error
 	const attempts = 8
 	for i := 1; ; i++ {
-			err = fs.link(ctx, pc.dir, pc.name, ino, format.KindFile)
+		err = fs.link(ctx, pc.dir, pc.name, ino, format.KindFile)
 		if !errors.Is(err, ErrExist) {
 			break
 		}

@@ -3,6 +3,7 @@ package vfs_test
 import (
 	"errors"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +23,17 @@ func createOpen(t testing.TB, fs *vfs.FS, parent uint64, name string, flags int)
 		t.Fatalf("create %q: %v", name, err)
 	}
 	return a.Ino, h
+}
+
+// holdDir holds the commits of directory dir until the returned func is
+// called (also at the end of the test, so a failing test does not leave
+// the engine's Close waiting for them).
+func holdDir(t testing.TB, e *env, gs *gateStore, dir uint64) func() {
+	gs.hold(e.vol.Keys.InodeDir(dir))
+	var once sync.Once
+	release := func() { once.Do(func() { close(gs.gate) }) }
+	t.Cleanup(release)
+	return release
 }
 
 // waitFor polls cond for up to 10 s; what says what was awaited.
@@ -45,7 +57,7 @@ func TestDeferredCreateOverlapsCommits(t *testing.T) {
 	})
 	fs := e.engine()
 	names(t, fs, root) // load the root before holding its commits
-	gs.hold(e.vol.Keys.InodeDir(root))
+	release := holdDir(t, e, gs, root)
 	type created struct {
 		id  uint64
 		h   *vfs.Handle
@@ -78,7 +90,7 @@ func TestDeferredCreateOverlapsCommits(t *testing.T) {
 		t.Fatalf("close returned (%v) before the name was committed", err)
 	default:
 	}
-	close(gs.gate)
+	release()
 	must(t, <-flushed)
 	must(t, fs.Release(ctx, c.h))
 	other := e.engine()
@@ -177,7 +189,7 @@ func TestDeferredCreateListingWaits(t *testing.T) {
 	})
 	fs := e.engine()
 	names(t, fs, root)
-	gs.hold(e.vol.Keys.InodeDir(root))
+	release := holdDir(t, e, gs, root)
 	id, h := createOpen(t, fs, root, "f", truncFlags)
 	<-gs.blocked
 	listed := make(chan []string, 1)
@@ -201,7 +213,7 @@ func TestDeferredCreateListingWaits(t *testing.T) {
 		found <- err
 	}()
 	time.Sleep(20 * time.Millisecond) // (lets a listing that does not wait return early and fail)
-	close(gs.gate)
+	release()
 	if ns := <-listed; !slices.Equal(ns, []string{"f"}) {
 		t.Fatalf("listing during the create: %q, want [f]", ns)
 	}
