@@ -244,6 +244,7 @@ func serve(ctx context.Context, u volume.URL, mnt string, hostID uint64, m mount
 	if err := engine.Close(cctx); err != nil {
 		return fmt.Errorf("final write-back: %w", err)
 	}
+	log.Info("written back", "deferred_creates", engine.DeferredCreates())
 	return nil
 }
 

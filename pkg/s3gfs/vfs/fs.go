@@ -16,7 +16,9 @@
 //
 // Namespace operations (create, mkdir, link, symlink, unlink, rmdir, rename)
 // commit before they return, in the order docs/FORMAT.md prescribes (child
-// before parent, tombstone before removal); a rename across directories
+// before parent, tombstone before removal), except a create that opens
+// with O_TRUNC and without O_EXCL, which its file's first close or fsync
+// waits for instead (a deferred create, create.go); a rename across directories
 // or onto a directory, and an exchange across directories, is a
 // transaction decided by one object (rename.go).
 // File
