@@ -244,6 +244,7 @@ type FS struct {
 	// Close waits for them. deferred counts the deferred creates made.
 	createsWG sync.WaitGroup
 	deferred  atomic.Uint64
+	deciders  decisionPool
 
 	usage usageCache // for statfs
 
@@ -413,6 +414,7 @@ func (fs *FS) Close(ctx context.Context) error {
 	fs.settleRenames(ctx)
 	fs.cleanups.Wait() // one directory commit each, while the host still pings
 	fs.createsWG.Wait()
+	fs.deciders.stop()
 	close(fs.stop)
 	fs.endLoops() // a following request waiting on the store (its retries) ends now
 	fs.loopDone.Wait()
