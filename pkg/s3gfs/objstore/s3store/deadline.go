@@ -78,20 +78,15 @@ func (s *Store) putWithin(ctx context.Context, key string, body []byte, expires 
 		return objstore.ObjectInfo{}, false, err
 	}
 	defer s.release()
-	signed, err := s.presign.PresignPutObject(ctx, &s3.PutObjectInput{
-		Bucket:        aws.String(s.bucket),
-		Key:           aws.String(key),
-		IfNoneMatch:   aws.String("*"),
-		ContentLength: aws.Int64(int64(len(body))),
-	}, func(o *s3.PresignOptions) { o.Expires = expires })
-	if err != nil {
-		return objstore.ObjectInfo{}, false, fmt.Errorf("presign: %w", err)
-	}
-	req, err := newUploadRequest(ctx, signed.Method, signed.URL, body)
+	signedURL, signedHeader, err := s.presignPut(ctx, key, len(body), expires)
 	if err != nil {
 		return objstore.ObjectInfo{}, false, err
 	}
-	for k, vs := range signed.SignedHeader {
+	req, err := newUploadRequest(ctx, http.MethodPut, signedURL, body)
+	if err != nil {
+		return objstore.ObjectInfo{}, false, err
+	}
+	for k, vs := range signedHeader {
 		if strings.EqualFold(k, "Host") || strings.EqualFold(k, "Content-Length") {
 			continue // net/http sets these from the URL and the body
 		}
@@ -159,8 +154,17 @@ func presignExpiry(left time.Duration) time.Duration {
 // signs.
 func newPresignClient(client *s3.Client, skew *clockSkew) *s3.PresignClient {
 	return s3.NewPresignClient(client, func(o *s3.PresignOptions) {
-		o.Presigner = skewedSigner{v4.NewSigner(), skew}
+		o.Presigner = skewedSigner{newS3Signer(), skew}
 	})
+}
+
+// newS3Signer returns a SigV4 signer configured as the SDK's S3 client
+// configures its own: S3 signs the path as sent, escaped once (the
+// signer's default escapes it again, which S3 and compatible stores
+// refuse for a key that needs escaping, such as one under a volume
+// prefix with a space).
+func newS3Signer() *v4.Signer {
+	return v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = true })
 }
 
 // skewedSigner signs with this host's clock moved onto the store's, by the

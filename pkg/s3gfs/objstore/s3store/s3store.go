@@ -106,6 +106,7 @@ type Store struct {
 	retryer     aws.Retryer   // the SDK's retryer, for its backoff delays
 	skew        *clockSkew    // the store's clock minus this host's, in ns (deadline.go)
 	presign     *s3.PresignClient
+	putSigner   *putSigner // (putsign.go) per bucket
 }
 
 var (
@@ -120,6 +121,7 @@ var (
 func (s *Store) ForBucket(bucket string) objstore.Store {
 	t := *s
 	t.bucket = bucket
+	t.putSigner = &putSigner{}
 	return &t
 }
 
@@ -225,6 +227,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		retryer:     newRetryer(),
 		skew:        skew,
 		presign:     newPresignClient(client, skew),
+		putSigner:   &putSigner{},
 	}, nil
 }
 
