@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"syscall"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/format"
@@ -128,7 +127,7 @@ func (fs *FS) createDeferred(ctx context.Context, parent uint64, name string, mo
 	child.mu.Unlock()
 	fs.deferred.Add(1)
 	h, _, err := fs.open(context.WithoutCancel(ctx), child.id, true, false)
-	fs.deciders.run(func() { fs.decideCreate(child, pc) })
+	fs.background.run(func() { fs.decideCreate(child, pc) })
 	if err != nil {
 		return Attr{}, nil, err
 	}
@@ -302,42 +301,3 @@ func (fs *FS) copyInto(ctx context.Context, src, dst *inode) error {
 
 // DeferredCreates returns how many creates this engine deferred.
 func (fs *FS) DeferredCreates() uint64 { return fs.deferred.Load() }
-
-// decisionPool runs the decisions of deferred creates on goroutines that
-// outlive them: a goroutine started for each decision would grow its
-// stack anew through the store client's deep calls every time (that
-// stack growth was a tenth of the mount's CPU in a run of small files).
-type decisionPool struct {
-	once sync.Once
-	jobs chan func() // unbuffered: a send succeeds only with a worker idle
-}
-
-// decisionWorkers is how many long-lived goroutines run decisions; when
-// all are busy, a decision gets a goroutine of its own.
-const decisionWorkers = 4
-
-func (p *decisionPool) run(job func()) {
-	p.once.Do(func() {
-		p.jobs = make(chan func())
-		for range decisionWorkers {
-			go func() {
-				for job := range p.jobs {
-					job()
-				}
-			}()
-		}
-	})
-	select {
-	case p.jobs <- job:
-	default:
-		go job()
-	}
-}
-
-// stop ends the workers; no job may be run after it.
-func (p *decisionPool) stop() {
-	p.once.Do(func() {}) // never started: nothing to stop
-	if p.jobs != nil {
-		close(p.jobs)
-	}
-}

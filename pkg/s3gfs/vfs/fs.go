@@ -242,9 +242,9 @@ type FS struct {
 	cleanups sync.WaitGroup
 	// createsWG counts the deferred creates being decided (create.go);
 	// Close waits for them. deferred counts the deferred creates made.
-	createsWG sync.WaitGroup
-	deferred  atomic.Uint64
-	deciders  decisionPool
+	createsWG  sync.WaitGroup
+	deferred   atomic.Uint64
+	background workerPool // runs deferred creates' decisions and cleanups
 
 	usage usageCache // for statfs
 
@@ -412,9 +412,9 @@ func (fs *FS) Close(ctx context.Context) error {
 	fs.closing = true
 	fs.mu.Unlock()
 	fs.settleRenames(ctx)
-	fs.cleanups.Wait() // one directory commit each, while the host still pings
 	fs.createsWG.Wait()
-	fs.deciders.stop()
+	fs.cleanups.Wait() // one directory commit each, while the host still pings
+	fs.background.stop()
 	close(fs.stop)
 	fs.endLoops() // a following request waiting on the store (its retries) ends now
 	fs.loopDone.Wait()

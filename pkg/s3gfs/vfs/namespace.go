@@ -542,12 +542,12 @@ func (fs *FS) removeDangling(dir *inode, name string, child uint64) {
 	}
 	fs.cleanups.Add(1)
 	fs.mu.Unlock()
-	go func() {
+	fs.background.run(func() {
 		defer fs.cleanups.Done()
 		if err := fs.applyDir(context.Background(), dir, &dirChange{ops: []dirOp{{name: name, remove: true, child: child}}}); err != nil {
 			fs.log.Debug("could not remove an entry naming a deleted inode", "dir", fmt.Sprintf("%016x", dir.id), "name", name, "err", err)
 		}
-	}()
+	})
 }
 
 // dropReplaced drops the link of every non-directory a change of
