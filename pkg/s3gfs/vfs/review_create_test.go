@@ -1,0 +1,105 @@
+package vfs_test
+
+import (
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
+)
+
+// R1: a deferred create that lost is an open(O_TRUNC) of b's file, which
+// returned before b's write; b's write and close (acknowledged) come
+// after. POSIX (and a non-deferred O_TRUNC open of the same file on a):
+// trunc, b's 8 bytes, a's 1 byte at 0 = "xBBBBBBB". The close's copy
+// truncates again, at close time, and b's acknowledged bytes 1..7 vanish.
+func TestReviewLostCreateCloseWipesLaterAcknowledgedWrite(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
+	b := e.engine()
+	names(t, a, root)
+	xid, hb := create(t, b, root, "f")
+	pid, ha := createOpen(t, a, root, "f", truncFlags)
+	if pid == xid {
+		t.Fatal("not deferred")
+	}
+	if got := lookup(t, a, root, "f"); got.Ino != xid { // decided: a's open is an open of xid
+		t.Fatalf("a finds %x", got.Ino)
+	}
+	write(t, b, hb, []byte("BBBBBBBB"), 0)
+	closeH(t, b, hb) // acknowledged
+	write(t, a, ha, []byte("x"), 0)
+	closeH(t, a, ha)
+	sameBytes(t, readFile(t, e.engine(), xid), []byte("xBBBBBBB"), "after a's close")
+}
+
+// Control for R1: the same interleaving with a plain open + O_TRUNC
+// (the kernel's setattr size 0) keeps b's bytes.
+func TestReviewControlPlainTruncOpenKeepsLaterWrite(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine()
+	b := e.engine()
+	xid, hb := create(t, b, root, "f")
+	lookup(t, a, root, "f")
+	ha := open(t, a, xid, true)
+	zero := uint64(0)
+	if _, err := a.SetAttr(ctx, xid, vfs.SetAttr{Size: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	write(t, b, hb, []byte("BBBBBBBB"), 0)
+	closeH(t, b, hb)
+	write(t, a, ha, []byte("x"), 0)
+	closeH(t, a, ha)
+	sameBytes(t, readFile(t, e.engine(), xid), []byte("xBBBBBBB"), "after a's close")
+}
+
+// R2: the close's copy changes xid's size and content on a behind the
+// kernel's back (not through the kernel's inode of xid): nothing tells
+// the kernel to drop what it cached of xid (attributes from a lookup made
+// after the decision; pages), and the next open even says keep the cache.
+func TestReviewLostCreateCopyInvalidatesNothing(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
+	rec := newRecorder(a)
+	b := e.engine()
+	names(t, a, root)
+	xid := writeFile(t, b, root, "f", []byte("seventeen bytes b"))
+	_, ha := createOpen(t, a, root, "f", truncFlags)
+	if got := lookup(t, a, root, "f"); got.Ino != xid || got.Size != 17 { // the kernel caches this
+		t.Fatalf("lookup: %+v", got)
+	}
+	h0 := open(t, a, xid, false) // (cat f meanwhile: the kernel caches its pages)
+	readAll(t, a, h0)
+	must(t, a.Release(ctx, h0))
+	rec.take(a)
+	write(t, a, ha, []byte("by a"), 0)
+	closeH(t, a, ha)
+	inodes, _, all := rec.take(a)
+	_, keep, err := a.Open(ctx, xid, false)
+	must(t, err)
+	if got := lookup(t, a, root, "f"); got.Size != 4 {
+		t.Fatalf("engine size %d", got.Size)
+	}
+	if !slices.Contains(inodes, xid) && all == 0 {
+		t.Errorf("xid went from 17 to 4 bytes on this host without an invalidation of it (keepCache on the next open: %v)", keep)
+	}
+}
+
+// R3 (pre-existing, reached by CreateOpen's fallback): a create with
+// O_TRUNC that is not deferred (no born puts here) and finds the name
+// taken by another host opens that file without truncating it.
+func TestReviewNotDeferredTruncCreateOfExistingIgnoresTrunc(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour; o.Version1Objects = true })
+	b := e.engine()
+	names(t, a, root)
+	xid := writeFile(t, b, root, "f", []byte("written by b, longer"))
+	id, ha := createOpen(t, a, root, "f", syscall.O_CREAT|syscall.O_TRUNC|syscall.O_WRONLY)
+	if id != xid {
+		t.Fatalf("opened %x", id)
+	}
+	write(t, a, ha, []byte("by a"), 0)
+	closeH(t, a, ha)
+	sameBytes(t, readFile(t, e.engine(), xid), []byte("by a"), "O_TRUNC create of b's file")
+}
