@@ -24,14 +24,18 @@ import (
 // docs/guarantees.md), and this host sees the name meanwhile.
 //
 // The decision may find that another host created the name first. Then
-// the open is what it would have been, had it come after that create:
-// an open of the existing file with O_TRUNC. Each close or fsync of the
-// local file then truncates that file and copies the local content into
-// it (settleCreate), and the local file, never named, is left to the
-// reaper as an orphan. When the name turns out to be a directory or
-// anything else that open cannot write, or the change fails, close and
-// fsync report that error.
-//
+// the open is what it would have been, had it come at the decision, after
+// that create: an open of the existing file with O_TRUNC. The decision
+// truncates that file (and commits it), and each later close or fsync of
+// the local file applies to it what the local file's descriptors did
+// since, in order: the byte ranges written (with the local file's
+// current bytes) and the truncations (settleCreate), and commits it, as
+// any writer of that file would; so bytes other hosts write into it after
+// the decision stay where the local writes do not cover them. The local
+// file, never named, is left to the reaper as an orphan. When the name
+// turns out to be a directory or anything else that open cannot write,
+// or the change fails, close and fsync report that error.
+
 // While a deferred create is undecided, an operation of this host that
 // reads or changes that name, that lists the directory, that needs the
 // directory empty, or that links the file elsewhere waits for the
@@ -39,20 +43,44 @@ import (
 // until then.
 
 // pendingCreate is the state of a deferred create. Every field but done
-// is written before done is closed and only read after.
+// and changes is written before done is closed and only read after.
 type pendingCreate struct {
 	dir  *inode
 	name string
 	done chan struct{}
 	// err: the name could not be made this file's or another file's.
 	err error
-	// into: the file the name named instead, which this file's content
-	// is copied into by each close (nil: the name is this file's).
+	// into: the file the name named instead, which this file's changes
+	// are applied to by each close (nil: the name is this file's).
 	into *inode
-	// copied and copiedGen (guarded by the file's commitMu): the local
-	// content at localGen copiedGen has been copied into into.
-	copied    bool
-	copiedGen uint64
+	// changes: what the file's descriptors did, in order, not yet applied
+	// to into; guarded by the file's mu (recorded until the name is this
+	// file's, noteWriteLocked and noteTruncateLocked).
+	changes []fileChange
+}
+
+// fileChange is a write of [off, end), or (truncate) a truncation to off.
+type fileChange struct {
+	truncate bool
+	off, end uint64
+}
+
+// noteWrite records a write of [off, end), merged into the previous change
+// when that is a write it touches (a sequential writer's log stays one
+// entry). The file's mu is held.
+func (pc *pendingCreate) noteWrite(off, end uint64) {
+	if n := len(pc.changes); n > 0 {
+		if c := &pc.changes[n-1]; !c.truncate && off <= c.end && end >= c.off {
+			c.off, c.end = min(c.off, off), max(c.end, end)
+			return
+		}
+	}
+	pc.changes = append(pc.changes, fileChange{off: off, end: end})
+}
+
+// noteTruncate records a truncation to size. The file's mu is held.
+func (pc *pendingCreate) noteTruncate(size uint64) {
+	pc.changes = append(pc.changes, fileChange{truncate: true, off: size})
 }
 
 // CreateOpen is open(2) with O_CREAT of name in parent, flags being the
@@ -60,13 +88,13 @@ type pendingCreate struct {
 // create with O_TRUNC but not O_APPEND is deferred (see above) when the
 // volume allows born puts. Anything else is Create.
 func (fs *FS) CreateOpen(ctx context.Context, parent uint64, name string, mode uint32, flags int, caller Caller) (Attr, *Handle, error) {
-	exclusive := flags&syscall.O_EXCL != 0
-	if exclusive || flags&syscall.O_TRUNC == 0 || flags&syscall.O_APPEND != 0 {
-		return fs.Create(ctx, parent, name, mode, exclusive, caller)
+	exclusive, trunc := flags&syscall.O_EXCL != 0, flags&syscall.O_TRUNC != 0
+	if exclusive || !trunc || flags&syscall.O_APPEND != 0 {
+		return fs.create(ctx, parent, name, mode, exclusive, trunc, caller)
 	}
 	a, h, err := fs.createDeferred(ctx, parent, name, mode, caller)
 	if errors.Is(err, errNotDeferred) {
-		return fs.Create(ctx, parent, name, mode, false, caller)
+		return fs.create(ctx, parent, name, mode, false, true, caller)
 	}
 	return a, h, err
 }
@@ -165,9 +193,12 @@ func (fs *FS) decideCreate(ino *inode, pc *pendingCreate) {
 		case e.ChildKind != format.KindFile:
 			err = fmt.Errorf("create %q: another host made it a non-regular file: %w", pc.name, ErrExist)
 		default:
-			into, err = fs.child(ctx, pc.dir, e)
+			// The open: O_TRUNC of that file, now.
+			if into, err = fs.child(ctx, pc.dir, e); err == nil {
+				err = fs.truncateCommitted(ctx, into)
+			}
 			if errors.Is(err, ErrNotExist) && i < attempts {
-				continue
+				continue // removed meanwhile: the name may be free again
 			}
 		}
 		break
@@ -187,6 +218,9 @@ func (fs *FS) decideCreate(ino *inode, pc *pendingCreate) {
 	if err == nil && into == nil {
 		ino.create = nil // named: nothing left to settle
 	}
+	if err != nil {
+		pc.changes = nil // nothing will apply them
+	}
 	ino.mu.Unlock()
 	close(pc.done)
 	if err != nil || into != nil {
@@ -195,26 +229,22 @@ func (fs *FS) decideCreate(ino *inode, pc *pendingCreate) {
 	}
 }
 
-// waitCreated waits until no deferred create of this host of name in dir
-// (of any name, when name is "") is undecided.
+// waitCreated waits until the deferred creates of this host of name in
+// dir (of any name, when name is "") that are undecided now are decided.
 func (fs *FS) waitCreated(dir *inode, name string) {
-	for {
-		dir.mu.Lock()
-		var done chan struct{}
-		if name != "" {
-			if pc := dir.creates[name]; pc != nil {
-				done = pc.done
-			}
-		} else {
-			for _, pc := range dir.creates {
-				done = pc.done
-				break
-			}
+	var wait []chan struct{}
+	dir.mu.Lock()
+	if name != "" {
+		if pc := dir.creates[name]; pc != nil {
+			wait = append(wait, pc.done)
 		}
-		dir.mu.Unlock()
-		if done == nil {
-			return
+	} else {
+		for _, pc := range dir.creates {
+			wait = append(wait, pc.done)
 		}
+	}
+	dir.mu.Unlock()
+	for _, done := range wait {
 		<-done
 	}
 }
@@ -232,8 +262,8 @@ func (fs *FS) waitDecided(ino *inode) *pendingCreate {
 
 // settleCreate completes the deferred create of file ino, if any, for a
 // close or fsync: it waits for the decision and reports its error, or,
-// when the name turned out to be another file's, copies ino's content
-// into that file.
+// when the name turned out to be another file's, applies to that file
+// what ino's descriptors did since the last settle, and commits it.
 func (fs *FS) settleCreate(ctx context.Context, ino *inode) error {
 	pc := fs.waitDecided(ino)
 	if pc == nil {
@@ -248,23 +278,41 @@ func (fs *FS) settleCreate(ctx context.Context, ino *inode) error {
 	ino.commitMu.Lock()
 	defer ino.commitMu.Unlock()
 	ino.mu.Lock()
-	gen := ino.localGen
+	changes := pc.changes
+	pc.changes = nil
 	ino.mu.Unlock()
-	if pc.copied && pc.copiedGen == gen {
+	if len(changes) == 0 {
 		return nil
 	}
-	if err := fs.copyInto(ctx, ino, pc.into); err != nil {
+	if err := fs.applyChanges(ctx, ino, pc.into, changes); err != nil {
+		ino.mu.Lock()
+		pc.changes = append(changes, pc.changes...) // the next close tries again
+		ino.mu.Unlock()
 		return fmt.Errorf("create %q: write into the file another host created: %w", pc.name, err)
 	}
-	pc.copied, pc.copiedGen = true, gen
 	return nil
 }
 
-// copyInto truncates file dst and writes src's content into it,
-// committing it: what an open with O_TRUNC of dst followed by src's
-// writes would have made. A dst deleted meanwhile is left so (as an open
+// truncateCommitted truncates file dst to nothing and commits it, dropping
+// the kernel's caches of it.
+func (fs *FS) truncateCommitted(ctx context.Context, dst *inode) error {
+	ctx = context.WithoutCancel(ctx)
+	dst.ioMu.Lock()
+	err := fs.truncate(ctx, dst, 0)
+	dst.ioMu.Unlock()
+	if err == nil {
+		err = fs.commitFile(ctx, dst, nil)
+	}
+	fs.changedHere(dst)
+	return err
+}
+
+// applyChanges applies changes, made to file src, to file dst, in order:
+// a write copies src's current bytes of its range (what src holds there
+// now is what the last change of each byte left), a truncation truncates;
+// then it commits dst. A dst deleted meanwhile is left so (as an open
 // file whose name another host removed). The caller holds src.commitMu.
-func (fs *FS) copyInto(ctx context.Context, src, dst *inode) error {
+func (fs *FS) applyChanges(ctx context.Context, src, dst *inode, changes []fileChange) error {
 	ctx = context.WithoutCancel(ctx)
 	h, _, err := fs.open(ctx, dst.id, true, true)
 	if errors.Is(err, ErrNotExist) {
@@ -273,30 +321,49 @@ func (fs *FS) copyInto(ctx context.Context, src, dst *inode) error {
 	if err != nil {
 		return err
 	}
-	dst.ioMu.Lock()
-	err = fs.truncate(ctx, dst, 0)
-	dst.ioMu.Unlock()
-	if err == nil {
-		src.ioMu.RLock()
-		size := fs.attrOf(src).Size
-		buf := make([]byte, min(size, 1<<20))
-		for off := uint64(0); off < size && err == nil; {
+	src.ioMu.RLock()
+	size := fs.attrOf(src).Size
+	var buf []byte
+	for _, c := range changes {
+		if c.truncate {
+			dst.ioMu.Lock()
+			err = fs.truncate(ctx, dst, c.off)
+			dst.ioMu.Unlock()
+		}
+		for off := c.off; !c.truncate && off < min(c.end, size) && err == nil; {
+			if buf == nil {
+				buf = make([]byte, 1<<20)
+			}
 			var n int
-			n, err = fs.readAt(ctx, src, buf[:min(uint64(len(buf)), size-off)], off, false)
+			n, err = fs.readAt(ctx, src, buf[:min(uint64(len(buf)), min(c.end, size)-off)], off, false)
 			if err == nil {
 				_, err = fs.Write(ctx, h, buf[:n], int64(off))
 				off += uint64(n)
 			}
 		}
-		src.ioMu.RUnlock()
+		if err != nil {
+			break
+		}
 	}
+	src.ioMu.RUnlock()
 	if err == nil {
 		err = fs.commitFile(ctx, dst, nil)
 	}
+	fs.changedHere(dst)
 	if errors.Is(err, ErrNotExist) {
 		err = nil // deleted by another host meanwhile
 	}
 	return errors.Join(err, fs.Release(ctx, h))
+}
+
+// changedHere drops the kernel's caches of file ino, which this host
+// changed without the kernel (its attributes, its pages: the next open
+// does not keep them).
+func (fs *FS) changedHere(ino *inode) {
+	ino.mu.Lock()
+	ino.changed = true
+	ino.mu.Unlock()
+	fs.invalidate(invalOp{id: ino.id})
 }
 
 // DeferredCreates returns how many creates this engine deferred.

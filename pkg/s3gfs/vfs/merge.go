@@ -64,11 +64,17 @@ func (ino *inode) noteWriteLocked(idx uint64, from, to int, end uint64) {
 	}
 	f.ranges[idx] = addSpan(f.ranges[idx], from, to)
 	f.writeEnd = max(f.writeEnd, end)
+	if pc := ino.create; pc != nil {
+		pc.noteWrite(end-uint64(to-from), end)
+	}
 }
 
 // noteTruncateLocked records a truncation to size: written bytes at or
 // past it are gone. ino.mu is held.
 func (ino *inode) noteTruncateLocked(size, E uint64) {
+	if pc := ino.create; pc != nil {
+		pc.noteTruncate(size)
+	}
 	ino.noteChangeLocked()
 	f := &ino.file
 	if !f.truncated || size < f.truncAt {

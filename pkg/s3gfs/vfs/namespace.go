@@ -389,9 +389,15 @@ func (fs *FS) mknode(ctx context.Context, parent uint64, name string, n *format.
 // removes that file between the two steps, the create is tried again, so
 // open(O_CREAT) never fails with ENOENT because of a race it can win.
 func (fs *FS) Create(ctx context.Context, parent uint64, name string, mode uint32, exclusive bool, caller Caller) (Attr, *Handle, error) {
+	return fs.create(ctx, parent, name, mode, exclusive, false, caller)
+}
+
+// create is Create; with trunc (O_TRUNC), an existing file it opens is
+// truncated, as the kernel, told the file was created, does not.
+func (fs *FS) create(ctx context.Context, parent uint64, name string, mode uint32, exclusive, trunc bool, caller Caller) (Attr, *Handle, error) {
 	const attempts = 8
 	for i := 1; ; i++ {
-		a, h, err := fs.createOnce(ctx, parent, name, mode, exclusive, caller)
+		a, h, err := fs.createOnce(ctx, parent, name, mode, exclusive, trunc, caller)
 		if exclusive || !errors.Is(err, errCreateRace) || i == attempts {
 			if errors.Is(err, errCreateRace) {
 				err = ErrNotExist
@@ -405,7 +411,7 @@ func (fs *FS) Create(ctx context.Context, parent uint64, name string, mode uint3
 // could be opened.
 var errCreateRace = fmt.Errorf("file removed while being opened: %w", ErrNotExist)
 
-func (fs *FS) createOnce(ctx context.Context, parent uint64, name string, mode uint32, exclusive bool, caller Caller) (Attr, *Handle, error) {
+func (fs *FS) createOnce(ctx context.Context, parent uint64, name string, mode uint32, exclusive, trunc bool, caller Caller) (Attr, *Handle, error) {
 	a, err := fs.mknode(ctx, parent, name, &format.Inode{Kind: format.KindFile, Mode: mode & 0o7777, Nlink: 1, Inline: true}, caller)
 	created := err == nil
 	if errors.Is(err, ErrExist) && !exclusive {
@@ -428,6 +434,13 @@ func (fs *FS) createOnce(ctx context.Context, parent uint64, name string, mode u
 	}
 	if err != nil {
 		return Attr{}, nil, err
+	}
+	if trunc && !created && a.Size > 0 {
+		zero := uint64(0)
+		if a, err = fs.SetAttr(context.WithoutCancel(ctx), a.Ino, SetAttr{Size: &zero}); err != nil {
+			fs.Release(ctx, h)
+			return Attr{}, nil, err
+		}
 	}
 	return a, h, nil
 }
