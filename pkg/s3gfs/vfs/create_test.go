@@ -126,10 +126,10 @@ func TestCreatesNotDeferred(t *testing.T) {
 }
 
 // Another host created the name first, unseen by this host: the deferred
-// create becomes an open of that file with O_TRUNC. Its close truncates
-// that file and writes this host's content into it (same inode, so the
-// other host's open descriptor still refers to the file of that name),
-// and this host then finds that file under the name.
+// create becomes an open of that file with O_TRUNC (at the decision), and
+// its close writes this host's bytes into that file (same inode, so the
+// other host's open descriptor still refers to the file of that name);
+// this host then finds that file under the name.
 func TestDeferredCreateLosesToOtherHost(t *testing.T) {
 	e := newEnv(t)
 	a := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
