@@ -258,7 +258,7 @@ func checkAfterCrash(h *host, workers []*worker, outcomes map[string]int, final 
 				at = at[1:]
 			}
 			e := obs[at[0]]
-			f.paths, f.ino, f.bothOK, f.mayBeGone = at, e.ino, false, false
+			f.paths, f.ino, f.bothOK, f.mayBeGone, f.deferred = at, e.ino, false, false, false
 			f.want, f.pending, f.inflight = e.data, nil, ""
 		}
 	}

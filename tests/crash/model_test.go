@@ -50,13 +50,17 @@ type file struct {
 	// one when its namespace state is known; two while a rename's
 	// outcome is unknown (old or new name; both only when bothOK).
 	paths     []string
-	bothOK    bool   // both names may show (no rename leaves both since FORMAT §5.5: always false)
-	mayBeGone bool   // a create, unlink, or a rename over it is in flight
-	want      []byte // the acknowledged content (by fsync or close)
-	pending   []int  // generations written after the last acknowledgement
-	gen       int    // the last generation written
-	fd        *os.File
-	inflight  string // the operation in flight when the mount died
+	bothOK    bool // both names may show (no rename leaves both since FORMAT §5.5: always false)
+	mayBeGone bool // a create, unlink, or a rename over it is in flight
+	// deferred: created by open(O_CREAT|O_TRUNC), which s3gfs decides by
+	// the first fsync or close (a deferred create, docs/guarantees.md):
+	// in flight until then.
+	deferred bool
+	want     []byte // the acknowledged content (by fsync or close)
+	pending  []int  // generations written after the last acknowledgement
+	gen      int    // the last generation written
+	fd       *os.File
+	inflight string // the operation in flight when the mount died
 }
 
 func (f *file) String() string {

@@ -116,13 +116,24 @@ func (w *worker) create() bool {
 	p := path.Join(dirs[w.rng.IntN(len(dirs))], fmt.Sprintf("w%d-%d", w.idx, w.next))
 	f := &file{fid: w.idx*1_000_000 + w.next, paths: []string{p}, mayBeGone: true}
 	w.files = append(w.files, f)
-	fd, err := os.OpenFile(w.abs(p), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
-	if err != nil {
-		return w.fail(f, "create", err)
+	if w.rng.IntN(2) == 0 {
+		// How programs write a whole file: s3gfs defers the create to the
+		// first fsync or close, which acknowledge it.
+		fd, err := os.OpenFile(w.abs(p), os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+		if err != nil {
+			return w.fail(f, "create-trunc", err)
+		}
+		f.fd, f.deferred = fd, true
+	} else {
+		fd, err := os.OpenFile(w.abs(p), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+		if err != nil {
+			return w.fail(f, "create", err)
+		}
+		// The name is committed before open returns (PROTOCOL I4).
+		f.mayBeGone, f.fd = false, fd
+		w.ack("create")
 	}
-	// The name is committed before open returns (PROTOCOL I4).
-	f.mayBeGone, f.fd = false, fd
-	w.ack("create")
+	fd := f.fd
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(fd.Fd()), &st); err != nil {
 		return w.fail(f, "fstat", err)
@@ -181,6 +192,7 @@ func (w *worker) fsync(f *file) bool {
 		return w.fail(f, "fsync", err)
 	}
 	w.settle(f)
+	w.createDone(f)
 	w.ack("fsync")
 	return true
 }
@@ -192,6 +204,7 @@ func (w *worker) close(f *file) bool {
 		return w.fail(f, "close", err)
 	}
 	w.settle(f)
+	w.createDone(f)
 	w.ack("close")
 	return true
 }
@@ -236,12 +249,21 @@ func (w *worker) rename(f *file, cross bool) bool {
 		return w.fail(f, op, err)
 	}
 	f.paths, f.bothOK = []string{to}, false
+	w.createDone(f) // (a rename waits for the name's create to be decided)
 	if victim != nil {
 		w.drop(victim)
 		op += "-replace"
 	}
 	w.ack(op)
 	return true
+}
+
+// createDone marks a deferred create of f acknowledged.
+func (w *worker) createDone(f *file) {
+	if f.deferred {
+		f.deferred, f.mayBeGone = false, false
+		w.ack("create-trunc")
+	}
 }
 
 func (w *worker) unlink(f *file) bool {
