@@ -10,6 +10,8 @@ import (
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
 )
 
+// heldEnv is a volume whose root directory's commits are held (until the
+// returned func is called) and a host on it that has listed the root.
 func heldEnv(t *testing.T, mod ...func(*vfs.Options)) (*env, *vfs.FS, func()) {
 	var gs *gateStore
 	e := newEnvWrapped(t, func(m *memstore.Store) objstore.Store { gs = &gateStore{Store: m}; return gs })
@@ -19,7 +21,9 @@ func heldEnv(t *testing.T, mod ...func(*vfs.Options)) (*env, *vfs.FS, func()) {
 	return e, fs, func() { <-gs.blocked; release() }
 }
 
-func TestReviewUnlinkWhileUndecided(t *testing.T) {
+// An unlink of a name whose deferred create is undecided waits for the
+// decision and removes the file.
+func TestUnlinkWhileCreateUndecided(t *testing.T) {
 	e, fs, release := heldEnv(t)
 	id, h := createOpen(t, fs, root, "f", truncFlags)
 	write(t, fs, h, []byte("data"), 0)
@@ -36,7 +40,9 @@ func TestReviewUnlinkWhileUndecided(t *testing.T) {
 	}
 }
 
-func TestReviewRenameWhileUndecided(t *testing.T) {
+// A rename of a name whose deferred create is undecided waits for the
+// decision and moves the file.
+func TestRenameWhileCreateUndecided(t *testing.T) {
 	e, fs, release := heldEnv(t)
 	id, h := createOpen(t, fs, root, "tmp", truncFlags)
 	write(t, fs, h, []byte("data"), 0)
@@ -55,7 +61,9 @@ func TestReviewRenameWhileUndecided(t *testing.T) {
 	sameBytes(t, readFile(t, o, id), []byte("data"), "final")
 }
 
-func TestReviewLinkWhileUndecided(t *testing.T) {
+// A hard link to a file whose deferred create is undecided waits for the
+// decision; both names then reach the file.
+func TestLinkWhileCreateUndecided(t *testing.T) {
 	e, fs, release := heldEnv(t)
 	id, h := createOpen(t, fs, root, "f", truncFlags)
 	write(t, fs, h, []byte("data"), 0)
@@ -71,7 +79,9 @@ func TestReviewLinkWhileUndecided(t *testing.T) {
 	sameBytes(t, readFile(t, o, id), []byte("data"), "g")
 }
 
-func TestReviewTruncateAndTimerBeforeDecision(t *testing.T) {
+// A truncation and a timer write-back of the file (its version 2 before
+// the born put naming it) before the decision: the content is whole.
+func TestTruncateAndTimerBeforeCreateDecided(t *testing.T) {
 	e, fs, release := heldEnv(t, func(o *vfs.Options) { o.WritebackDelay = time.Millisecond })
 	id, h := createOpen(t, fs, root, "f", truncFlags)
 	write(t, fs, h, []byte("0123456789"), 0)
@@ -91,7 +101,7 @@ func TestReviewTruncateAndTimerBeforeDecision(t *testing.T) {
 
 // Lost into a file this host holds open with uncommitted writes of its
 // own (opened by the name after the decision).
-func TestReviewLostIntoFileHeldHere(t *testing.T) {
+func TestLostCreateIntoFileHeldHere(t *testing.T) {
 	e := newEnv(t)
 	a := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
 	b := e.engine()
@@ -108,7 +118,9 @@ func TestReviewLostIntoFileHeldHere(t *testing.T) {
 	sameBytes(t, readFile(t, e.engine(), xid), []byte("x\x00\x00\x00ZZ"), "f")
 }
 
-func TestReviewDeferredCreateInClone(t *testing.T) {
+// A deferred create in a clone commits to the clone and leaves the source
+// as it was.
+func TestDeferredCreateInClone(t *testing.T) {
 	e := newEnv(t)
 	src := e.engine()
 	sourceTree(t, src)

@@ -16,7 +16,7 @@ import (
 // winner's 17 bytes), then writes 4 bytes and closes (applied to the
 // winner's file). Its next read of the name shows them: the kernel's
 // cached pages of that file were dropped.
-func TestReviewLoserReadsItsOwnClose(t *testing.T) {
+func TestLostCreateReadsItsOwnClose(t *testing.T) {
 	requireFUSE(t)
 	v := newVolume(t, volume.FormatOptions{})
 	hosts := []*host{v.mount(t), v.mount(t)}
@@ -106,10 +106,10 @@ func TestReviewLoserReadsItsOwnClose(t *testing.T) {
 	t.Skip("no round lost a race")
 }
 
-// R1 through FUSE: the winner writes 17 bytes and closes (acknowledged)
+// Through FUSE: the winner writes 17 bytes and closes (acknowledged)
 // after the loser's open returned; the loser then writes 1 byte at 0 and
 // closes. An O_TRUNC open followed by those writes gives "x"+16 W's.
-func TestReviewLoserCloseKeepsWinnersAcknowledgedBytes(t *testing.T) {
+func TestLostCreateKeepsWinnersAcknowledgedBytes(t *testing.T) {
 	requireFUSE(t)
 	v := newVolume(t, volume.FormatOptions{})
 	hosts := []*host{v.mount(t), v.mount(t)}

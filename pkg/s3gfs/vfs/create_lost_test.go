@@ -9,12 +9,12 @@ import (
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
 )
 
-// R1: a deferred create that lost is an open(O_TRUNC) of b's file, which
-// returned before b's write; b's write and close (acknowledged) come
-// after. POSIX (and a non-deferred O_TRUNC open of the same file on a):
-// trunc, b's 8 bytes, a's 1 byte at 0 = "xBBBBBBB". The close's copy
-// truncates again, at close time, and b's acknowledged bytes 1..7 vanish.
-func TestReviewLostCreateCloseWipesLaterAcknowledgedWrite(t *testing.T) {
+// A deferred create that lost is an open(O_TRUNC) of b's file at the
+// decision, before b's write; b's write and close (acknowledged) come
+// after, then a's write of 1 byte and close. As with a non-deferred
+// O_TRUNC open of the same file: truncation, b's 8 bytes, a's byte at 0
+// = "xBBBBBBB" (a close that copied a's whole file wiped b's bytes 1..7).
+func TestLostCreateKeepsLaterAcknowledgedWrite(t *testing.T) {
 	e := newEnv(t)
 	a := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
 	b := e.engine()
@@ -34,9 +34,10 @@ func TestReviewLostCreateCloseWipesLaterAcknowledgedWrite(t *testing.T) {
 	sameBytes(t, readFile(t, e.engine(), xid), []byte("xBBBBBBB"), "after a's close")
 }
 
-// Control for R1: the same interleaving with a plain open + O_TRUNC
-// (the kernel's setattr size 0) keeps b's bytes.
-func TestReviewControlPlainTruncOpenKeepsLaterWrite(t *testing.T) {
+// The same interleaving with a plain open + O_TRUNC (the kernel's setattr
+// size 0) keeps b's bytes: what TestLostCreateKeepsLaterAcknowledgedWrite
+// holds deferred creates to.
+func TestPlainTruncOpenKeepsLaterWrite(t *testing.T) {
 	e := newEnv(t)
 	a := e.engine()
 	b := e.engine()
@@ -54,11 +55,11 @@ func TestReviewControlPlainTruncOpenKeepsLaterWrite(t *testing.T) {
 	sameBytes(t, readFile(t, e.engine(), xid), []byte("xBBBBBBB"), "after a's close")
 }
 
-// R2: the close's copy changes xid's size and content on a behind the
-// kernel's back (not through the kernel's inode of xid): nothing tells
+// The close of a lost create changes xid's size and content on a behind
+// the kernel's back (not through the kernel's inode of xid): it must tell
 // the kernel to drop what it cached of xid (attributes from a lookup made
-// after the decision; pages), and the next open even says keep the cache.
-func TestReviewLostCreateCopyInvalidatesNothing(t *testing.T) {
+// after the decision; pages).
+func TestLostCreateInvalidatesOtherFile(t *testing.T) {
 	e := newEnv(t)
 	a := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
 	rec := newRecorder(a)
@@ -86,10 +87,10 @@ func TestReviewLostCreateCopyInvalidatesNothing(t *testing.T) {
 	}
 }
 
-// R3 (pre-existing, reached by CreateOpen's fallback): a create with
-// O_TRUNC that is not deferred (no born puts here) and finds the name
-// taken by another host opens that file without truncating it.
-func TestReviewNotDeferredTruncCreateOfExistingIgnoresTrunc(t *testing.T) {
+// A create with O_TRUNC that is not deferred (no born puts here) and finds
+// the name taken by another host opens that file and truncates it: the
+// kernel, told the file was created, does not.
+func TestNotDeferredTruncCreateTruncatesExisting(t *testing.T) {
 	e := newEnv(t)
 	a := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour; o.Version1Objects = true })
 	b := e.engine()
