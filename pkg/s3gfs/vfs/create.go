@@ -42,8 +42,9 @@ import (
 // decision first (waitCreated, waitDecided): the name is only this host's
 // until then.
 
-// pendingCreate is the state of a deferred create. Every field but done
-// and changes is written before done is closed and only read after.
+// pendingCreate is the state of a deferred create. err and into are
+// written (with the file's mu held) before done is closed, and read
+// after it or with that mu held.
 type pendingCreate struct {
 	dir  *inode
 	name string
@@ -69,6 +70,9 @@ type fileChange struct {
 // when that is a write it touches (a sequential writer's log stays one
 // entry). The file's mu is held.
 func (pc *pendingCreate) noteWrite(off, end uint64) {
+	if pc.err != nil {
+		return // failed: nothing will apply it
+	}
 	if n := len(pc.changes); n > 0 {
 		if c := &pc.changes[n-1]; !c.truncate && off <= c.end && end >= c.off {
 			c.off, c.end = min(c.off, off), max(c.end, end)
@@ -80,6 +84,9 @@ func (pc *pendingCreate) noteWrite(off, end uint64) {
 
 // noteTruncate records a truncation to size. The file's mu is held.
 func (pc *pendingCreate) noteTruncate(size uint64) {
+	if pc.err != nil {
+		return
+	}
 	pc.changes = append(pc.changes, fileChange{truncate: true, off: size})
 }
 
@@ -208,13 +215,13 @@ func (fs *FS) decideCreate(ino *inode, pc *pendingCreate) {
 		fs.log.Warn("create decided after its open failed; the next close or fsync reports it",
 			"dir", fmt.Sprintf("%016x", pc.dir.id), "name", pc.name, "err", err)
 	}
-	pc.err, pc.into = err, into
 	pc.dir.mu.Lock()
 	if pc.dir.creates[pc.name] == pc {
 		delete(pc.dir.creates, pc.name)
 	}
 	pc.dir.mu.Unlock()
-	ino.mu.Lock()
+	ino.mu.Lock() // (noteWrite reads pc.err with it held)
+	pc.err, pc.into = err, into
 	if err == nil && into == nil {
 		ino.create = nil // named: nothing left to settle
 	}
