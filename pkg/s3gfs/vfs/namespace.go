@@ -404,6 +404,13 @@ func (fs *FS) create(ctx context.Context, parent uint64, name string, mode uint3
 			}
 			return a, h, err
 		}
+		// The name this host saw was removed: read the directory again, or
+		// a view older than that removal finds the same name every time.
+		if dir, derr := fs.dirInode(ctx, parent); derr == nil {
+			if derr := fs.freshen(ctx, dir); derr != nil {
+				return Attr{}, nil, derr
+			}
+		}
 	}
 }
 
