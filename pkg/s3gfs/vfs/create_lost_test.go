@@ -104,3 +104,32 @@ func TestNotDeferredTruncCreateTruncatesExisting(t *testing.T) {
 	closeH(t, a, ha)
 	sameBytes(t, readFile(t, e.engine(), xid), []byte("by a"), "O_TRUNC create of b's file")
 }
+
+// A create of a name this host sees opens that file, with the attributes
+// the open revalidated, not those of the host's older view: here the view
+// has the file empty while another host has since written it. Without
+// O_TRUNC the open answers the written size; with it, the file is
+// truncated (a truncation skipped on the view's size 0 left the other
+// host's bytes behind this host's).
+func TestCreateOfExistingAnswersRevalidatedFile(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
+	b := e.engine()
+	xid := writeFile(t, a, root, "f", nil)
+	hb := open(t, b, lookup(t, b, root, "f").Ino, true)
+	write(t, b, hb, []byte("data"), 0)
+	closeH(t, b, hb)
+	if got := lookup(t, a, root, "f"); got.Size != 0 {
+		t.Fatalf("a's view has %d bytes, the test needs it stale (0)", got.Size)
+	}
+	got, h, err := a.CreateOpen(ctx, root, "f", 0o644, syscall.O_CREAT|syscall.O_WRONLY, caller)
+	must(t, err)
+	if got.Ino != xid || got.Size != 4 {
+		t.Fatalf("open(O_CREAT) of the existing file answered %+v, want inode %016x of 4 bytes", got, xid)
+	}
+	closeH(t, a, h)
+	_, h = createOpen(t, a, root, "f", syscall.O_CREAT|syscall.O_TRUNC|syscall.O_WRONLY)
+	write(t, a, h, []byte("x"), 0)
+	closeH(t, a, h)
+	sameBytes(t, readFile(t, e.engine(), xid), []byte("x"), "after a's O_TRUNC open and write")
+}

@@ -442,6 +442,11 @@ func (fs *FS) createOnce(ctx context.Context, parent uint64, name string, mode u
 	if err != nil {
 		return Attr{}, nil, err
 	}
+	if !created {
+		// What the open found (it revalidated the file), not the view the
+		// lookup answered from: the kernel caches these attributes.
+		a = fs.attrOf(h.ino)
+	}
 	if trunc && !created && a.Size > 0 {
 		zero := uint64(0)
 		if a, err = fs.SetAttr(context.WithoutCancel(ctx), a.Ino, SetAttr{Size: &zero}); err != nil {
