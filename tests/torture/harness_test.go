@@ -65,6 +65,7 @@ type logBuffer struct {
 	tail    []string
 	partial []byte
 	counts  map[string]int
+	full    io.Writer // every line, when the run is traced (traceDir)
 }
 
 var notable = []string{"level=ERROR", "level=WARN", "fencing this host", "host unfenced", "sync failed", "panic", "DATA RACE"}
@@ -72,6 +73,9 @@ var notable = []string{"level=ERROR", "level=WARN", "fencing this host", "host u
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.full != nil {
+		l.full.Write(p)
+	}
 	l.partial = append(l.partial, p...)
 	for {
 		i := bytes.IndexByte(l.partial, '\n')
@@ -140,7 +144,17 @@ func (c *cluster) mount(idx int) *host {
 	t.Cleanup(func() { p.Close() })
 	h := &host{c: c, idx: idx, dir: t.TempDir(), proxy: p, log: &logBuffer{counts: map[string]int{}}}
 	name := fmt.Sprintf("torture-h%d", idx)
+	level := "info"
+	if dir := traceDir(); dir != "" {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("h%d.log", idx)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		h.log.full, level = f, "debug"
+	}
 	h.Mount = testenv.StartMount(t, c.srv, name, h.dir, h.log,
+		"--log-level", level,
 		"--endpoint", p.URL(),
 		"--sync-interval", syncInterval.String(),
 		"--host-expiry", hostExpiry.String(),
@@ -149,6 +163,11 @@ func (c *cluster) mount(idx int) *host {
 	c.hosts = append(c.hosts, h)
 	return h
 }
+
+// traceDir is where a traced run (S3GFS_TORTURE_TRACE=DIR) writes each
+// host's whole log, at debug level: what the engine decided at each open
+// and commit, to explain a failure the history alone cannot.
+func traceDir() string { return os.Getenv("S3GFS_TORTURE_TRACE") }
 
 func (h *host) path(p string) string { return filepath.Join(h.dir, p) }
 

@@ -103,6 +103,7 @@ type Op struct {
 	Status Status
 	Err    string
 	Ino    uint64 // inode the open file descriptor had (fstat), 0 if unknown
+	Size   int64  // a read's file size by fstat after the open (the kernel's view)
 	Data   runs   // what a read returned
 }
 
@@ -123,7 +124,7 @@ func (o *Op) String() string {
 		fmt.Fprintf(&b, " (%s)", o.Err)
 	}
 	if o.Kind == OpRead && o.Status == OK {
-		fmt.Fprintf(&b, " read=%s", o.Data)
+		fmt.Fprintf(&b, " fstat=%d read=%s", o.Size, o.Data)
 	}
 	return b.String()
 }

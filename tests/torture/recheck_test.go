@@ -34,7 +34,7 @@ func TestRecheckReport(t *testing.T) {
 }
 
 var (
-	opLine = regexp.MustCompile(`^#(\d+) h(\d+) (\S+) (\S+)(?: -> (\S+))?(?: \[chunks (\d+)\+(\d+)\])? @([\d.]+)s\.\.([\d.]+)s (ok|failed|indeterminate)(?: ino=([0-9a-f]{16}))?(?: \((.*?)\))?(?: read=(.*))?$`)
+	opLine = regexp.MustCompile(`^#(\d+) h(\d+) (\S+) (\S+)(?: -> (\S+))?(?: \[chunks (\d+)\+(\d+)\])? @([\d.]+)s\.\.([\d.]+)s (ok|failed|indeterminate)(?: ino=([0-9a-f]{16}))?(?: \((.*?)\))?(?: fstat=(\d+))?(?: read=(.*))?$`)
 	runRe  = regexp.MustCompile(`^(?:#(\d+)@(\d+)×(\d+)|zeros@(\d+)×(\d+))$`)
 )
 
@@ -144,7 +144,10 @@ func parseReport(path string) ([]*Op, tree, error) {
 				op.Ino, _ = strconv.ParseUint(m[11], 16, 64)
 			}
 			if m[13] != "" {
-				if op.Data, err = parseRuns(m[13]); err != nil {
+				op.Size = int64(atoi(m[13]))
+			}
+			if m[14] != "" {
+				if op.Data, err = parseRuns(m[14]); err != nil {
 					return nil, nil, err
 				}
 			}

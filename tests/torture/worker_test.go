@@ -306,9 +306,9 @@ func (w *worker) read(p string) Status {
 		return Failed
 	}
 	defer f.Close()
-	ino, _, err := inoOf(f)
+	ino, size, err := inoOf(f)
 	if err == nil {
-		op.Ino = ino
+		op.Ino, op.Size = ino, size
 		var data []byte
 		data, err = io.ReadAll(f)
 		op.Data = encode(data)

@@ -209,6 +209,23 @@ type fsys struct {
 // its inode in the engine) before it is dropped.
 const forgetDelay = 5 * time.Second
 
+// trace logs one request's answer at debug level (--log-level debug):
+// what the kernel was told, to explain what a program saw. Inode numbers
+// are printed in hex, as everywhere else.
+func (f *fsys) trace(msg string, args ...any) {
+	if !f.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, _ := args[i].(string); k == "inode" || k == "parent" {
+			if id, ok := args[i+1].(uint64); ok {
+				args[i+1] = fmt.Sprintf("%016x", id)
+			}
+		}
+	}
+	f.log.Debug(msg, args...)
+}
+
 func (f *fsys) register(id uint64, in *fs.Inode) {
 	f.mu.Lock()
 	f.nodes[id] = in
@@ -282,14 +299,16 @@ func (f *fsys) liveNode(id uint64) *fs.Inode {
 // inode another host changed (vfs.Invalidator).
 func (f *fsys) InvalidateInode(id uint64) {
 	if in := f.node(id); in != nil {
-		in.NotifyContent(0, 0) // ENOENT just means the kernel has forgotten it
+		errno := in.NotifyContent(0, 0) // ENOENT just means the kernel has forgotten it
+		f.trace("invalidated inode", "inode", id, "errno", errno)
 	}
 }
 
 // InvalidateEntry drops the kernel's cached lookup of parent/name.
 func (f *fsys) InvalidateEntry(parent uint64, name string) {
 	if in := f.node(parent); in != nil {
-		in.NotifyEntry(name)
+		errno := in.NotifyEntry(name)
+		f.trace("invalidated entry", "parent", parent, "name", name, "errno", errno)
 	}
 }
 

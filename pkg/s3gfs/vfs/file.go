@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -243,6 +244,9 @@ func (h *Handle) ID() uint64 { return h.ino.id }
 // other handles on this host still read.
 func (h *Handle) Direct() bool { return h.direct }
 
+// Inode is the number of the inode the handle reads.
+func (h *Handle) Inode() uint64 { return h.ino.id }
+
 // pinnedLocked returns the older version h reads instead of cur, or nil.
 // ino.mu is held.
 func (h *Handle) pinnedLocked() *format.Inode {
@@ -317,6 +321,11 @@ func (fs *FS) open(ctx context.Context, id uint64, writable, revalidate bool) (h
 	fs.openSet[ino] = struct{}{}
 	fs.mu.Unlock()
 	keep := !ino.changed
+	if fs.log.Enabled(ctx, slog.LevelDebug) {
+		fs.log.Debug("open: revalidated", "inode", fmt.Sprintf("%016x", ino.id), "clean", clean, "revalidate", revalidate,
+			"before", before.Version, "version", ino.cur.Version, "writer", fmt.Sprintf("%016x", ino.cur.Writer),
+			"size", ino.file.size, "changed", ino.changed, "mixed", ino.mixed, "open", ino.open)
+	}
 	if !ino.mixed {
 		// (While mixed, the older handles' pages must stay; new handles
 		// bypass them and the flag waits for the last close.)
@@ -1275,6 +1284,9 @@ func (fs *FS) commitFileOnce(ctx context.Context, ino *inode, mutate func(n *for
 		ino.file = fileState{uploading: ino.file.uploading}
 		ino.dirtySince = time.Time{}
 		ino.setCurLocked(n, at, nil)
+		if fs.log.Enabled(ctx, slog.LevelDebug) {
+			fs.log.Debug("committed file", "inode", fmt.Sprintf("%016x", ino.id), "version", n.Version, "size", n.Size)
+		}
 	})
 }
 

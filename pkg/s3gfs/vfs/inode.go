@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -424,6 +425,14 @@ func (fs *FS) fetchNewest(ctx context.Context, ino *inode) error {
 			ino.mu.Lock()
 			if cur != nil && n.Writer != fs.opts.HostID {
 				ino.changed = true
+			}
+			if fs.log.Enabled(ctx, slog.LevelDebug) {
+				from := uint64(0)
+				if cur != nil {
+					from = cur.Version
+				}
+				fs.log.Debug("refreshed inode", "inode", fmt.Sprintf("%016x", ino.id), "from", from, "version", n.Version,
+					"writer", fmt.Sprintf("%016x", n.Writer), "size", n.Size, "changed", ino.changed)
 			}
 			ino.setCurLocked(n, obj.LastModified, entries)
 			if skipped >= ino.nextVersion {
