@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore/memstore"
@@ -214,6 +215,39 @@ func TestRmdirRacesCreate(t *testing.T) {
 				t.Fatalf("round %d: surviving directory lists %v", round, got)
 			}
 		}
+	}
+}
+
+// An rmdir through a view of the parent from before another host renamed
+// the directory away must fail (the name is gone) and leave the directory,
+// now under its new name, alone: within one directory (one version of the
+// parent) and across directories (a transaction). Found by make load (seed
+// 804535564: h7's rmdir a, 6 ms after h4's rename of a to d returned,
+// removed d).
+func TestRmdirOfNameRenamedAwayElsewhere(t *testing.T) {
+	for _, across := range []bool{false, true} {
+		t.Run(fmt.Sprintf("across=%v", across), func(t *testing.T) {
+			e := newEnv(t)
+			b := e.engine()
+			x := mkdir(t, b, root, "a")
+			to, toName := root, "d"
+			if across {
+				to = mkdir(t, b, root, "other")
+			}
+			a := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
+			if _, err := a.Lookup(ctx, root, "a"); err != nil { // a's view of the root names a
+				t.Fatal(err)
+			}
+			must(t, b.Rename(ctx, root, "a", to, toName, 0))
+			wantErr(t, a.Rmdir(ctx, root, "a"), vfs.ErrNotExist, "rmdir of a name another host renamed away")
+			c := e.engine()
+			if got, err := c.Lookup(ctx, to, toName); err != nil || got.Ino != x {
+				t.Fatalf("renamed directory: %+v, %v; want %016x", got, err, x)
+			}
+			if _, err := c.Lookup(ctx, root, "a"); !errors.Is(err, vfs.ErrNotExist) {
+				t.Fatalf("old name: %v, want ErrNotExist", err)
+			}
+		})
 	}
 }
 

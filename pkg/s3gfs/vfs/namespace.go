@@ -603,6 +603,13 @@ func (fs *FS) dropReplaced(ctx context.Context, dir *inode, removed []format.Ent
 // Rmdir removes the empty directory name from parent: the directory is
 // tombstoned first, conditionally on being empty (rule W5), then its entry
 // is removed.
+//
+// The parent is read from the store first. The tombstone is of the
+// directory, not of the name, and a rename does not change the directory
+// it moves (W6): judged on a view up to one sync interval old, an rmdir of
+// a name another host has since renamed away would remove the directory
+// under its new name. (A rename racing the rmdir, between this read and
+// the tombstone, still can: docs/guarantees.md.)
 func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
 	if err := fs.writable(); err != nil {
 		return err
@@ -612,6 +619,9 @@ func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
 	}
 	dir, err := fs.dirInode(ctx, parent)
 	if err != nil {
+		return err
+	}
+	if err := fs.freshen(ctx, dir); err != nil {
 		return err
 	}
 	e, ok, err := fs.lookupEntry(ctx, dir, name)
