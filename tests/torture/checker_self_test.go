@@ -293,3 +293,22 @@ func TestCheckerTransientRenameName(t *testing.T) {
 	expect(t, "no failed rename to explain it", h, final, "precondition")
 	expect(t, "no failed rename to explain it", h, final, "structure")
 }
+
+// A create that lost its name to another host's create (its host did
+// not see the name yet) wrote into that host's file: explained once the
+// op is attributed to that file (the host logs it), a provenance problem
+// without it; and the file then holds the lost create's bytes exactly.
+func TestCheckerLostCreate(t *testing.T) {
+	h := &hist{}
+	h.op(0, OpMkdir, "a", "", 0, 5, OK, 0, 0)
+	h.op(1, OpCreate, "a/0", "", 10, 20, OK, 100, 4)
+	lost := h.op(0, OpCreate, "a/0", "", 25, 40, OK, 555, 2)
+	final := tree{"a": dirNode(1), "a/0": fileNode(100, content(lost))}
+	expect(t, "unattributed", h, final, "provenance")
+	if n := attributeLost(h.ops, map[uint64]uint64{555: 100}); n != 1 || lost.Ino != 100 || lost.Local != 555 {
+		t.Fatalf("attributed %d ops; the lost create has ino %016x, local %016x", n, lost.Ino, lost.Local)
+	}
+	expect(t, "attributed", h, final, "")
+	h.op(2, OpRead, "a/0", "", 100, 110, OK, 100, 0).Data = runs{}.add(run{op: 2, pos: 0, n: 4})
+	expect(t, "the winner's bytes read after the lost create's close", h, final, "stale-read")
+}

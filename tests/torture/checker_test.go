@@ -284,7 +284,7 @@ func newChecker(history []*Op, window time.Duration, exclude string) *checker {
 // links the file, then opens it, and the open fails with ENOENT when
 // another host unlinked or renamed the new name in between.
 func createdThenLost(op *Op, history []*Op) bool {
-	if (op.Kind != OpWrite && op.Kind != OpExcl) || op.Status != Failed || op.Err != syscall.ENOENT.Error() {
+	if (!op.Kind.whole() && op.Kind != OpExcl) || op.Status != Failed || op.Err != syscall.ENOENT.Error() {
 		return false
 	}
 	for _, m := range history {
@@ -387,7 +387,7 @@ func (c *checker) buildMods() {
 				c.add(op.Path+"/"+n, &mod{span: bindSpan(op), eff: effAbsent, removal: true})
 				c.add(op.Path2+"/"+n, &mod{span: bindSpan(op), eff: effCopy, src: op.Path + "/" + n, removal: true})
 			}
-		case OpWrite, OpExcl, OpUnlink, OpRename:
+		case OpWrite, OpCreate, OpExcl, OpUnlink, OpRename:
 			bs := bindSpan(op)
 			paths := []string{op.Path}
 			if op.Kind == OpRename {
@@ -413,7 +413,7 @@ func (c *checker) buildMods() {
 				break
 			}
 			switch op.Kind {
-			case OpWrite, OpExcl:
+			case OpWrite, OpCreate, OpExcl:
 				c.add(op.Path, &mod{span: bindSpan(op), eff: effFile})
 			case OpUnlink:
 				c.add(op.Path, &mod{span: bindSpan(op), eff: effAbsent, removal: true})
@@ -484,7 +484,7 @@ func (c *checker) computeState(path string, t time.Duration) bstate {
 	case effDir:
 		return bstate{k: 'd'}
 	case effFile:
-		if X.op.Kind == OpWrite {
+		if X.op.Kind.whole() {
 			// A write opens an existing name through the host's cached
 			// view: if another host changed the binding within the stale
 			// window, it may have written the old file and left the path
@@ -929,13 +929,13 @@ func (c *checker) checkOps() {
 			if s := pre(parentOf(X.Path2)); s.k == 'a' {
 				c.report("precondition", "%v succeeded, but directory %s did not exist:%s", X, parentOf(X.Path2), c.describeAt(parentOf(X.Path2), X.End))
 			}
-		case OpWrite, OpOverwrite, OpRead:
+		case OpWrite, OpCreate, OpOverwrite, OpRead:
 			// The path may have been resolved with a binding up to the
 			// stale window old: only a binding stable over all of that
 			// is a decided precondition.
 			s := decided(c.stableState(X.Path, X.Start-c.window, X.End, X))
 			switch {
-			case s.k == 'a' && X.Kind != OpWrite:
+			case s.k == 'a' && !X.Kind.whole():
 				c.report("precondition", "%v succeeded, but %s did not exist throughout:%s", X, X.Path, c.describeAt(X.Path, X.End))
 			case s.k == 'a' && X.Ino != 0 && !c.fresh(X.Ino, X.Start, X):
 				c.report("precondition", "%v created %s, but its descriptor had inode %016x, which existed before:%s", X, X.Path, X.Ino, c.describeAt(X.Path, X.End))

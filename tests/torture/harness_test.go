@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,6 +67,33 @@ type logBuffer struct {
 	partial []byte
 	counts  map[string]int
 	full    io.Writer // every line, when the run is traced (traceDir)
+	// lost: the creates this host logged as lost to another host's file,
+	// from the descriptor's own inode to the file written (lostCreate).
+	lost map[uint64]uint64
+}
+
+// lostCreate parses the line a host logs when a deferred create finds its
+// name taken by another host's file (vfs.decideCreate): the descriptor's
+// inode, and the inode of the file its bytes go to.
+func lostCreate(line string) (created, into uint64, ok bool) {
+	if !strings.Contains(line, `msg="create found the name taken by another host`) {
+		return 0, 0, false
+	}
+	field := func(k string) (uint64, bool) {
+		i := strings.Index(line, " "+k+"=")
+		if i < 0 {
+			return 0, false
+		}
+		v := line[i+len(k)+2:]
+		if j := strings.IndexByte(v, ' '); j >= 0 {
+			v = v[:j]
+		}
+		n, err := strconv.ParseUint(v, 16, 64)
+		return n, err == nil
+	}
+	created, ok1 := field("created")
+	into, ok2 := field("inode")
+	return created, into, ok1 && ok2
 }
 
 var notable = []string{"level=ERROR", "level=WARN", "fencing this host", "host unfenced", "sync failed", "panic", "DATA RACE"}
@@ -84,6 +112,12 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 		}
 		line := string(l.partial[:i])
 		l.partial = l.partial[i+1:]
+		if created, into, ok := lostCreate(line); ok {
+			if l.lost == nil {
+				l.lost = map[uint64]uint64{}
+			}
+			l.lost[created] = into
+		}
 		for _, n := range notable {
 			if strings.Contains(line, n) {
 				l.counts[n]++

@@ -58,14 +58,24 @@ const (
 	OpRead                  // open + read everything + close
 	OpUnlink                // unlink Path
 	OpRename                // rename file Path to Path2
+	// open(O_CREAT|O_TRUNC) + write N chunks + close: the whole file, as
+	// programs write one. Of a name its host does not see, it is a deferred
+	// create (docs/guarantees.md): if another host's create wins the name,
+	// the descriptor's inode is never named and its bytes land in the
+	// winner's file, which the host logs (see lostCreates).
+	OpCreate
 )
 
-var kindNames = [...]string{"mkdir", "rmdir", "rename-dir", "write", "excl", "overwrite", "read", "unlink", "rename"}
+var kindNames = [...]string{"mkdir", "rmdir", "rename-dir", "write", "excl", "overwrite", "read", "unlink", "rename", "create"}
 
 func (k Kind) String() string { return kindNames[k] }
 
 // writes reports whether the op writes file data.
-func (k Kind) writes() bool { return k == OpWrite || k == OpExcl || k == OpOverwrite }
+func (k Kind) writes() bool { return k == OpWrite || k == OpExcl || k == OpOverwrite || k == OpCreate }
+
+// whole reports whether the op writes a whole file, creating it if absent
+// (and opening it as it finds it if present, through its host's view).
+func (k Kind) whole() bool { return k == OpWrite || k == OpCreate }
 
 // Status is how an operation ended.
 type Status uint8
@@ -103,6 +113,7 @@ type Op struct {
 	Status Status
 	Err    string
 	Ino    uint64 // inode the open file descriptor had (fstat), 0 if unknown
+	Local  uint64 // for a create that lost its name: the descriptor's own inode (Ino is the file written)
 	Size   int64  // a read's file size by fstat after the open (the kernel's view)
 	Data   runs   // what a read returned
 }
@@ -119,6 +130,9 @@ func (o *Op) String() string {
 	fmt.Fprintf(&b, " @%s..%s %s", fmtDur(o.Start), fmtDur(o.End), o.Status)
 	if o.Ino != 0 {
 		fmt.Fprintf(&b, " ino=%016x", o.Ino)
+	}
+	if o.Local != 0 {
+		fmt.Fprintf(&b, " local=%016x", o.Local)
 	}
 	if o.Err != "" {
 		fmt.Fprintf(&b, " (%s)", o.Err)

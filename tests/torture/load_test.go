@@ -89,6 +89,7 @@ func TestLoad(t *testing.T) {
 	var problems []Problem
 	var stats checkStats
 	if convErr == nil {
+		r.attributeLostCreates(hist)
 		problems, stats = check(hist, final, staleWindow, probeDir)
 	}
 	var failures []string

@@ -34,7 +34,7 @@ func TestRecheckReport(t *testing.T) {
 }
 
 var (
-	opLine = regexp.MustCompile(`^#(\d+) h(\d+) (\S+) (\S+)(?: -> (\S+))?(?: \[chunks (\d+)\+(\d+)\])? @([\d.]+)s\.\.([\d.]+)s (ok|failed|indeterminate)(?: ino=([0-9a-f]{16}))?(?: \((.*?)\))?(?: fstat=(\d+))?(?: read=(.*))?$`)
+	opLine = regexp.MustCompile(`^#(\d+) h(\d+) (\S+) (\S+)(?: -> (\S+))?(?: \[chunks (\d+)\+(\d+)\])? @([\d.]+)s\.\.([\d.]+)s (ok|failed|indeterminate)(?: ino=([0-9a-f]{16}))?(?: local=([0-9a-f]{16}))?(?: \((.*?)\))?(?: fstat=(\d+))?(?: read=(.*))?$`)
 	runRe  = regexp.MustCompile(`^(?:#(\d+)@(\d+)×(\d+)|zeros@(\d+)×(\d+))$`)
 )
 
@@ -81,8 +81,8 @@ func parseReport(path string) ([]*Op, tree, error) {
 	}
 	defer f.Close()
 	kinds := map[string]Kind{}
-	for k := OpMkdir; k <= OpRename; k++ {
-		kinds[k.String()] = k
+	for k := range kindNames {
+		kinds[kindNames[k]] = Kind(k)
 	}
 	statuses := map[string]Status{"ok": OK, "failed": Failed, "indeterminate": Indet}
 	var hist []*Op
@@ -135,7 +135,7 @@ func parseReport(path string) ([]*Op, tree, error) {
 			if m == nil {
 				return nil, nil, fmt.Errorf("history line %q", line)
 			}
-			op := &Op{Host: atoi(m[2]), Kind: kinds[m[3]], Path: m[4], Path2: m[5], Start: parseDur(m[8]), End: parseDur(m[9]), Status: statuses[m[10]], Err: m[12]}
+			op := &Op{Host: atoi(m[2]), Kind: kinds[m[3]], Path: m[4], Path2: m[5], Start: parseDur(m[8]), End: parseDur(m[9]), Status: statuses[m[10]], Err: m[13]}
 			op.ID = atoi(m[1])
 			if m[6] != "" {
 				op.Off, op.N = atoi(m[6]), atoi(m[7])
@@ -143,11 +143,14 @@ func parseReport(path string) ([]*Op, tree, error) {
 			if m[11] != "" {
 				op.Ino, _ = strconv.ParseUint(m[11], 16, 64)
 			}
-			if m[13] != "" {
-				op.Size = int64(atoi(m[13]))
+			if m[12] != "" {
+				op.Local, _ = strconv.ParseUint(m[12], 16, 64)
 			}
 			if m[14] != "" {
-				if op.Data, err = parseRuns(m[14]); err != nil {
+				op.Size = int64(atoi(m[14]))
+			}
+			if m[15] != "" {
+				if op.Data, err = parseRuns(m[15]); err != nil {
 					return nil, nil, err
 				}
 			}

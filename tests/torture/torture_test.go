@@ -103,6 +103,36 @@ type tortureRun struct {
 	probeN int
 }
 
+// attributeLostCreates points each create op whose descriptor's inode a
+// host logged as lost to another host's file (lostCreate) at that file:
+// its bytes, and its truncation, are that file's. Called once the hosts
+// have settled, so that every such line has been read.
+func (r *tortureRun) attributeLostCreates(hist []*Op) {
+	lost := map[uint64]uint64{}
+	for _, h := range r.c.hosts {
+		h.log.mu.Lock()
+		for k, v := range h.log.lost {
+			lost[k] = v
+		}
+		h.log.mu.Unlock()
+	}
+	n := attributeLost(hist, lost)
+	r.t.Logf("%d creates lost their name to another host's file (of %d the hosts logged)", n, len(lost))
+}
+
+// attributeLost points each create op whose descriptor's inode is a key
+// of lost at the file lost names, and returns how many it changed.
+func attributeLost(hist []*Op, lost map[uint64]uint64) int {
+	n := 0
+	for _, op := range hist {
+		if into, ok := lost[op.Ino]; ok && op.Kind == OpCreate && op.Local == 0 {
+			op.Local, op.Ino = op.Ino, into
+			n++
+		}
+	}
+	return n
+}
+
 func (r *tortureRun) note(format string, args ...any) {
 	s := fmt.Sprintf(format, args...)
 	r.mu.Lock()
@@ -189,6 +219,7 @@ func TestTorture(t *testing.T) {
 	var stats checkStats
 	var missed []string
 	if convErr == nil {
+		r.attributeLostCreates(hist)
 		problems, stats = check(hist, final, staleWindow, probeDir)
 		var tried []string
 		tried, missed = mutations(hist, final, staleWindow, probeDir)

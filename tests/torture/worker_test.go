@@ -102,7 +102,7 @@ var weights = []struct {
 	k Kind
 	w int
 }{
-	{OpWrite, 18}, {OpExcl, 8}, {OpOverwrite, 14}, {OpRead, 16}, {OpUnlink, 10},
+	{OpWrite, 10}, {OpCreate, 8}, {OpExcl, 8}, {OpOverwrite, 14}, {OpRead, 16}, {OpUnlink, 10},
 	{OpRename, 14}, {OpMkdir, 6}, {OpRmdir, 6}, {OpRenameDir, 3},
 }
 
@@ -151,7 +151,7 @@ func (w *worker) step() Status {
 			}
 		}
 		return w.simple(k, a, b, func() error { return syscall.Rename(w.h.path(a), w.h.path(b)) })
-	case OpWrite, OpExcl:
+	case OpWrite, OpCreate, OpExcl:
 		return w.whole(k, w.leaf())
 	case OpOverwrite:
 		return w.overwrite(w.leaf())
@@ -235,15 +235,20 @@ func (w *worker) chunks(small, medium, large int) int {
 }
 
 // whole writes a whole file: open (creating it; exclusively for OpExcl),
-// fstat, truncate to zero (OpWrite), write, close. The truncation is done
-// on the descriptor rather than with O_TRUNC so that a failed open cannot
-// have truncated a file the record cannot name.
+// fstat, truncate to zero (OpWrite), write, close. OpWrite truncates on
+// the descriptor rather than with O_TRUNC, so that a failed open cannot
+// have truncated a file the record cannot name; OpCreate opens with
+// O_TRUNC, as programs do (a deferred create when its host does not see
+// the name).
 func (w *worker) whole(k Kind, p string) Status {
 	op := w.rec.begin(w.h.idx, k, p, "")
 	op.N = w.chunks(8, 300, 9000)
 	flags := os.O_WRONLY | os.O_CREATE
-	if k == OpExcl {
+	switch k {
+	case OpExcl:
 		flags |= os.O_EXCL
+	case OpCreate:
+		flags |= os.O_TRUNC
 	}
 	f, err := os.OpenFile(w.h.path(p), flags, 0o644)
 	if err != nil {

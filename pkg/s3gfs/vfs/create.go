@@ -210,10 +210,17 @@ func (fs *FS) decideCreate(ino *inode, pc *pendingCreate) {
 		}
 		break
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		into = nil
 		fs.log.Warn("create decided after its open failed; the next close or fsync reports it",
 			"dir", fmt.Sprintf("%016x", pc.dir.id), "name", pc.name, "err", err)
+	case into != nil:
+		// Rare (two hosts creating one name at once), and the descriptor
+		// then shows an inode number no name has: worth a line.
+		fs.log.Info("create found the name taken by another host; the open writes into that file",
+			"dir", fmt.Sprintf("%016x", pc.dir.id), "name", pc.name,
+			"created", fmt.Sprintf("%016x", ino.id), "inode", fmt.Sprintf("%016x", into.id))
 	}
 	pc.dir.mu.Lock()
 	if pc.dir.creates[pc.name] == pc {

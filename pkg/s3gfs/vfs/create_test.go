@@ -2,7 +2,9 @@ package vfs_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -147,6 +149,10 @@ func TestDeferredCreateLosesToOtherHost(t *testing.T) {
 	closeH(t, a, ha)
 	if got := lookup(t, a, root, "f"); got.Ino != xid {
 		t.Fatalf("a finds %016x under the name, want b's file %016x", got.Ino, xid)
+	}
+	// The torture test attributes the descriptor's writes by this line.
+	if want := fmt.Sprintf("created=%016x inode=%016x", pid, xid); !strings.Contains(e.log.String(), want) {
+		t.Fatalf("a's log does not say which file its create wrote into (%s):\n%s", want, e.log.String())
 	}
 	c := e.engine()
 	sameBytes(t, readFile(t, c, xid), []byte("by a"), "b's file after a's create and close")
