@@ -87,7 +87,7 @@ func Mount(dir string, engine *vfs.FS, o MountOptions) (*fuse.Server, error) {
 	if o.ReadAhead <= 0 {
 		o.ReadAhead = DefaultReadAhead
 	}
-	f := &fsys{engine: engine, log: o.Logger, nodes: map[uint64]*fs.Inode{}, forgotten: map[uint64]*fs.Inode{}}
+	f := &fsys{engine: engine, log: o.Logger, debug: o.Logger.Enabled(context.Background(), slog.LevelDebug), nodes: map[uint64]*fs.Inode{}, forgotten: map[uint64]*fs.Inode{}}
 	root := &Node{fsys: f, id: format.RootID}
 	opts := []string{"default_permissions"}
 	if o.ReadOnly {
@@ -196,6 +196,7 @@ func unescapeMountinfo(s string) string {
 type fsys struct {
 	engine *vfs.FS
 	log    *slog.Logger
+	debug  bool // log is at debug level: requests are traced (trace)
 
 	mu    sync.Mutex
 	nodes map[uint64]*fs.Inode // the kernel's live inodes, for invalidation
@@ -211,11 +212,9 @@ const forgetDelay = 5 * time.Second
 
 // trace logs one request's answer at debug level (--log-level debug):
 // what the kernel was told, to explain what a program saw. Inode numbers
-// are printed in hex, as everywhere else.
+// are printed in hex, as everywhere else. Callers test f.debug first, so
+// that the arguments cost nothing on the hot paths otherwise.
 func (f *fsys) trace(msg string, args ...any) {
-	if !f.log.Enabled(context.Background(), slog.LevelDebug) {
-		return
-	}
 	for i := 0; i+1 < len(args); i += 2 {
 		if k, _ := args[i].(string); k == "inode" || k == "parent" {
 			if id, ok := args[i+1].(uint64); ok {
@@ -300,7 +299,9 @@ func (f *fsys) liveNode(id uint64) *fs.Inode {
 func (f *fsys) InvalidateInode(id uint64) {
 	if in := f.node(id); in != nil {
 		errno := in.NotifyContent(0, 0) // ENOENT just means the kernel has forgotten it
-		f.trace("invalidated inode", "inode", id, "errno", errno)
+		if f.debug {
+			f.trace("invalidated inode", "inode", id, "errno", errno)
+		}
 	}
 }
 
@@ -308,7 +309,9 @@ func (f *fsys) InvalidateInode(id uint64) {
 func (f *fsys) InvalidateEntry(parent uint64, name string) {
 	if in := f.node(parent); in != nil {
 		errno := in.NotifyEntry(name)
-		f.trace("invalidated entry", "parent", parent, "name", name, "errno", errno)
+		if f.debug {
+			f.trace("invalidated entry", "parent", parent, "name", name, "errno", errno)
+		}
 	}
 }
 

@@ -70,7 +70,9 @@ func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if err != nil {
 		return nil, n.fsys.errno("lookup", err)
 	}
-	n.fsys.trace("lookup", "parent", n.id, "name", name, "inode", a.Ino, "version", a.Version, "size", a.Size, "held", a.Held)
+	if n.fsys.debug {
+		n.fsys.trace("lookup", "parent", n.id, "name", name, "inode", a.Ino, "version", a.Version, "size", a.Size, "held", a.Held)
+	}
 	return n.child(ctx, a, out), 0
 }
 
@@ -79,7 +81,9 @@ func (n *Node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 	if err != nil {
 		return n.fsys.errno("getattr", err)
 	}
-	n.fsys.trace("getattr", "inode", n.id, "version", a.Version, "size", a.Size, "held", a.Held)
+	if n.fsys.debug {
+		n.fsys.trace("getattr", "inode", n.id, "version", a.Version, "size", a.Size, "held", a.Held)
+	}
 	fillAttr(a, &out.Attr)
 	if a.Held {
 		out.SetTimeout(heldTimeout)
@@ -119,7 +123,9 @@ func (n *Node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if err != nil {
 		return n.fsys.errno("setattr", err)
 	}
-	n.fsys.trace("setattr", "inode", n.id, "version", a.Version, "size", a.Size)
+	if n.fsys.debug {
+		n.fsys.trace("setattr", "inode", n.id, "version", a.Version, "size", a.Size)
+	}
 	fillAttr(a, &out.Attr)
 	return 0
 }
@@ -129,7 +135,9 @@ func (n *Node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if err != nil {
 		return nil, nil, 0, n.fsys.errno("create", err)
 	}
-	n.fsys.trace("create", "parent", n.id, "name", name, "flags", flags, "inode", a.Ino, "version", a.Version, "size", a.Size, "direct", h.Direct())
+	if n.fsys.debug {
+		n.fsys.trace("create", "parent", n.id, "name", name, "flags", flags, "inode", a.Ino, "version", a.Version, "size", a.Size, "direct", h.Direct())
+	}
 	var ff uint32
 	if h.Direct() {
 		ff |= fuse.FOPEN_DIRECT_IO
@@ -151,7 +159,9 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		// descriptors still read (see vfs.Handle): bypass them.
 		ff |= fuse.FOPEN_DIRECT_IO
 	}
-	n.fsys.trace("open", "inode", n.id, "flags", flags, "keep", keep, "direct", h.Direct())
+	if n.fsys.debug {
+		n.fsys.trace("open", "inode", n.id, "flags", flags, "keep", keep, "direct", h.Direct())
+	}
 	if keep {
 		ff |= fuse.FOPEN_KEEP_CACHE
 	} else {
@@ -163,7 +173,9 @@ func (n *Node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		// attributes too. Offset -1 invalidates attributes only, touching
 		// no page locks, which makes this safe inside a request.
 		errno := n.NotifyContent(-1, 0)
-		n.fsys.trace("open: invalidated cached attributes", "inode", n.id, "errno", errno)
+		if n.fsys.debug {
+			n.fsys.trace("open: invalidated cached attributes", "inode", n.id, "errno", errno)
+		}
 	}
 	return &handle{fsys: n.fsys, h: h}, ff, 0
 }
@@ -355,7 +367,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	if err != nil {
 		return nil, h.fsys.errno("read", err)
 	}
-	h.fsys.trace("read", "inode", h.h.Inode(), "off", off, "len", len(dest), "n", v.Len())
+	if h.fsys.debug {
+		h.fsys.trace("read", "inode", h.h.Inode(), "off", off, "len", len(dest), "n", v.Len())
+	}
 	if v.Len() == 0 {
 		// go-fuse does not call Done on an empty result.
 		v.Release()
@@ -392,7 +406,9 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	err := h.fsys.engine.Flush(h.fsys.engine.Bound(ctx), h.h)
-	h.fsys.trace("flush", "inode", h.h.Inode(), "err", err)
+	if h.fsys.debug {
+		h.fsys.trace("flush", "inode", h.h.Inode(), "err", err)
+	}
 	return h.fsys.errno("flush", err)
 }
 
@@ -402,6 +418,8 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	err := h.fsys.engine.Release(h.fsys.engine.Bound(ctx), h.h)
-	h.fsys.trace("release", "inode", h.h.Inode(), "err", err)
+	if h.fsys.debug {
+		h.fsys.trace("release", "inode", h.h.Inode(), "err", err)
+	}
 	return h.fsys.errno("release", err)
 }
