@@ -292,7 +292,7 @@ func (fs *FS) open(ctx context.Context, id uint64, writable, revalidate bool) (h
 	ino.mu.Unlock()
 	if clean && revalidate {
 		ino.commitMu.Lock()
-		err := fs.refresh(ctx, ino)
+		err := fs.refreshForOpen(ctx, ino)
 		ino.commitMu.Unlock()
 		if err != nil {
 			return nil, false, err

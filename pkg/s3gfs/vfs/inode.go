@@ -334,6 +334,23 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 	return err
 }
 
+// refreshForOpen is refresh for an open of ino, which answers the kernel
+// itself: a file's open tells it to drop the attributes and pages it has
+// cached (Open's keepCache, from ino.changed) before the open returns, and
+// a create's reply carries the attributes. Queued as well, the same
+// invalidation would reach the kernel after the open, while the program
+// fstats or reads the file, and make it drop the fresh attributes it is
+// fetching (see revalidate).
+func (fs *FS) refreshForOpen(ctx context.Context, ino *inode) error {
+	ino.mu.Lock()
+	file := ino.cur != nil && ino.cur.Kind == format.KindFile
+	ino.mu.Unlock()
+	if !file {
+		return fs.refresh(ctx, ino)
+	}
+	return fs.fetchNewest(ctx, ino)
+}
+
 // fetchNewest brings ino.cur up to the newest version in the store. The
 // caller holds ino.commitMu. Versions whose objects fail their checks are
 // logged and skipped (never served); the next commit numbers past them.
@@ -423,7 +440,12 @@ func (fs *FS) fetchNewest(ctx context.Context, ino *inode) error {
 				return err
 			}
 			ino.mu.Lock()
-			if cur != nil && n.Writer != fs.opts.HostID {
+			// What the kernel may have cached of the file is of another
+			// version: another host's, or any, when this is the first load
+			// (this host forgot the inode while the kernel still held it, or
+			// answered a lookup of it just before forgetting it). The next
+			// open drops those caches (Open's keepCache).
+			if cur == nil || n.Writer != fs.opts.HostID {
 				ino.changed = true
 			}
 			if fs.log.Enabled(ctx, slog.LevelDebug) {

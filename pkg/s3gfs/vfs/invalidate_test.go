@@ -140,3 +140,73 @@ func TestInvalidationOfOtherHostsChanges(t *testing.T) {
 		t.Errorf("a's size of f after the merge: %d, %v; want 15", at.Size, err)
 	}
 }
+
+// An open that fetches another host's newer version of a file, and the
+// announcement of that very version reaching this host afterwards, queue
+// no invalidation of the file: the open answers the kernel itself (it
+// drops the kernel's attributes and pages before it returns: keepCache
+// false), and an invalidation arriving while the program fstats and reads
+// makes the kernel drop the fresh attributes it is fetching and read to
+// the size it cached before (TestCloseToOpenRacingInvalidations, in
+// tests/multihost, saw reads end empty). A newer version announced while
+// the file is open is still invalidated.
+func TestOpenAndFollowingQueueNoNeedlessInvalidation(t *testing.T) {
+	e := newEnv(t)
+	a, _ := e.host(syncEvery(time.Hour, 3*time.Hour)) // follows only when told
+	b, _ := e.host(syncEvery(time.Hour, 3*time.Hour))
+	rec := newRecorder(a)
+	f := writeFile(t, b, root, "f", nil)
+	must(t, b.Sync(ctx))
+	must(t, a.Sync(ctx))
+	lookup(t, a, root, "f")
+	rec.take(a)
+
+	hb := open(t, b, f, true)
+	write(t, b, hb, []byte("written by b"), 0)
+	closeH(t, b, hb)
+	h, keep, err := a.Open(ctx, f, false)
+	must(t, err)
+	if keep {
+		t.Error("the open of another host's newer version kept the kernel's caches")
+	}
+	if inodes, _, _ := rec.take(a); slices.Contains(inodes, f) {
+		t.Errorf("the open queued an invalidation of the file it answers: %v", inodes)
+	}
+	must(t, b.Sync(ctx))
+	must(t, a.Sync(ctx)) // b's announcement of the version a's open fetched
+	if inodes, _, _ := rec.take(a); slices.Contains(inodes, f) {
+		t.Errorf("following b's announcement of the version a has invalidated the file: %v", inodes)
+	}
+	if at, err := a.GetAttr(ctx, f); err != nil || at.Held {
+		t.Errorf("a's attributes of the file it has current: %+v, %v (held: not to be cached)", at, err)
+	}
+
+	hb = open(t, b, f, true)
+	write(t, b, hb, []byte("newer"), 0)
+	closeH(t, b, hb)
+	must(t, b.Sync(ctx))
+	must(t, a.Sync(ctx))
+	if inodes, _, _ := rec.take(a); !slices.Contains(inodes, f) {
+		t.Errorf("a newer version announced while the file is open here was not invalidated: %v", inodes)
+	}
+	must(t, a.Release(ctx, h))
+}
+
+// An inode this host forgot and loads again is opened without the
+// kernel's caches: the kernel may still hold attributes of an older
+// version (it answered a lookup from the inode just before forgetting it).
+func TestOpenAfterForgetDropsKernelCaches(t *testing.T) {
+	e := newEnv(t)
+	a := e.engine()
+	b := e.engine()
+	f := writeFile(t, b, root, "f", []byte("one"))
+	lookup(t, a, root, "f")
+	h := open(t, a, f, false)
+	must(t, a.Release(ctx, h))
+	a.Forget(f)
+	_, keep, err := a.Open(ctx, f, false)
+	must(t, err)
+	if keep {
+		t.Error("the first open after the inode was loaded again kept the kernel's caches")
+	}
+}

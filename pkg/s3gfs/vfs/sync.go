@@ -502,7 +502,7 @@ func (fs *FS) unfence() {
 func (fs *FS) followPeers(ctx context.Context) error {
 	s := &fs.sync
 	own := fs.keys.Ping(fs.opts.HostID)
-	changed := map[uint64]bool{}
+	changed := map[uint64]uint64{} // inode: the newest version announced (0: unknown)
 	all := false
 	after := ""
 	listed := map[uint64]time.Time{} // every other host's ping, and its time
@@ -555,8 +555,8 @@ func (fs *FS) followPeers(ctx context.Context) error {
 				all = true // its feed moved past what we saw: we missed changes
 			}
 			for _, c := range p.Changes {
-				if c.Seq > last {
-					changed[c.Inode] = true
+				if c.Seq > last && changed[c.Inode] != unknownVersion {
+					changed[c.Inode] = max(changed[c.Inode], c.Version)
 				}
 			}
 			s.peers[p.HostID] = p.Seq
@@ -578,20 +578,33 @@ func (fs *FS) followPeers(ctx context.Context) error {
 	if all {
 		fs.log.Warn("missed part of another host's change feed; revalidating every cached inode")
 		for _, ino := range fs.snapshotInodes() {
-			changed[ino.id] = true
+			changed[ino.id] = unknownVersion
 		}
 	}
-	for id := range changed {
-		fs.revalidate(ctx, id)
+	for id, v := range changed {
+		fs.revalidate(ctx, id, v)
 	}
 	return nil
 }
 
-// revalidate brings a cached inode changed by another host up to date;
-// refresh drops the kernel's caches of what changed (invalidate.go).
-// Inodes open on this host keep the version they opened until their last
-// close.
-func (fs *FS) revalidate(ctx context.Context, id uint64) {
+// unknownVersion: an inode to revalidate whatever version this host has.
+const unknownVersion = ^uint64(0)
+
+// revalidate brings a cached inode another host changed to version
+// (unknownVersion: to whatever is newest) up to date; refresh drops the
+// kernel's caches of what changed (invalidate.go). Inodes open on this
+// host keep the version they opened until their last close.
+//
+// An inode this host already has at that version or a newer one (an open
+// or a lookup fetched it before the announcement came) is left alone, and
+// so are the kernel's caches of it: an invalidation is not free. The
+// kernel drops the reply to every attribute request of the inode it sent
+// before the invalidation reached it, keeping the size it had cached; the
+// read path, which asked for the size because the cached one was too
+// small, then reads to that size. Sent as a program opens, fstats and
+// reads a file another host just wrote, a needless invalidation made the
+// read end at the size this host had cached before the open (empty).
+func (fs *FS) revalidate(ctx context.Context, id, version uint64) {
 	fs.mu.Lock()
 	ino := fs.inodes[id]
 	fs.mu.Unlock()
@@ -607,6 +620,11 @@ func (fs *FS) revalidate(ctx context.Context, id uint64) {
 	// O_EXCL open retry fail with EEXIST).
 	ino.commitMu.Lock()
 	ino.mu.Lock()
+	if version != unknownVersion && ino.cur != nil && ino.level == 0 && ino.cur.Version >= version {
+		ino.mu.Unlock()
+		ino.commitMu.Unlock()
+		return
+	}
 	busy := ino.open > 0 || ino.dirtyLocked() || ino.cur == nil
 	if busy {
 		ino.stale = true // refreshed at its next idle open or lookup
