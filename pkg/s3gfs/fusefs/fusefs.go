@@ -281,16 +281,26 @@ func (f *fsys) node(id uint64) *fs.Inode {
 	return f.nodes[id]
 }
 
-// liveNode returns the registered node of id for a reply to hand to the
-// kernel, unless go-fuse has forgotten it (then it is no longer in
-// go-fuse's tables, and a new node must be made).
-func (f *fsys) liveNode(id uint64) *fs.Inode {
+// nodeFor returns the node of inode id (of file type mode) for a reply to
+// hand to the kernel: the registered one, unless go-fuse has forgotten it
+// (then it is no longer in go-fuse's tables) or it is of another type;
+// else a new one, made by newNode and registered. The check and the
+// registration are one step: two lookups of one new inode at once (two
+// names, or one name from two processes) would otherwise each make a
+// node, go-fuse would hand the kernel the first (it keeps one node per
+// inode), and the second, registered last, would be the one this host's
+// invalidations of the inode were sent to: to a node the kernel never
+// saw, so they would reach nothing. (go-fuse calls no code of ours with
+// its locks held, nor does newNode: f.mu may be held while it runs.)
+func (f *fsys) nodeFor(id uint64, mode uint32, newNode func() *fs.Inode) *fs.Inode {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	in := f.nodes[id]
-	if in != nil && f.forgotten[id] == in && in.Forgotten() {
-		return nil
+	if in != nil && !(f.forgotten[id] == in && in.Forgotten()) && in.StableAttr().Mode == mode {
+		return in
 	}
+	in = newNode()
+	f.nodes[id] = in
 	return in
 }
 

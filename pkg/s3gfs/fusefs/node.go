@@ -57,12 +57,9 @@ func (n *Node) child(ctx context.Context, a vfs.Attr, out *fuse.EntryOut) *fs.In
 		out.SetAttrTimeout(heldTimeout)
 	}
 	mode := a.Mode & syscall.S_IFMT
-	if in := n.fsys.liveNode(a.Ino); in != nil && in.StableAttr().Mode == mode {
-		return in
-	}
-	in := n.NewInode(ctx, &Node{fsys: n.fsys, id: a.Ino}, fs.StableAttr{Mode: mode, Ino: a.Ino})
-	n.fsys.register(a.Ino, in)
-	return in
+	return n.fsys.nodeFor(a.Ino, mode, func() *fs.Inode {
+		return n.NewInode(ctx, &Node{fsys: n.fsys, id: a.Ino}, fs.StableAttr{Mode: mode, Ino: a.Ino})
+	})
 }
 
 func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
