@@ -502,7 +502,7 @@ func (fs *FS) unfence() {
 func (fs *FS) followPeers(ctx context.Context) error {
 	s := &fs.sync
 	own := fs.keys.Ping(fs.opts.HostID)
-	changed := map[uint64]uint64{} // inode: the newest version announced (0: unknown)
+	changed := map[uint64]uint64{} // inode: the newest version announced, or unknownVersion
 	all := false
 	after := ""
 	listed := map[uint64]time.Time{} // every other host's ping, and its time
@@ -555,8 +555,12 @@ func (fs *FS) followPeers(ctx context.Context) error {
 				all = true // its feed moved past what we saw: we missed changes
 			}
 			for _, c := range p.Changes {
-				if c.Seq > last && changed[c.Inode] != unknownVersion {
-					changed[c.Inode] = max(changed[c.Inode], c.Version)
+				v := c.Version
+				if v == 0 {
+					v = unknownVersion // (no version 0 is ever committed)
+				}
+				if c.Seq > last {
+					changed[c.Inode] = max(changed[c.Inode], v)
 				}
 			}
 			s.peers[p.HostID] = p.Seq
