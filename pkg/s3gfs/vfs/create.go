@@ -178,6 +178,10 @@ func (fs *FS) decideCreate(ino *inode, pc *pendingCreate) {
 	var err error
 	const attempts = 8
 	for i := 1; ; i++ {
+		// (A file found under the name on an earlier pass and gone by the
+		// time it was opened is not this pass's: left set, a link that
+		// then wins would send the descriptor's bytes to it.)
+		into = nil
 		err = fs.link(ctx, pc.dir, pc.name, ino, format.KindFile)
 		if !errors.Is(err, ErrExist) {
 			break
@@ -190,6 +194,7 @@ func (fs *FS) decideCreate(ino *inode, pc *pendingCreate) {
 			break
 		}
 		if !ok && i < attempts {
+			fs.freshen(ctx, pc.dir) // (an error shows in the next link)
 			continue
 		}
 		switch {
@@ -205,7 +210,10 @@ func (fs *FS) decideCreate(ino *inode, pc *pendingCreate) {
 				err = fs.truncateCommitted(ctx, into)
 			}
 			if errors.Is(err, ErrNotExist) && i < attempts {
-				continue // removed meanwhile: the name may be free again
+				// Removed meanwhile: the name may be free again, which
+				// this host's view, which names the file, would not show.
+				fs.freshen(ctx, pc.dir)
+				continue
 			}
 		}
 		break

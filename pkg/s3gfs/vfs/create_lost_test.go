@@ -1,11 +1,16 @@
 package vfs_test
 
 import (
+	"context"
 	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore"
+	"github.com/s3gfs/s3gfs/pkg/s3gfs/objstore/memstore"
 	"github.com/s3gfs/s3gfs/pkg/s3gfs/vfs"
 )
 
@@ -132,4 +137,72 @@ func TestCreateOfExistingAnswersRevalidatedFile(t *testing.T) {
 	write(t, a, h, []byte("x"), 0)
 	closeH(t, a, h)
 	sameBytes(t, readFile(t, e.engine(), xid), []byte("x"), "after a's O_TRUNC open and write")
+}
+
+// listGate blocks the first List under prefix until released.
+type listGate struct {
+	objstore.Store
+	mu      sync.Mutex
+	prefix  string
+	blocked chan struct{}
+	release chan struct{}
+}
+
+func (g *listGate) List(ctx context.Context, prefix, startAfter string, max int) (objstore.ListPage, error) {
+	g.mu.Lock()
+	hit := g.prefix != "" && prefix == g.prefix
+	if hit {
+		g.prefix = ""
+	}
+	g.mu.Unlock()
+	if hit {
+		close(g.blocked)
+		<-g.release
+	}
+	return g.Store.List(ctx, prefix, startAfter, max)
+}
+
+// A deferred create finds the name taken by another host's file, which
+// that host unlinks before this one opens it: the name is free again and
+// this host's link wins. The decision retried on its view of the
+// directory, which still named the deleted file, until it gave up (the
+// close failed with ENOENT); and a link that won after such a pass went on
+// as if it had lost, to the file found on that pass.
+func TestDeferredCreateWhoseRivalIsUnlinkedWinsTheName(t *testing.T) {
+	var g *listGate
+	e := newEnvWrapped(t, func(m *memstore.Store) objstore.Store {
+		g = &listGate{Store: m}
+		return g
+	})
+	a := e.engine(func(o *vfs.Options) { o.Revalidate = time.Hour })
+	b := e.engine()
+	names(t, a, root) // a's view of the root: without "f"
+	x := writeFile(t, b, root, "f", []byte("b's file"))
+	g.mu.Lock()
+	g.prefix, g.blocked, g.release = e.vol.Keys.InodeDir(x), make(chan struct{}), make(chan struct{})
+	g.mu.Unlock()
+	pid, h := createOpen(t, a, root, "f", truncFlags)
+	select {
+	case <-g.blocked: // a's decision found x under the name and is loading it
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's create never looked at b's file (the test needs a's stale view)")
+	}
+	must(t, b.Unlink(ctx, root, "f"))
+	close(g.release)
+	write(t, a, h, []byte("a's bytes"), 0)
+	if err := a.Flush(ctx, h); err != nil {
+		t.Fatalf("close: %v (a's file %016x, b's %016x)\n%s", err, pid, x, e.log.String())
+	}
+	must(t, a.Release(ctx, h))
+	c := e.engine()
+	got := lookup(t, c, root, "f")
+	if got.Ino != pid {
+		t.Fatalf("the name holds %016x, want a's file %016x", got.Ino, pid)
+	}
+	sameBytes(t, readFile(t, c, pid), []byte("a's bytes"), "a's file after its close")
+	// The torture test attributes a create's bytes by this line: a create
+	// that won the name must not say it lost it.
+	if strings.Contains(e.log.String(), "create found the name taken") {
+		t.Errorf("a's log says its create lost the name it won:\n%s", e.log.String())
+	}
 }
