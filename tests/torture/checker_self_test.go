@@ -312,3 +312,15 @@ func TestCheckerLostCreate(t *testing.T) {
 	h.op(2, OpRead, "a/0", "", 100, 110, OK, 100, 0).Data = runs{}.add(run{op: 2, pos: 0, n: 4})
 	expect(t, "the winner's bytes read after the lost create's close", h, final, "stale-read")
 }
+
+// A create whose open truncated the file (O_TRUNC) and whose next call
+// failed records no inode: the file's content is unknown from then on,
+// not a lost write.
+func TestCheckerCreateTruncatedWithoutInode(t *testing.T) {
+	h := &hist{}
+	h.op(0, OpMkdir, "a", "", 0, 5, OK, 0, 0)
+	h.op(1, OpWrite, "a/0", "", 10, 20, OK, 100, 4)
+	h.op(2, OpCreate, "a/0", "", 30, 40, Indet, 0, 3)
+	h.op(1, OpRead, "a/0", "", 100, 110, OK, 100, 0).Data = runs{}
+	expect(t, "truncated by a create that recorded no inode", h, tree{"a": dirNode(1), "a/0": fileNode(100, nil)}, "")
+}

@@ -425,7 +425,30 @@ func (c *checker) buildMods() {
 		if op.Kind.writes() && op.Ino != 0 {
 			c.content[op.Ino] = append(c.content[op.Ino], dataSpan(op))
 		}
+		if op.Kind == OpCreate && op.Ino == 0 && op.Status == Indet {
+			// Its open may have truncated the file at its path (O_TRUNC)
+			// before a later call failed, leaving no inode on record: the
+			// content of every file seen at that path near then is
+			// unknown from then on.
+			sp := dataSpan(op)
+			for _, ino := range c.inodesAt(op.Path, op.Start-c.window, bindSpan(op).end+c.window) {
+				c.content[ino] = append(c.content[ino], sp)
+			}
+		}
 	}
+}
+
+// inodesAt returns the inodes ops reached through path in [from, to).
+func (c *checker) inodesAt(path string, from, to time.Duration) []uint64 {
+	seen := map[uint64]bool{}
+	var out []uint64
+	for _, op := range c.ops {
+		if op.Path == path && op.Ino != 0 && !seen[op.Ino] && op.Start < to && bindSpan(op).end >= from {
+			seen[op.Ino] = true
+			out = append(out, op.Ino)
+		}
+	}
+	return out
 }
 
 // last finds, among the spans that started before t, the one that

@@ -365,7 +365,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		return nil, h.fsys.errno("read", err)
 	}
 	if h.fsys.debug {
-		h.fsys.trace("read", "inode", h.h.Inode(), "off", off, "len", len(dest), "n", v.Len())
+		h.fsys.trace("read", "inode", h.h.ID(), "off", off, "len", len(dest), "n", v.Len())
 	}
 	if v.Len() == 0 {
 		// go-fuse does not call Done on an empty result.
@@ -404,7 +404,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	err := h.fsys.engine.Flush(h.fsys.engine.Bound(ctx), h.h)
 	if h.fsys.debug {
-		h.fsys.trace("flush", "inode", h.h.Inode(), "err", err)
+		h.fsys.trace("flush", "inode", h.h.ID(), "err", err)
 	}
 	return h.fsys.errno("flush", err)
 }
@@ -416,7 +416,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	err := h.fsys.engine.Release(h.fsys.engine.Bound(ctx), h.h)
 	if h.fsys.debug {
-		h.fsys.trace("release", "inode", h.h.Inode(), "err", err)
+		h.fsys.trace("release", "inode", h.h.ID(), "err", err)
 	}
 	return h.fsys.errno("release", err)
 }

@@ -244,9 +244,6 @@ func (h *Handle) ID() uint64 { return h.ino.id }
 // other handles on this host still read.
 func (h *Handle) Direct() bool { return h.direct }
 
-// Inode is the number of the inode the handle reads.
-func (h *Handle) Inode() uint64 { return h.ino.id }
-
 // pinnedLocked returns the older version h reads instead of cur, or nil.
 // ino.mu is held.
 func (h *Handle) pinnedLocked() *format.Inode {

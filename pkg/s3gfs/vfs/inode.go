@@ -442,9 +442,11 @@ func (fs *FS) fetchNewest(ctx context.Context, ino *inode) error {
 			ino.mu.Lock()
 			// What the kernel may have cached of the file is of another
 			// version: another host's, or any, when this is the first load
-			// (this host forgot the inode while the kernel still held it, or
-			// answered a lookup of it just before forgetting it). The next
-			// open drops those caches (Open's keepCache).
+			// of a version of its own (this host forgot the inode while the
+			// kernel still held it, or answered a lookup of it just before
+			// forgetting it). The next open drops those caches (Open's
+			// keepCache). (A first load from a clone's source level, or of
+			// a born put's version 1, does not: neither ever changes.)
 			if cur == nil || n.Writer != fs.opts.HostID {
 				ino.changed = true
 			}
