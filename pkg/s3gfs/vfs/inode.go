@@ -341,14 +341,25 @@ func (fs *FS) refresh(ctx context.Context, ino *inode) error {
 // invalidation would reach the kernel after the open, while the program
 // fstats or reads the file, and make it drop the fresh attributes it is
 // fetching (see revalidate).
+//
+// A file found deleted fails the open, which then tells the kernel
+// nothing: that change is queued as refresh queues it.
 func (fs *FS) refreshForOpen(ctx context.Context, ino *inode) error {
 	ino.mu.Lock()
 	file := ino.cur != nil && ino.cur.Kind == format.KindFile
+	before := ino.viewLocked()
 	ino.mu.Unlock()
 	if !file {
 		return fs.refresh(ctx, ino)
 	}
-	return fs.fetchNewest(ctx, ino)
+	err := fs.fetchNewest(ctx, ino)
+	ino.mu.Lock()
+	file = ino.cur.Kind == format.KindFile
+	ino.mu.Unlock()
+	if !file {
+		fs.invalidateChanged(ino, before)
+	}
+	return err
 }
 
 // fetchNewest brings ino.cur up to the newest version in the store. The

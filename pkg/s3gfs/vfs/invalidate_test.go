@@ -190,6 +190,16 @@ func TestOpenAndFollowingQueueNoNeedlessInvalidation(t *testing.T) {
 		t.Errorf("a newer version announced while the file is open here was not invalidated: %v", inodes)
 	}
 	must(t, a.Release(ctx, h))
+
+	// An open that finds the file deleted fails, telling the kernel
+	// nothing: the change is queued, and the announcement of that very
+	// version will not queue it.
+	must(t, b.Unlink(ctx, root, "f"))
+	_, _, err = a.Open(ctx, f, false)
+	wantErr(t, err, vfs.ErrNotExist, "open of a file another host deleted")
+	if inodes, _, _ := rec.take(a); !slices.Contains(inodes, f) {
+		t.Errorf("an open that found the file deleted queued no invalidation of it: %v", inodes)
+	}
 }
 
 // An inode this host forgot and loads again is opened without the
