@@ -604,12 +604,13 @@ func (fs *FS) dropReplaced(ctx context.Context, dir *inode, removed []format.Ent
 // tombstoned first, conditionally on being empty (rule W5), then its entry
 // is removed.
 //
-// The parent is read from the store first. The tombstone is of the
-// directory, not of the name, and a rename does not change the directory
-// it moves (W6): judged on a view up to one sync interval old, an rmdir of
-// a name another host has since renamed away would remove the directory
-// under its new name. (A rename racing the rmdir, between this read and
-// the tombstone, still can: docs/guarantees.md.)
+// The parent is read from the store first (unless getting it just did).
+// The tombstone is of the directory, not of the name, and a rename does
+// not change the directory it moves (W6): judged on a view up to one sync
+// interval old, an rmdir of a name another host has since renamed away
+// would remove the directory under its new name. (A rename racing the
+// rmdir, between this read and the tombstone, still can:
+// docs/guarantees.md.)
 func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
 	if err := fs.writable(); err != nil {
 		return err
@@ -617,12 +618,18 @@ func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
+	start := time.Now()
 	dir, err := fs.dirInode(ctx, parent)
 	if err != nil {
 		return err
 	}
-	if err := fs.freshen(ctx, dir); err != nil {
-		return err
+	dir.mu.Lock()
+	read := dir.checked.After(start) // (dirInode revalidated a stale view)
+	dir.mu.Unlock()
+	if !read {
+		if err := fs.freshen(ctx, dir); err != nil {
+			return err
+		}
 	}
 	e, ok, err := fs.lookupEntry(ctx, dir, name)
 	if err != nil {
